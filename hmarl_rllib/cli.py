@@ -1,0 +1,180 @@
+"""``hmarl``: the command line. Thin: parse flags, call one function, print.
+
+Bad input (config, demand file, params, checkpoint, flag) prints one ``error:`` line naming the
+field and the fix, and exits with code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from hmarl_rllib.errors import InputError
+
+POLICY_CHOICES = ("base_stock", "s_S", "echelon_base_stock")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (argparse prints usage + error otherwise)
+        sys.stderr.write(f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+        sys.exit(2)
+
+
+def _positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v} must be >= 1")
+    return v
+
+
+def _progress(args):
+    if getattr(args, "json", False):
+        return None
+    return lambda msg: print(f"  {msg}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------ commands
+def cmd_simulate(args) -> int:
+    from hmarl_rllib import report, simulate
+    from hmarl_rllib.config import load_config
+    from hmarl_rllib.policies.heuristics import rule_based_policy
+    from hmarl_rllib.policies.tuning import load_policy, tuned_policy
+    from hmarl_rllib.twin import write_ledger
+
+    scenario = load_config(args.config)
+    seeds = simulate.eval_seeds(args.episodes, args.seed)
+    if args.policy == "random":
+        if args.params:
+            raise InputError("--params: the random policy has no parameters; drop --params")
+        order_fn = simulate.random_policy(scenario, seed=int(seeds[0]))
+    elif args.params:
+        policy = load_policy(args.params, scenario)
+        if policy.kind != args.policy:
+            raise InputError(f"--params {args.params}: holds a {policy.kind} policy but --policy is {args.policy};"
+                             " pass matching ones")
+        order_fn = policy.orders
+    elif args.rule_based:
+        order_fn = rule_based_policy(scenario, "s_S" if args.policy == "s_S" else "base_stock").orders
+    else:
+        order_fn = tuned_policy(scenario, args.policy, progress=_progress(args)).orders
+    summary, twin = simulate.evaluate(scenario, order_fn, seeds)
+    if args.out:
+        write_ledger(twin.ledger_frame(), args.out)
+    if args.json:
+        out = {"policy": args.policy, "scenario": scenario.name, "seeds": [int(seeds[0]), int(seeds[-1])]}
+        out.update(summary)
+        print(json.dumps(out))
+        return 0
+    print(f"scenario {scenario.name}: policy {args.policy}, {args.episodes} episodes"
+          f" of {scenario.episode_length} days (seeds {seeds[0]}..{seeds[-1]})")
+    print(report.agent_table(summary))
+    print()
+    print(report.chain_table({args.policy: summary}))
+    if args.out:
+        print(f"ledger written to {args.out}")
+    return 0
+
+
+def cmd_baseline(args) -> int:
+    from hmarl_rllib import report, simulate
+    from hmarl_rllib.config import load_config
+    from hmarl_rllib.policies.heuristics import rule_based_policy
+    from hmarl_rllib.policies.tuning import params_path, policy_to_dict, save_policy, scenario_fingerprint, tune_policy
+
+    scenario = load_config(args.config)
+    if args.tune:
+        policy = tune_policy(scenario, args.policy, n_seeds=args.tune_episodes, progress=_progress(args))
+        policy.meta["fingerprint"] = scenario_fingerprint(scenario)
+        out = args.out or params_path(scenario, args.policy)
+        save_policy(policy, scenario, out)
+    else:
+        policy = rule_based_policy(scenario, "s_S" if args.policy == "s_S" else "base_stock")
+        out = None
+    summary, _ = simulate.evaluate(scenario, policy.orders, simulate.eval_seeds(args.episodes))
+    if args.json:
+        print(json.dumps({"policy": args.policy, "params": policy_to_dict(policy, scenario),
+                          "params_file": str(out) if out else None, **summary}))
+        return 0
+    d = policy_to_dict(policy, scenario)
+    print(f"{args.policy} parameters ({'tuned' if args.tune else 'rule_based section of the config'}):")
+    for agent in ("store", "warehouse", "supplier"):
+        print(f"  {agent:<10} " + ", ".join(f"{k} = {v}" for k, v in d[agent].items()))
+    if out:
+        print(f"written to {out}")
+    print(f"\nheld-out evaluation on {args.episodes} episodes:")
+    print(report.chain_table({args.policy: summary}))
+    return 0
+
+
+def cmd_bench_twin(args) -> int:
+    from hmarl_rllib.bench import bench_twin
+
+    result = bench_twin(seconds=args.seconds)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for row in result["twin"]:
+            print(f"{row['stores']:>4} stores x {row['replicas']:>5} replicas: {row['store_days_per_s']:>14,.0f} store-days/s")
+        print(f"env step() at 3 stores: {result['env_steps_per_s']:,.0f} steps/s")
+    return 0
+
+
+# -------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="hmarl", description="Hierarchical multi-agent RL for multi-echelon inventory on Ray RLlib.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("simulate", help="run the twin with a policy and print KPIs")
+    s.add_argument("--config", required=True, help="scenario YAML, e.g. configs/default.yaml")
+    s.add_argument("--policy", required=True, choices=POLICY_CHOICES + ("random",))
+    s.add_argument("--params", help="parameters YAML from `hmarl baseline --tune` (default: the tuned"
+                                    " file for this scenario, tuned now if missing)")
+    s.add_argument("--rule-based", action="store_true", help="use the config's rule_based levels instead")
+    s.add_argument("--episodes", type=_positive_int, default=100)
+    s.add_argument("--seed", type=int, default=None, help="first evaluation seed (default 2000000)")
+    s.add_argument("--out", help="write the ledger to this Parquet file")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_simulate)
+
+    b = sub.add_parser("baseline", help="evaluate or tune (--tune) a classic policy")
+    b.add_argument("--config", required=True)
+    b.add_argument("--policy", required=True, choices=POLICY_CHOICES)
+    b.add_argument("--tune", action="store_true", help="search the parameters on tuning seeds and write them")
+    b.add_argument("--tune-episodes", type=_positive_int, default=256, help="tuning seeds per candidate")
+    b.add_argument("--out", help="parameters YAML (default: <config dir>/baselines/<scenario>_<policy>.yaml)")
+    b.add_argument("--episodes", type=_positive_int, default=200, help="held-out evaluation episodes")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_baseline)
+
+    t = sub.add_parser("bench-twin", help="benchmark the twin and the env (store-days/s, env steps/s)")
+    t.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_bench_twin)
+
+    for extra in ("hmarl_rllib.train_cli",):
+        try:
+            mod = __import__(extra, fromlist=["register"])
+        except ModuleNotFoundError as err:
+            if err.name != extra:
+                raise
+            continue
+        mod.register(sub)
+    return p
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except InputError as err:
+        sys.stderr.write(f"error: {err}\n")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

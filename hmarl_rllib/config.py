@@ -1,0 +1,321 @@
+"""Scenario configuration: YAML files in ``configs/`` loaded into typed, validated objects.
+
+A YAML scenario is the only way to describe a supply chain. :func:`load_config` reads one,
+validates every field with pydantic and returns a :class:`Scenario`. Any bad value raises
+:class:`ConfigError` whose message is one line naming the field, the value and what is allowed;
+the CLI turns it into exit code 2.
+
+Unknown keys are refused (a typo must never become a silent default).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from hmarl_rllib.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------------------- SKUs
+class EchelonCosts(_Strict):
+    """A cost per unit-day at each echelon."""
+
+    store: NonNegativeFloat = 0.10
+    warehouse: NonNegativeFloat = 0.05
+    supplier: NonNegativeFloat = 0.02
+
+
+class OrderCost(_Strict):
+    """Cost of one order: ``fixed`` if the order is positive [K], plus ``per_unit`` × units [c]."""
+
+    fixed: NonNegativeFloat = 0.0
+    per_unit: NonNegativeFloat = 0.0
+
+
+class OrderingCosts(_Strict):
+    store: OrderCost = OrderCost(fixed=80.0)
+    warehouse: OrderCost = OrderCost(fixed=500.0)
+    supplier: OrderCost = OrderCost()
+
+
+class SKU(_Strict):
+    name: str = "A"
+    unit_cost: NonNegativeFloat = 10.0
+    price: NonNegativeFloat = 20.0
+    holding_cost: EchelonCosts = EchelonCosts()
+    stockout_penalty: NonNegativeFloat = 5.0
+    backorder_cost: NonNegativeFloat = 1.0
+    ordering_cost: OrderingCosts = OrderingCosts()
+
+
+# ------------------------------------------------------------------------------------- demand
+class Promotions(_Strict):
+    """Random promotion / shock days: each day, with ``probability``, demand is multiplied by
+    ``multiplier`` for ``duration_days``; ``days`` lists fixed promotion days (0-based)."""
+
+    probability: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    multiplier: PositiveFloat = 2.0
+    duration_days: PositiveInt = 1
+    days: list[NonNegativeInt] = []
+
+
+class DemandModel(_Strict):
+    """Daily customer demand at one store for one SKU.
+
+    mean path: ``mean × weekly[dow] × (1 + yearly_amplitude·cos(2π(day − yearly_peak_day)/365))
+    × (1 + trend_per_day·day) × promotion multiplier``; the count is drawn from ``model``:
+    ``poisson``; ``normal`` (``std``, rounded, floored at 0); ``negative_binomial``
+    (variance = mean + mean²/``dispersion``).
+    """
+
+    model: Literal["poisson", "normal", "negative_binomial"] = "poisson"
+    mean: NonNegativeFloat = 60.0
+    std: NonNegativeFloat | None = None
+    dispersion: PositiveFloat | None = None
+    weekly: list[NonNegativeFloat] | None = None
+    yearly_amplitude: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    yearly_peak_day: NonNegativeInt = 0
+    trend_per_day: float = 0.0
+    promotions: Promotions = Promotions()
+
+    @field_validator("weekly")
+    @classmethod
+    def _seven(cls, v):
+        if v is not None and len(v) != 7:
+            raise ValueError("must list 7 multiplicative factors, Monday to Sunday")
+        return v
+
+    @model_validator(mode="after")
+    def _params(self):
+        if self.model == "normal" and self.std is None:
+            raise ValueError("model 'normal' needs std (a number >= 0)")
+        if self.model == "negative_binomial" and self.dispersion is None:
+            raise ValueError("model 'negative_binomial' needs dispersion (a number > 0)")
+        return self
+
+
+# ------------------------------------------------------------------------------------ network
+class Store(_Strict):
+    name: str
+    demand: DemandModel | dict[str, DemandModel] = DemandModel()
+    initial_inventory: NonNegativeInt | dict[str, NonNegativeInt] = 400
+    capacity: PositiveInt | None = None
+    lead_time: NonNegativeInt = 3
+
+
+class StoreGroup(_Strict):
+    """``count`` identical stores named ``store_1`` … ``store_<count>``."""
+
+    count: Annotated[int, Field(ge=1, le=100_000)] = 3
+    demand: DemandModel | dict[str, DemandModel] = DemandModel()
+    initial_inventory: NonNegativeInt | dict[str, NonNegativeInt] = 400
+    capacity: PositiveInt | None = None
+    lead_time: NonNegativeInt = 3
+
+    def expand(self) -> list[Store]:
+        body = self.model_dump(exclude={"count"})
+        return [Store(name=f"store_{i + 1}", **body) for i in range(self.count)]
+
+
+class Warehouse(_Strict):
+    capacity: PositiveInt | None = None
+    initial_inventory: NonNegativeInt | dict[str, NonNegativeInt] = 2500
+    lead_time: NonNegativeInt = 2
+    allocation: Literal["proportional", "priority"] = "proportional"
+
+
+class Supplier(_Strict):
+    production_capacity: PositiveInt = 10_000
+    lead_time: NonNegativeInt = 7
+    initial_inventory: NonNegativeInt | dict[str, NonNegativeInt] = 600
+
+
+class RandomLeadTimes(_Strict):
+    """Optional random delays: each shipment is late by ``1..max_extra_days`` days with
+    ``probability`` (uniform over the extra days)."""
+
+    enabled: bool = False
+    probability: Annotated[float, Field(ge=0.0, le=1.0)] = 0.2
+    max_extra_days: PositiveInt = 2
+
+
+class Reward(_Strict):
+    """reward_i = −cost_scale × [(1 − team_weight)·cost_i + team_weight·chain_cost / n_agents]."""
+
+    cost_scale: PositiveFloat = 0.01
+    team_weight: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+
+
+class ActionSet(_Strict):
+    """What one discrete action means.
+
+    - ``quantities``: order ``values[a]`` units.
+    - ``order_up_to``: order up to ``values[a] × mean daily demand`` (inventory position).
+    - ``base_stock_correction``: order the tuned base-stock order plus ``values[a] × mean daily
+      demand`` (never below 0).
+    """
+
+    mode: Literal["quantities", "order_up_to", "base_stock_correction"] = "quantities"
+    values: Annotated[list[float], Field(min_length=2, max_length=64)]
+
+
+class Actions(_Strict):
+    store: ActionSet = ActionSet(mode="quantities", values=[0, 150, 300, 450])
+    warehouse: ActionSet = ActionSet(mode="quantities", values=[0, 1000, 2000, 3000])
+    supplier: ActionSet = ActionSet(mode="quantities", values=[0, 200, 400])
+
+
+class RuleParams(_Strict):
+    """A classic rule: reorder point [s] and order-up-to level [S] on inventory position."""
+
+    reorder_point: NonNegativeFloat
+    order_up_to: NonNegativeFloat
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.order_up_to < self.reorder_point:
+            raise ValueError("order_up_to must be >= reorder_point")
+        return self
+
+
+class RuleBased(_Strict):
+    store: RuleParams = RuleParams(reorder_point=300, order_up_to=700)
+    warehouse: RuleParams = RuleParams(reorder_point=2000, order_up_to=4000)
+    supplier: RuleParams = RuleParams(reorder_point=1500, order_up_to=3000)
+
+
+class Observations(_Strict):
+    """``walkthrough``: store 7, warehouse 6, supplier 3 floats. ``rich``: adds pipeline,
+    recent-demand and calendar features (see :class:`hmarl_rllib.env.HMARLEnv`)."""
+
+    mode: Literal["walkthrough", "rich"] = "walkthrough"
+
+
+class Scenario(_Strict):
+    name: str = "default"
+    episode_length: Annotated[int, Field(ge=1, le=100_000)] = 30
+    warmup_days: NonNegativeInt = 0
+    seed: NonNegativeInt = 42
+    start_weekday: Annotated[int, Field(ge=0, le=6)] = 0
+    shortage: Literal["lost_sales", "backorder"] = "lost_sales"
+    skus: Annotated[list[SKU], Field(min_length=1)] = [SKU()]
+    stores: StoreGroup | Annotated[list[Store], Field(min_length=1)] = StoreGroup()
+    warehouse: Warehouse = Warehouse()
+    supplier: Supplier = Supplier()
+    demand_file: str | None = None
+    random_lead_times: RandomLeadTimes = RandomLeadTimes()
+    reward: Reward = Reward()
+    actions: Actions = Actions()
+    observations: Observations = Observations()
+    rule_based: RuleBased = RuleBased()
+    # Sections read by other layers (training, tuning); kept as plain mappings here.
+    training: dict[str, Any] | None = None
+    baseline_params: str | None = None
+    source_path: str | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _check(self):
+        names = [s.name for s in self.skus]
+        if len(set(names)) != len(names):
+            raise ValueError(f"skus: names must be unique, got {names}")
+        stores = self.store_list
+        snames = [s.name for s in stores]
+        if len(set(snames)) != len(snames):
+            raise ValueError(f"stores: names must be unique, got {snames}")
+        for i, st in enumerate(stores):
+            for field in ("demand", "initial_inventory"):
+                v = getattr(st, field)
+                if isinstance(v, dict):
+                    unknown = sorted(set(v) - set(names))
+                    missing = sorted(set(names) - set(v))
+                    if unknown or missing:
+                        raise ValueError(
+                            f"stores[{i}].{field}: per-SKU keys must be exactly {names}"
+                            f" (unknown {unknown}, missing {missing})")
+        return self
+
+    # ---- derived, array-shaped views used by the twin (cheap, computed on demand)
+    @property
+    def store_list(self) -> list[Store]:
+        return self.stores.expand() if isinstance(self.stores, StoreGroup) else list(self.stores)
+
+    @property
+    def sku_names(self) -> list[str]:
+        return [s.name for s in self.skus]
+
+    @property
+    def store_names(self) -> list[str]:
+        return [s.name for s in self.store_list]
+
+    def per_sku(self, value, k: int):
+        return value[self.skus[k].name] if isinstance(value, dict) else value
+
+    def store_demand(self, i: int, k: int) -> DemandModel:
+        return self.per_sku(self.store_list[i].demand, k)
+
+    def mean_demand(self) -> np.ndarray:
+        """Mean daily demand per store and SKU over the episode's mean path, shape (N, K)."""
+        from hmarl_rllib.twin.demand import mean_path
+
+        return mean_path(self, self.warmup_days + self.episode_length).mean(axis=0)
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    e = err.errors()[0]
+    loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("function-after", "tagged")))
+    # pydantic reports each branch of a union; keep the path readable.
+    loc = loc.replace(".StoreGroup", "").replace(".list[Store]", "")
+    msg = e["msg"].removeprefix("Value error, ")
+    if e["type"] == "extra_forbidden":
+        msg = "unknown field (check the spelling; see configs/default.yaml for every field)"
+    value = e.get("input")
+    shown = repr(value) if not isinstance(value, dict) else "{...}"
+    where = f"{loc} = {shown}" if loc else shown
+    return f"{source}: {where}: {msg}"
+
+
+def parse_config(data: dict, source: str = "config") -> Scenario:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the file must hold a YAML mapping of scenario fields")
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err, source)) from None
+
+
+def load_config(path: str | Path) -> Scenario:
+    """Read and validate a YAML scenario; raise :class:`ConfigError` with one clear line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--config {path}: no such file (pass a YAML file, e.g. configs/default.yaml)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    scenario = parse_config(data if data is not None else {}, str(path))
+    updates: dict[str, Any] = {"source_path": str(path.resolve())}
+    if scenario.demand_file and not Path(scenario.demand_file).is_absolute():
+        updates["demand_file"] = str((path.parent / scenario.demand_file).resolve())
+    if scenario.baseline_params and not Path(scenario.baseline_params).is_absolute():
+        updates["baseline_params"] = str((path.parent / scenario.baseline_params).resolve())
+    return scenario.model_copy(update=updates)

@@ -1,0 +1,293 @@
+"""The RLlib multi-agent environment: a thin adapter around the digital twin.
+
+Registered as ``"hmarl"`` with :func:`ray.tune.registry.register_env` by :func:`register`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+from ray.rllib.env.multi_agent_env import MultiAgentEnv
+
+from hmarl_rllib import reconciliation
+from hmarl_rllib.config import Scenario, load_config, parse_config
+from hmarl_rllib.policies.actions import codecs
+from hmarl_rllib.policies.heuristics import ChainPolicy, rule_based_policy
+from hmarl_rllib.simulate import TUNE_SEED_BASE
+from hmarl_rllib.twin import SupplyChainTwin
+from hmarl_rllib.twin.network import F
+
+ENV_NAME = "hmarl"
+ENV_VERSION = 1
+SCALE_DAYS = 10.0  # stock quantities are observed in units of SCALE_DAYS days of mean demand
+HISTORY = 7
+
+
+def scenario_from(env_config) -> Scenario:
+    """Accept a Scenario, a dict of scenario fields, or a path to a YAML file."""
+    sc = env_config.get("scenario", env_config.get("config"))
+    if isinstance(sc, Scenario):
+        return sc
+    if isinstance(sc, dict):
+        return parse_config(sc, "env_config.scenario")
+    if isinstance(sc, (str, Path)):
+        return load_config(sc)
+    raise ValueError("env_config needs 'scenario' (a Scenario, a dict or a YAML path)")
+
+
+def agent_ids(scenario) -> tuple[list[str], list[str], list[str]]:
+    """Store, warehouse and supplier agent ids. With several SKUs every id gets ``:<sku>``."""
+    skus = scenario.sku_names
+    if len(skus) == 1:
+        return list(scenario.store_names), ["warehouse"], ["supplier"]
+    return ([f"{s}:{k}" for s in scenario.store_names for k in skus],
+            [f"warehouse:{k}" for k in skus], [f"supplier:{k}" for k in skus])
+
+
+def agent_type(agent_id: str) -> str:
+    return agent_id.split(":")[0] if agent_id.split(":")[0] in ("warehouse", "supplier") else "store"
+
+
+def obs_sizes(scenario) -> dict[str, int]:
+    """Observation length per agent type (see :class:`HMARLEnv`)."""
+    if scenario.observations.mode == "walkthrough":
+        return {"store": 7, "warehouse": 6, "supplier": 3}
+    ps = max(s.lead_time for s in scenario.store_list) + _extra(scenario)
+    pw = scenario.warehouse.lead_time + _extra(scenario)
+    pp = scenario.supplier.lead_time
+    return {"store": 7 + 3 + ps + HISTORY + 4, "warehouse": 6 + 1 + pw + HISTORY + 4,
+            "supplier": 3 + 3 + pp + 4}
+
+
+def _extra(scenario):
+    return scenario.random_lead_times.max_extra_days if scenario.random_lead_times.enabled else 0
+
+
+class HMARLEnv(MultiAgentEnv):
+    """Supplier → warehouse → N stores, one agent per store (per SKU), a warehouse and a supplier.
+
+    **Description.** Each step is one day of the digital twin (timing convention in
+    :mod:`hmarl_rllib.twin.network`): the agents' actions are the orders placed at the start of
+    the day; then the supplier produces and ships, the warehouse allocates, stores receive and
+    serve demand, and costs are charged. With several SKUs every agent id gets ``:<sku>``.
+
+    **Action space** (``actions:`` in the scenario; Discrete(len(values)) per agent type).
+    Default (the walkthrough's): stores Discrete(4) order ``[0, 150, 300, 450]`` units; warehouse
+    Discrete(4) orders ``[0, 1000, 2000, 3000]``; supplier Discrete(3) produces ``[0, 200, 400]``.
+    Other modes: ``order_up_to`` (order up to ``values[a]`` × mean daily demand μ) and
+    ``base_stock_correction`` (tuned base-stock order + ``values[a]`` × μ); see
+    :mod:`hmarl_rllib.policies.actions`.
+
+    **Observation space** (Box, float32). μ is the mean daily demand the agent faces (its own
+    store's; the sum over stores for the warehouse and supplier); stock is observed in units of
+    ``10·μ`` (ten days of demand) and demand in units of μ.
+
+    ``walkthrough`` mode — store (7):
+
+    ====  ===========================================  ==========
+    idx   quantity                                     scaled by
+    ====  ===========================================  ==========
+    0     on hand                                      10·μ
+    1     in transit from the warehouse                10·μ
+    2     backorders (0 in lost-sales mode)            10·μ
+    3     yesterday's demand                           μ
+    4     mean demand of the last 7 days               μ
+    5     warehouse on hand                            10·μ_w
+    6     share of the episode still to go (1 → 0)     —
+    ====  ===========================================  ==========
+
+    warehouse (6): 0 on hand, 1 in transit from the supplier, 2 stores' orders yesterday (÷ μ_w),
+    3 sum of the stores' inventory positions, 4 supplier on hand, 5 share of the episode to go.
+    supplier (3): 0 finished stock, 1 production in progress, 2 warehouse order yesterday (÷ μ_w).
+    Stock indices are ÷ 10·μ_w.
+
+    ``rich`` mode appends, store: 7 inventory position, 8 warehouse inventory position, 9 mean
+    demand forecast over lead time + 1 days (÷ μ·(L+1)), then arrivals due in 1..P−1 days,
+    demand of the last 7 days (oldest first), sin/cos of the weekday and of the day of the year.
+    Warehouse: 6 own inventory position, arrivals due in 1..P−1 days, the stores' total demand of
+    the last 7 days, calendar (4). Supplier: 3 own inventory position, 4 warehouse inventory
+    position, 5 share of the episode to go, production completing in 1..L_p days, calendar (4).
+
+    **Rewards** (per agent, per day, :func:`hmarl_rllib.reconciliation.rewards`):
+    ``−cost_scale · [(1 − team_weight)·own cost + team_weight·chain cost / n_agents]``; own
+    cost = holding + stockout penalty + backorder + ordering cost of the agent's node and SKU.
+
+    **Starting state.** The scenario's initial inventories, empty pipelines; ``warmup_days``
+    are then played with the warm-up policy (env_config ``baseline``, default the scenario's
+    rule-based (s, S) levels) and not scored.
+
+    **Episode end.** After ``episode_length`` scored days all agents are terminated (a finite
+    horizon: the remaining time is part of the observation). The last step's infos carry the
+    episode's KPIs per agent (``kpi``) and for the chain (``chain``).
+
+    **Arguments** (``env_config``): ``scenario`` (Scenario, dict or YAML path); ``baseline``
+    (a :class:`ChainPolicy` or a parameters dict for warm-up and corrections); ``episode_seeds``
+    (a list of demand seeds cycled through, e.g. held-out evaluation seeds; default: random
+    training seeds below 1,000,000).
+
+    **Version history.** v1: first release.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, env_config: dict | None = None):
+        super().__init__()
+        env_config = dict(env_config or {})
+        self.scenario = sc = scenario_from(env_config)
+        base = env_config.get("baseline")
+        if isinstance(base, dict):
+            from hmarl_rllib.policies.tuning import policy_from_dict
+
+            base = policy_from_dict(base, sc)
+        self.baseline: ChainPolicy = base or rule_based_policy(sc, "s_S")
+        self.codecs = codecs(sc, self.baseline if self.baseline.kind == "base_stock" else None)
+        self.episode_seeds = list(env_config.get("episode_seeds") or [])
+        self._seed_cursor = int(env_config.get("worker_index", 0) or 0) * 7919
+        self.twin = SupplyChainTwin(sc, record=True)
+        self.N, self.K = self.twin.n_stores, self.twin.n_skus
+        self.store_ids, self.wh_ids, self.sup_ids = agent_ids(sc)
+        self.possible_agents = self.store_ids + self.wh_ids + self.sup_ids
+        self.agents = list(self.possible_agents)
+        sizes = obs_sizes(sc)
+        box = {t: gym.spaces.Box(-np.inf, np.inf, (n,), np.float32) for t, n in sizes.items()}
+        n_act = {t: c.n for t, c in self.codecs.items()}
+        self.observation_spaces = {a: box[agent_type(a)] for a in self.possible_agents}
+        self.action_spaces = {a: gym.spaces.Discrete(n_act[agent_type(a)]) for a in self.possible_agents}
+        self.rich = sc.observations.mode == "rich"
+        mu = sc.mean_demand()  # (N, K)
+        self.mu_s = mu
+        self.mu_w = mu.sum(axis=0)
+        self.lt = np.array([s.lead_time for s in sc.store_list], float)[:, None]
+        self.T = sc.episode_length
+        self.cost_scale, self.team_weight = sc.reward.cost_scale, sc.reward.team_weight
+        self._rng = np.random.default_rng()
+        from hmarl_rllib.twin.demand import mean_path
+
+        path = mean_path(sc, self.twin.days_total + int(self.lt.max()) + 2)  # (T, N, K)
+        self._cum_mean = np.concatenate([np.zeros((1, self.N, self.K)), np.cumsum(path, axis=0)])
+        self.lt_int = self.lt[:, 0].astype(int)
+
+    # -------------------------------------------------------------------------- gym API
+    def reset(self, *, seed=None, options=None):
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        if options and "episode_seed" in options:
+            ep_seed = int(options["episode_seed"])
+        elif self.episode_seeds:
+            ep_seed = int(self.episode_seeds[self._seed_cursor % len(self.episode_seeds)])
+            self._seed_cursor += 1
+        else:
+            ep_seed = int(self._rng.integers(0, TUNE_SEED_BASE))
+        self.episode_seed = ep_seed
+        self.twin.reset([ep_seed])
+        while self.twin.day < self.scenario.warmup_days:
+            self.twin.step(*self.baseline.orders(self.twin))
+        self._last_store_orders = np.zeros((1, self.N, self.K))
+        self._last_wh_order = np.zeros((1, self.K))
+        self.agents = list(self.possible_agents)
+        return self._observations(), {}
+
+    def step(self, action_dict):
+        tw = self.twin
+        so = np.fromiter((action_dict.get(a, 0) for a in self.store_ids), np.int64, len(self.store_ids))
+        wo = np.fromiter((action_dict.get(a, 0) for a in self.wh_ids), np.int64, self.K)
+        pa = np.fromiter((action_dict.get(a, 0) for a in self.sup_ids), np.int64, self.K)
+        store_orders = self.codecs["store"].decode(so.reshape(1, self.N, self.K), tw.store_position())
+        wh_order = self.codecs["warehouse"].decode(wo.reshape(1, self.K), tw.warehouse_position())
+        production = self.codecs["supplier"].decode(pa.reshape(1, self.K), tw.supplier_position())
+        row = tw.step(store_orders, wh_order, production)
+        self._last_store_orders = row[:, : self.N, :, F["order_placed"]]
+        self._last_wh_order = row[:, self.N, :, F["order_placed"]]
+        r = reconciliation.rewards(row, self.cost_scale, self.team_weight)[0]  # (M, K)
+        flat = np.concatenate([r[: self.N].reshape(-1), r[self.N], r[self.N + 1]])
+        rewards = dict(zip(self.possible_agents, flat.tolist()))
+        done = tw.done
+        obs = self._observations()
+        terminateds = {"__all__": done}
+        truncateds = {"__all__": False}
+        infos = self._final_infos() if done else {}
+        return obs, rewards, terminateds, truncateds, infos
+
+    # --------------------------------------------------------------------- observations
+    def _observations(self) -> dict:
+        tw = self.twin
+        t_left = np.float32((tw.days_total - tw.day) / self.T)
+        hist = tw.demand_history(HISTORY)[0]  # (H, N, K)
+        mu, mw = self.mu_s, self.mu_w
+        sd, sw = SCALE_DAYS * mu, SCALE_DAYS * mw
+        on, tr, bo = tw.on_hand[0], tw.in_transit[0], tw.backorders[0]
+        whp = tw.warehouse_position()[0]
+        store = np.empty((self.N, self.K, self.observation_spaces[self.store_ids[0]].shape[0]), np.float32)
+        store[..., 0], store[..., 1], store[..., 2] = on / sd, tr / sd, bo / sd
+        store[..., 3] = hist[-1] / mu
+        store[..., 4] = hist.mean(axis=0) / mu
+        store[..., 5] = tw.wh_on_hand[0] / sw
+        store[..., 6] = t_left
+        ech = tw.store_position()[0].sum(axis=0)
+        wh = [tw.wh_on_hand[0] / sw, tw.wh_in_transit[0] / sw, self._last_store_orders[0].sum(axis=0) / mw,
+              ech / sw, tw.sup_on_hand[0] / sw, np.full(self.K, t_left)]
+        sup = [tw.sup_on_hand[0] / sw, tw.sup_in_production[0] / sw, self._last_wh_order[0] / mw]
+        if self.rich:
+            day = tw.day
+            hi = day + self.lt_int + 1  # (N,)
+            fc = (self._cum_mean[hi, np.arange(self.N)] - self._cum_mean[day]) / (mu * (self.lt + 1))
+            cal = self._calendar(day)
+            store[..., 7] = tw.store_position()[0] / sd
+            store[..., 8] = whp / sw
+            store[..., 9] = fc
+            pipe = tw.store_pipeline()[0] / sd[..., None]  # (N, K, P-1)
+            p = pipe.shape[-1]
+            store[..., 10: 10 + p] = pipe
+            store[..., 10 + p: 10 + p + HISTORY] = np.moveaxis(hist / mu, 0, -1)
+            store[..., 10 + p + HISTORY:] = cal
+            wpipe = self._pipeline(tw.wh_pipe[0], tw.P_w) / sw[:, None]
+            wh += [whp / sw] + list(wpipe.T) + list(hist.sum(axis=1) / mw) + [np.full(self.K, c) for c in cal]
+            ppipe = self._pipeline(tw.prod_pipe[0], tw.P_p) / sw[:, None]
+            sup += [tw.supplier_position()[0] / sw, whp / sw, np.full(self.K, t_left)] + list(ppipe.T) \
+                + [np.full(self.K, c) for c in cal]
+        whs = np.stack(wh, axis=-1).astype(np.float32)  # (K, n)
+        sups = np.stack(sup, axis=-1).astype(np.float32)
+        out = dict(zip(self.store_ids, store.reshape(self.N * self.K, -1)))
+        out.update(zip(self.wh_ids, whs))
+        out.update(zip(self.sup_ids, sups))
+        return out
+
+    def _pipeline(self, pipe, P):
+        order = (self.twin.day + np.arange(1, P)) % P
+        return pipe[..., order]
+
+    def _calendar(self, day):
+        d = day + self.scenario.start_weekday
+        w, y = 2 * np.pi * (d % 7) / 7, 2 * np.pi * (day % 365) / 365
+        return np.array([np.sin(w), np.cos(w), np.sin(y), np.cos(y)], np.float32)
+
+    # ------------------------------------------------------------------------ KPIs out
+    def episode_ledger(self) -> np.ndarray:
+        """The scored part of this episode's ledger, (T, 1, M, K, F)."""
+        return self.twin.ledger[self.scenario.warmup_days: self.twin.day]
+
+    def _final_infos(self) -> dict:
+        led = self.episode_ledger()
+        chain = {k: float(v[0]) for k, v in reconciliation.chain_kpis(led, self.N).items()}
+        chain["episode_seed"] = self.episode_seed
+        nodes = reconciliation.node_kpis(led)
+        infos = {}
+        for j, aid in enumerate(self.store_ids):
+            infos[aid] = {"kpi": {k: float(v[0, j // self.K]) for k, v in nodes.items()}, "chain": chain}
+        for aid in self.wh_ids:
+            infos[aid] = {"kpi": {k: float(v[0, self.N]) for k, v in nodes.items()}, "chain": chain}
+        for aid in self.sup_ids:
+            infos[aid] = {"kpi": {k: float(v[0, self.N + 1]) for k, v in nodes.items()}, "chain": chain}
+        return infos
+
+
+def make_env(env_config):
+    return HMARLEnv(dict(env_config))
+
+
+def register() -> None:
+    """Register the env with Ray Tune under the name ``"hmarl"``."""
+    from ray.tune.registry import register_env
+
+    register_env(ENV_NAME, make_env)

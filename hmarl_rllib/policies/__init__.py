@@ -1,0 +1,1 @@
+"""Classic inventory policies (plain numpy functions), their tuning, and action decoding."""

@@ -1,0 +1,83 @@
+"""What a discrete action means: decoding action indices into orders (and back).
+
+Modes (per agent type, ``actions:`` in the scenario; see :class:`hmarl_rllib.config.ActionSet`):
+
+- ``quantities``: order ``values[a]`` units;
+- ``order_up_to``: order ``max(0, values[a]·μ − IP)``: up to a multiple of the mean daily demand μ;
+- ``base_stock_correction``: order ``max(0, S* − IP + values[a]·μ)``, S* the tuned base-stock level.
+
+μ is the mean daily demand the agent faces: its store's demand for a store; the sum over stores
+for the warehouse and the supplier. IP is the agent's own inventory position.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+AGENT_TYPES = ("store", "warehouse", "supplier")
+
+
+class ActionCodec:
+    """Decode / encode actions for one agent type.
+
+    ``mu`` and ``base_level`` broadcast against the positions passed in ((B, N, K) for stores,
+    (B, K) otherwise).
+    """
+
+    def __init__(self, mode: str, values, mu, base_level=None):
+        self.mode = mode
+        self.values = np.asarray(values, dtype=float)
+        self.mu = np.asarray(mu, dtype=float)
+        self.base_level = None if base_level is None else np.asarray(base_level, dtype=float)
+        if mode == "base_stock_correction" and self.base_level is None:
+            raise ValueError("base_stock_correction needs a base-stock level")
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    def decode(self, action, position):
+        """Orders in units for integer actions (same shape as ``position``)."""
+        v = self.values[np.asarray(action, dtype=np.int64)]
+        if self.mode == "quantities":
+            return v
+        if self.mode == "order_up_to":
+            return np.maximum(0.0, v * self.mu - position)
+        return np.maximum(0.0, self.base_level - position + v * self.mu)
+
+    def encode(self, order, position):
+        """The action whose decoded order is nearest to ``order`` (for scripted heuristics)."""
+        order = np.asarray(order, dtype=float)
+        cand = self.decode(np.arange(self.n).reshape((-1,) + (1,) * order.ndim),
+                           np.asarray(position)[None])
+        return np.abs(cand - order[None]).argmin(axis=0)
+
+
+def codecs(scenario, base_policy=None) -> dict[str, ActionCodec]:
+    """Codecs for the three agent types of a scenario. ``base_policy`` (a base-stock
+    :class:`~hmarl_rllib.policies.heuristics.ChainPolicy`) supplies S* for corrections."""
+    mu = scenario.mean_demand()  # (N, K)
+    mus = {"store": mu, "warehouse": mu.sum(axis=0), "supplier": mu.sum(axis=0)}
+    levels = {"store": None, "warehouse": None, "supplier": None}
+    if base_policy is not None:
+        levels = {"store": base_policy.store_S, "warehouse": base_policy.warehouse_S,
+                  "supplier": base_policy.supplier_S}
+    out = {}
+    for kind in AGENT_TYPES:
+        spec = getattr(scenario.actions, kind)
+        level = levels[kind]
+        if spec.mode == "base_stock_correction" and level is None:
+            from hmarl_rllib.policies.heuristics import initial_guess
+
+            level = getattr(initial_guess(scenario, "base_stock"), f"{kind}_S")
+        out[kind] = ActionCodec(spec.mode, spec.values, mus[kind], level)
+    return out
+
+
+def random_orders(scenario, twin, rng, base_policy=None):
+    """Orders from uniformly random actions for every agent (the ``random`` policy)."""
+    c = codecs(scenario, base_policy)
+    B, N, K = twin.batch, twin.n_stores, twin.n_skus
+    so = c["store"].decode(rng.integers(0, c["store"].n, (B, N, K)), twin.store_position())
+    wo = c["warehouse"].decode(rng.integers(0, c["warehouse"].n, (B, K)), twin.warehouse_position())
+    pr = c["supplier"].decode(rng.integers(0, c["supplier"].n, (B, K)), twin.supplier_position())
+    return so, wo, pr

@@ -1,0 +1,114 @@
+"""Classic inventory policies as plain numpy functions of the twin's state.
+
+All act on the **inventory position** IP = on hand + in transit − backorders, reviewed daily:
+
+- base-stock (order-up-to) policy: order ``max(0, S − IP)`` [S: order-up-to level]
+  (Arrow, Harris & Marschak 1951; Zipkin, *Foundations of Inventory Management*, ch. 6);
+- (s, S) policy: if ``IP ≤ s`` order ``S − IP``, else nothing [s: reorder point, S: order-up-to
+  level] (Scarf 1960);
+- echelon base-stock: the warehouse (and the supplier) order up to ``S_e`` on their *echelon*
+  inventory position, i.e. their own IP plus the IP of every node downstream
+  (Clark & Scarf 1960; Chen & Zheng 1994).
+
+The supplier's "order" is the production it starts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+POLICIES = ("base_stock", "s_S", "echelon_base_stock")
+
+
+@dataclass
+class ChainPolicy:
+    """Parameters of one classic policy for the whole chain.
+
+    Arrays broadcast against the twin's batch: store levels are (N, K) or (B, N, K); warehouse
+    and supplier levels (K,) or (B, K). For ``base_stock`` and ``echelon_base_stock`` the
+    reorder points are ignored (s = S − 1: order every day).
+    """
+
+    kind: str
+    store_S: np.ndarray  # [S_i]
+    warehouse_S: np.ndarray  # [S_w] (echelon level for echelon_base_stock)
+    supplier_S: np.ndarray  # [S_p] (echelon level for echelon_base_stock)
+    store_s: np.ndarray | None = None  # [s_i]
+    warehouse_s: np.ndarray | None = None  # [s_w]
+    supplier_s: np.ndarray | None = None  # [s_p]
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.kind not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {self.kind!r}")
+        for name in ("store_S", "warehouse_S", "supplier_S", "store_s", "warehouse_s", "supplier_s"):
+            v = getattr(self, name)
+            if v is not None:
+                setattr(self, name, np.asarray(v, dtype=float))
+
+    def with_(self, **kw) -> "ChainPolicy":
+        return replace(self, **kw)
+
+    def orders(self, twin):
+        """Today's orders (store (B,N,K), warehouse (B,K), production (B,K)) for the twin state."""
+        store_ip = twin.store_position()
+        if self.kind == "s_S":
+            so = s_S_order(store_ip, self.store_s, self.store_S)
+            wo = s_S_order(twin.warehouse_position(), self.warehouse_s, self.warehouse_S)
+            pr = s_S_order(twin.supplier_position(), self.supplier_s, self.supplier_S)
+        elif self.kind == "base_stock":
+            so = base_stock_order(store_ip, self.store_S)
+            wo = base_stock_order(twin.warehouse_position(), self.warehouse_S)
+            pr = base_stock_order(twin.supplier_position(), self.supplier_S)
+        else:
+            so = base_stock_order(store_ip, self.store_S)
+            wh_echelon = twin.warehouse_position() + store_ip.sum(axis=1)
+            wo = base_stock_order(wh_echelon, self.warehouse_S)
+            pr = base_stock_order(twin.supplier_position() + wh_echelon, self.supplier_S)
+        return so, wo, pr
+
+
+def base_stock_order(position, order_up_to):
+    """Base-stock order ``max(0, S − IP)`` [S = order_up_to, IP = position]."""
+    return np.maximum(0.0, np.asarray(order_up_to) - position)
+
+
+def s_S_order(position, reorder_point, order_up_to):
+    """(s, S) order: ``S − IP`` if ``IP ≤ s`` else 0 [s = reorder_point, S = order_up_to]."""
+    return np.where(position <= reorder_point, np.maximum(0.0, order_up_to - position), 0.0)
+
+
+def rule_based_policy(scenario, kind: str = "s_S") -> ChainPolicy:
+    """The scenario's ``rule_based`` levels (the walkthrough's 300/700 and 2000/4000) as a policy."""
+    n, k = len(scenario.store_list), len(scenario.skus)
+    rb = scenario.rule_based
+    return ChainPolicy(
+        kind=kind,
+        store_S=np.full((n, k), rb.store.order_up_to), store_s=np.full((n, k), rb.store.reorder_point),
+        warehouse_S=np.full(k, rb.warehouse.order_up_to), warehouse_s=np.full(k, rb.warehouse.reorder_point),
+        supplier_S=np.full(k, rb.supplier.order_up_to), supplier_s=np.full(k, rb.supplier.reorder_point),
+        meta={"source": "rule_based section of the scenario"},
+    )
+
+
+def initial_guess(scenario, kind: str) -> ChainPolicy:
+    """Textbook starting point for tuning: S = mean demand over (lead time + 1) days + 2σ
+    (Poisson σ); the warehouse and supplier cover their whole replenishment time; (s, S)
+    reorder points one mean order below S."""
+    mu = scenario.mean_demand()  # (N, K)
+    lt = np.array([s.lead_time for s in scenario.store_list], float)[:, None]
+    lw, lp = scenario.warehouse.lead_time, scenario.supplier.lead_time
+    store_S = mu * (lt + 1) + 2 * np.sqrt(mu * (lt + 1))
+    tot = mu.sum(axis=0)
+    wh_S = tot * (lw + 2) + 2 * np.sqrt(tot * (lw + 2))
+    sup_S = tot * (lp + 2) + 2 * np.sqrt(tot * (lp + 2))
+    if kind == "echelon_base_stock":
+        wh_S = wh_S + store_S.sum(axis=0)
+        sup_S = sup_S + wh_S
+    pol = ChainPolicy(kind=kind, store_S=store_S, warehouse_S=wh_S, supplier_S=sup_S)
+    if kind == "s_S":
+        pol = pol.with_(store_s=store_S - mu * 3, warehouse_s=wh_S - tot * 5, supplier_s=sup_S - tot * 5)
+        pol = pol.with_(store_s=np.maximum(pol.store_s, 0), warehouse_s=np.maximum(pol.warehouse_s, 0),
+                        supplier_s=np.maximum(pol.supplier_s, 0))
+    return pol

@@ -1,0 +1,246 @@
+"""Tuning classic policies by simulation, with common random numbers, on tuning seeds only.
+
+Method: cyclic coordinate search. Stores with identical settings share one level. For each
+coordinate (a base-stock level S, or an (s, S) pair searched on a 2-D grid of s and Q = S − s),
+every candidate is simulated on the same tuning seeds in **one batched twin run** (candidates ×
+seeds replicas), the best mean chain cost wins, and the grid shrinks around it until it reaches
+single units. Rounds repeat until no coordinate moves. Evaluation seeds are never used.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from hmarl_rllib import simulate
+from hmarl_rllib.errors import ConfigError
+from hmarl_rllib.policies.heuristics import POLICIES, ChainPolicy, initial_guess
+
+
+def _store_groups(scenario) -> list[list[int]]:
+    groups: dict[str, list[int]] = {}
+    for i, st in enumerate(scenario.store_list):
+        key = json.dumps(st.model_dump(exclude={"name"}), sort_keys=True, default=str)
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
+
+
+def _coordinates(policy: ChainPolicy, scenario):
+    """(label, getter-path) pairs: ("store_S", (stores, k)) etc."""
+    coords = []
+    K = len(scenario.skus)
+    for k in range(K):
+        for g in _store_groups(scenario):
+            coords.append(("store", (np.array(g), k)))
+        coords.append(("warehouse", (k,)))
+        coords.append(("supplier", (k,)))
+    return coords
+
+
+def _get(policy, agent, idx, which):
+    arr = getattr(policy, f"{agent}_{which}")
+    return float(arr[idx].flat[0]) if agent == "store" else float(arr[idx])
+
+
+def _batched(policy: ChainPolicy, agent, idx, S_vals, s_vals, n_seeds):
+    """A policy whose arrays carry a leading batch axis: candidate c repeated n_seeds times."""
+    C = len(S_vals)
+    out = {}
+    for name in ("store_S", "warehouse_S", "supplier_S", "store_s", "warehouse_s", "supplier_s"):
+        arr = getattr(policy, name)
+        if arr is None:
+            out[name] = None
+            continue
+        b = np.repeat(arr[None], C, axis=0)
+        if name.startswith(agent):
+            vals = S_vals if name.endswith("_S") else s_vals
+            if vals is not None:
+                if agent == "store":
+                    stores, k = idx
+                    b[:, stores, k] = np.asarray(vals)[:, None]
+                else:
+                    b[:, idx[0]] = vals
+        out[name] = np.repeat(b, n_seeds, axis=0)
+    return replace(policy, **out)
+
+
+def _costs(scenario, policy, seeds, C):
+    cost = simulate.chain_cost(scenario, policy.orders, np.tile(seeds, C))
+    return cost.reshape(C, len(seeds)).mean(axis=1)
+
+
+def _search_S(scenario, policy, agent, idx, seeds, points=11):
+    cur = _get(policy, agent, idx, "S")
+    width = max(0.6 * cur, 20.0)
+    best, best_cost = cur, None
+    for _ in range(60):
+        grid = np.unique(np.maximum(0.0, np.rint(best + np.linspace(-width, width, points))))
+        grid = np.union1d(grid, [best])
+        costs = _costs(scenario, _batched(policy, agent, idx, grid, None, len(seeds)), seeds, len(grid))
+        j = int(costs.argmin())
+        best, best_cost = float(grid[j]), float(costs[j])
+        if j in (0, len(grid) - 1) and grid[j] > 0:  # at the edge: move, keep the width
+            continue
+        if width <= points / 2:
+            break
+        width = max(width / 4, points / 2 - 0.5)
+    arr = getattr(policy, f"{agent}_S").copy()
+    arr[idx] = best
+    return replace(policy, **{f"{agent}_S": arr}), best_cost
+
+
+def _search_sS(scenario, policy, agent, idx, seeds, points=7):
+    s0 = _get(policy, agent, idx, "s")
+    q0 = max(_get(policy, agent, idx, "S") - s0, 1.0)
+    ws, wq = max(0.6 * s0, 20.0), max(0.6 * q0, 20.0)
+    best_s, best_q, best_cost = s0, q0, None
+    for _ in range(40):
+        gs = np.unique(np.maximum(0.0, np.rint(best_s + np.linspace(-ws, ws, points))))
+        gq = np.unique(np.maximum(1.0, np.rint(best_q + np.linspace(-wq, wq, points))))
+        ss, qq = (a.reshape(-1) for a in np.meshgrid(gs, gq, indexing="ij"))
+        costs = _costs(scenario, _batched(policy, agent, idx, ss + qq, ss, len(seeds)), seeds, len(ss))
+        j = int(costs.argmin())
+        best_s, best_q, best_cost = float(ss[j]), float(qq[j]), float(costs[j])
+        edge_s = best_s in (gs[0], gs[-1]) and best_s > 0 and len(gs) > 1
+        edge_q = best_q in (gq[0], gq[-1]) and best_q > 1 and len(gq) > 1
+        if edge_s or edge_q:
+            continue
+        if ws <= points / 2 and wq <= points / 2:
+            break
+        ws, wq = max(ws / 3, points / 2 - 0.5), max(wq / 3, points / 2 - 0.5)
+    S_arr, s_arr = getattr(policy, f"{agent}_S").copy(), getattr(policy, f"{agent}_s").copy()
+    S_arr[idx], s_arr[idx] = best_s + best_q, best_s
+    return replace(policy, **{f"{agent}_S": S_arr, f"{agent}_s": s_arr}), best_cost
+
+
+def tune_policy(scenario, kind: str, n_seeds: int = 256, rounds: int = 3, progress=None) -> ChainPolicy:
+    """Search the parameters of ``kind`` (base_stock, s_S, echelon_base_stock) on tuning seeds."""
+    if kind not in POLICIES:
+        raise ConfigError(f"--policy {kind}: unknown policy; choose one of {', '.join(POLICIES)}")
+    seeds = simulate.tune_seeds(n_seeds)
+    policy = initial_guess(scenario, kind)
+    cost = float(_costs(scenario, policy, seeds, 1)[0])
+    coords = _coordinates(policy, scenario)
+    for r in range(rounds):
+        before = cost
+        for agent, idx in coords:
+            if kind == "s_S":
+                policy, cost = _search_sS(scenario, policy, agent, idx, seeds)
+            else:
+                policy, cost = _search_S(scenario, policy, agent, idx, seeds)
+            if progress:
+                progress(f"round {r + 1}/{rounds} {agent}: chain cost {cost:,.1f}")
+        if before - cost < 1e-3 * abs(before):
+            break
+    policy.meta = {"tuned_on": f"seeds {seeds[0]}..{seeds[-1]} ({n_seeds} episodes)",
+                   "tuning_cost_mean": round(cost, 3)}
+    return policy
+
+
+# ------------------------------------------------------------------------- YAML round trip
+def policy_to_dict(policy: ChainPolicy, scenario) -> dict:
+    def arr(a):
+        return None if a is None else np.round(np.asarray(a), 3).tolist()
+
+    out = {
+        "policy": policy.kind,
+        "scenario": scenario.name,
+        "stores": scenario.store_names,
+        "skus": scenario.sku_names,
+        "store": {"order_up_to": arr(policy.store_S)},
+        "warehouse": {"order_up_to": arr(policy.warehouse_S)},
+        "supplier": {"order_up_to": arr(policy.supplier_S)},
+    }
+    if policy.kind == "s_S":
+        out["store"]["reorder_point"] = arr(policy.store_s)
+        out["warehouse"]["reorder_point"] = arr(policy.warehouse_s)
+        out["supplier"]["reorder_point"] = arr(policy.supplier_s)
+    out.update({k: v for k, v in policy.meta.items()})
+    return out
+
+
+def save_policy(policy: ChainPolicy, scenario, path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(yaml.safe_dump(policy_to_dict(policy, scenario), sort_keys=False))
+
+
+def load_policy(path, scenario) -> ChainPolicy:
+    """Read a parameters YAML written by ``hmarl baseline --tune``; check it fits the scenario."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"--params {path}: no such file (write one with `hmarl baseline --tune`)")
+    try:
+        d = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--params {path}: not valid YAML ({err})") from None
+    return policy_from_dict(d, scenario, str(path))
+
+
+def policy_from_dict(d, scenario, path: str = "params") -> ChainPolicy:
+    """A :class:`ChainPolicy` from the dict written by :func:`policy_to_dict` (validated)."""
+    if not isinstance(d, dict) or d.get("policy") not in POLICIES:
+        raise ConfigError(f"--params {path}: field 'policy' must be one of {', '.join(POLICIES)}")
+    N, K = len(scenario.store_list), len(scenario.skus)
+    try:
+        def get(agent, key, shape):
+            v = np.asarray(d[agent][key], dtype=float)
+            if v.shape != shape:
+                raise ConfigError(f"--params {path}: {agent}.{key} has shape {list(v.shape)}, the scenario"
+                                  f" needs {list(shape)} ({N} stores, {K} SKUs); re-run `hmarl baseline --tune`")
+            if (v < 0).any():
+                raise ConfigError(f"--params {path}: {agent}.{key} has a negative level; levels must be >= 0")
+            return v
+
+        kw = dict(store_S=get("store", "order_up_to", (N, K)),
+                  warehouse_S=get("warehouse", "order_up_to", (K,)),
+                  supplier_S=get("supplier", "order_up_to", (K,)))
+        if d["policy"] == "s_S":
+            kw.update(store_s=get("store", "reorder_point", (N, K)),
+                      warehouse_s=get("warehouse", "reorder_point", (K,)),
+                      supplier_s=get("supplier", "reorder_point", (K,)))
+    except (KeyError, TypeError) as err:
+        raise ConfigError(f"--params {path}: missing field {err}; re-run `hmarl baseline --tune`") from None
+    meta = {"source": str(path), **{k: d[k] for k in ("fingerprint", "tuned_on", "tuning_cost_mean") if k in d}}
+    return ChainPolicy(kind=d["policy"], meta=meta, **kw)
+
+
+# ----------------------------------------------------------------------- tuned baselines
+def scenario_fingerprint(scenario) -> str:
+    """Hash of everything that changes a policy's cost (not the agent design or training)."""
+    import hashlib
+
+    d = scenario.model_dump(exclude={"name", "seed", "reward", "actions", "observations", "training",
+                                     "baseline_params", "rule_based", "source_path"})
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def params_path(scenario, kind: str) -> Path:
+    """Where ``hmarl baseline --tune`` writes (and other commands read) tuned parameters:
+    ``<config dir>/baselines/<scenario name>_<policy>.yaml``."""
+    base = Path(scenario.source_path).parent if scenario.source_path else Path("configs")
+    return base / "baselines" / f"{scenario.name}_{kind}.yaml"
+
+
+def tuned_policy(scenario, kind: str, n_seeds: int = 256, progress=None) -> ChainPolicy:
+    """The tuned parameters of ``kind`` for this scenario: read from :func:`params_path` when
+    they were tuned for this very scenario (same fingerprint), else tuned now and saved."""
+    path = params_path(scenario, kind)
+    if path.is_file():
+        try:
+            meta = yaml.safe_load(path.read_text()) or {}
+            if meta.get("fingerprint") == scenario_fingerprint(scenario):
+                return load_policy(path, scenario)
+        except (ConfigError, yaml.YAMLError, AttributeError):
+            pass
+    if progress:
+        progress(f"tuning {kind} for scenario {scenario.name!r} on {n_seeds} tuning seeds (saved to {path})")
+    policy = tune_policy(scenario, kind, n_seeds=n_seeds, progress=progress)
+    policy.meta["fingerprint"] = scenario_fingerprint(scenario)
+    try:
+        save_policy(policy, scenario, path)
+    except OSError:
+        pass
+    return policy

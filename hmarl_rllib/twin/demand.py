@@ -1,0 +1,200 @@
+"""Customer demand at the stores: parametric models and demand files.
+
+Every replica (independent episode) draws its whole demand path at reset from its own seed,
+so a seed names one demand trace whatever batch it is simulated in: policies compared on the
+same seeds see exactly the same customers.
+
+Models (per store and SKU, see :class:`hmarl_rllib.config.DemandModel`): Poisson, normal
+(rounded, floored at 0), negative binomial (variance μ + μ²/r), with multiplicative weekly and
+yearly seasonality, a linear trend and promotions / shocks. A demand file (CSV or Parquet with
+columns ``date, store, sku, demand``) replaces the models: each replica plays a window of the
+file starting at a seed-dependent day.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hmarl_rllib.errors import DemandFileError
+
+DEMAND_COLUMNS = ("date", "store", "sku", "demand")
+
+
+def mean_path(scenario, days: int) -> np.ndarray:
+    """Deterministic mean demand per day, store and SKU, shape (days, N, K).
+
+    Includes weekly/yearly seasonality, trend and fixed promotion days; random promotions are
+    added per replica in :func:`sample_demand`. For a demand file: the file's mean per store/SKU.
+    """
+    stores, skus = scenario.store_list, scenario.skus
+    n, k = len(stores), len(skus)
+    if scenario.demand_file:
+        table = load_demand_file(scenario.demand_file, tuple(scenario.store_names),
+                                 tuple(scenario.sku_names))
+        return np.broadcast_to(table.mean(axis=0), (days, n, k)).copy()
+    t = np.arange(days)
+    dow = (t + scenario.start_weekday) % 7
+    out = np.empty((days, n, k))
+    for i in range(n):
+        for j in range(k):
+            m = scenario.store_demand(i, j)
+            mu = np.full(days, m.mean, dtype=float)
+            if m.weekly is not None:
+                mu *= np.asarray(m.weekly)[dow]
+            if m.yearly_amplitude:
+                mu *= 1.0 + m.yearly_amplitude * np.cos(2 * np.pi * (t - m.yearly_peak_day) / 365.0)
+            if m.trend_per_day:
+                mu *= np.maximum(0.0, 1.0 + m.trend_per_day * t)
+            for d in m.promotions.days:
+                mu[d: d + m.promotions.duration_days] *= m.promotions.multiplier
+            out[:, i, j] = mu
+    return out
+
+
+def _model_arrays(scenario):
+    """Per (store, SKU) model parameters as arrays of shape (N, K)."""
+    stores, skus = scenario.store_list, scenario.skus
+    shape = (len(stores), len(skus))
+    kind = np.empty(shape, dtype=object)
+    std = np.zeros(shape)
+    disp = np.ones(shape)
+    p_promo = np.zeros(shape)
+    mult = np.ones(shape)
+    dur = np.ones(shape, dtype=int)
+    for i in range(shape[0]):
+        for j in range(shape[1]):
+            m = scenario.store_demand(i, j)
+            kind[i, j] = m.model
+            std[i, j] = m.std or 0.0
+            disp[i, j] = m.dispersion or 1.0
+            p_promo[i, j] = m.promotions.probability
+            mult[i, j] = m.promotions.multiplier
+            dur[i, j] = m.promotions.duration_days
+    return kind, std, disp, p_promo, mult, dur
+
+
+def sample_demand(scenario, seeds, days: int) -> np.ndarray:
+    """Demand for each replica (one seed each), shape (B, days, N, K), integer-valued floats."""
+    seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
+    uniq, inverse = np.unique(seeds, return_inverse=True)
+    n, k = len(scenario.store_list), len(scenario.skus)
+    out = np.empty((len(uniq), days, n, k))
+    if scenario.demand_file:
+        table = load_demand_file(scenario.demand_file, tuple(scenario.store_names),
+                                 tuple(scenario.sku_names))
+        if len(table) < days:
+            raise DemandFileError(
+                f"demand_file {scenario.demand_file}: holds {len(table)} days but an episode needs"
+                f" {days} (episode_length + warmup_days); add days or shorten the episode")
+        for r, seed in enumerate(uniq):
+            start = np.random.default_rng([int(seed), 7]).integers(0, len(table) - days + 1)
+            out[r] = table[start: start + days]
+        return out[inverse]
+    base = mean_path(scenario, days)
+    kind, std, disp, p_promo, mult, dur = _model_arrays(scenario)
+    pois, norm, nbin = kind == "poisson", kind == "normal", kind == "negative_binomial"
+    any_promo = bool((p_promo > 0).any())
+    for r, seed in enumerate(uniq):
+        rng = np.random.default_rng([int(seed), 1])
+        mu = base
+        if any_promo:
+            start = rng.random((days, n, k)) < p_promo
+            active = np.zeros((days, n, k), dtype=bool)
+            for d in range(int(dur.max())):
+                shifted = np.zeros_like(start)
+                shifted[d:] = start[: days - d]
+                active |= shifted & (d < dur)
+            mu = base * np.where(active, mult, 1.0)
+        draw = np.empty((days, n, k))
+        if pois.any():
+            draw[:, pois] = rng.poisson(mu[:, pois])
+        if norm.any():
+            draw[:, norm] = np.maximum(0.0, np.rint(rng.normal(mu[:, norm], std[norm])))
+        if nbin.any():
+            m = np.maximum(mu[:, nbin], 1e-9)
+            r_ = disp[nbin]
+            draw[:, nbin] = rng.negative_binomial(r_, r_ / (r_ + m))
+        out[r] = draw
+    return out[inverse]
+
+
+@lru_cache(maxsize=8)
+def load_demand_file(path: str, stores: tuple[str, ...], skus: tuple[str, ...]) -> np.ndarray:
+    """Read and validate a demand file; return demand per day, store and SKU, shape (T, N, K).
+
+    Raises :class:`DemandFileError` (one line) on a missing file or column, negative / NaN /
+    non-numeric demand, unknown stores or SKUs, duplicate rows, gaps in the daily dates, or a
+    store/SKU with no rows.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DemandFileError(f"demand_file {path}: no such file (give a CSV or Parquet path)")
+    try:
+        if p.suffix.lower() in (".parquet", ".pq"):
+            df = pd.read_parquet(p)
+        elif p.suffix.lower() == ".csv":
+            df = pd.read_csv(p)
+        else:
+            raise DemandFileError(f"demand_file {path}: unknown extension {p.suffix!r} (use .csv or .parquet)")
+    except DemandFileError:
+        raise
+    except Exception as err:  # parser errors from pandas / pyarrow
+        raise DemandFileError(f"demand_file {path}: cannot be read ({type(err).__name__}: {err})") from None
+    missing = [c for c in DEMAND_COLUMNS if c not in df.columns]
+    if missing:
+        raise DemandFileError(f"demand_file {path}: missing column(s) {missing}; needs {list(DEMAND_COLUMNS)}")
+    demand = pd.to_numeric(df["demand"], errors="coerce")
+    if demand.isna().any():
+        row = int(np.flatnonzero(demand.isna().to_numpy())[0])
+        raise DemandFileError(f"demand_file {path}: row {row}: demand = {df['demand'].iloc[row]!r}:"
+                              " must be a number >= 0 (no NaN or blanks)")
+    if (demand < 0).any():
+        row = int(np.flatnonzero((demand < 0).to_numpy())[0])
+        raise DemandFileError(f"demand_file {path}: row {row}: demand = {demand.iloc[row]}: must be >= 0")
+    store = df["store"].astype(str)
+    sku = df["sku"].astype(str)
+    unknown = sorted(set(store) - set(stores))
+    if unknown:
+        raise DemandFileError(f"demand_file {path}: unknown store(s) {unknown[:5]}; the scenario's stores are {list(stores)[:10]}")
+    unknown = sorted(set(sku) - set(skus))
+    if unknown:
+        raise DemandFileError(f"demand_file {path}: unknown SKU(s) {unknown[:5]}; the scenario's SKUs are {list(skus)}")
+    dates = pd.to_datetime(df["date"], errors="coerce")
+    if dates.isna().any():
+        row = int(np.flatnonzero(dates.isna().to_numpy())[0])
+        raise DemandFileError(f"demand_file {path}: row {row}: date = {df['date'].iloc[row]!r}: must be a date (YYYY-MM-DD)")
+    frame = pd.DataFrame({"date": dates.dt.normalize(), "store": store, "sku": sku, "demand": demand})
+    if frame.duplicated(["date", "store", "sku"]).any():
+        row = int(np.flatnonzero(frame.duplicated(["date", "store", "sku"]).to_numpy())[0])
+        raise DemandFileError(f"demand_file {path}: row {row}: duplicate (date, store, sku); keep one row per day, store and SKU")
+    days = pd.date_range(frame["date"].min(), frame["date"].max(), freq="D")
+    table = np.full((len(days), len(stores), len(skus)), np.nan)
+    d_idx = days.get_indexer(frame["date"])
+    s_idx = pd.Index(stores).get_indexer(frame["store"])
+    k_idx = pd.Index(skus).get_indexer(frame["sku"])
+    table[d_idx, s_idx, k_idx] = frame["demand"].to_numpy(dtype=float)
+    if np.isnan(table).any():
+        d, s, k = (int(x[0]) for x in np.nonzero(np.isnan(table)))
+        raise DemandFileError(f"demand_file {path}: no row for date {days[d].date()}, store {stores[s]!r},"
+                              f" sku {skus[k]!r}; every day needs a row per store and SKU")
+    return table
+
+
+def write_demand_file(path: str | Path, demand: np.ndarray, stores, skus, start="2026-01-01") -> None:
+    """Write a (T, N, K) demand array as a long table ``date, store, sku, demand``."""
+    t, n, k = demand.shape
+    dates = pd.date_range(start, periods=t, freq="D")
+    df = pd.DataFrame({
+        "date": np.repeat(dates.strftime("%Y-%m-%d"), n * k),
+        "store": np.tile(np.repeat(np.asarray(stores), k), t),
+        "sku": np.tile(np.asarray(skus), t * n),
+        "demand": demand.reshape(-1),
+    })
+    path = Path(path)
+    if path.suffix.lower() in (".parquet", ".pq"):
+        df.to_parquet(path, index=False)
+    else:
+        df.to_csv(path, index=False)

@@ -1,0 +1,301 @@
+"""The digital twin: supplier → warehouse → N stores, K SKUs, B independent replicas at once.
+
+Daily timing convention (one call to :meth:`SupplyChainTwin.step` is one day ``t``)
+---------------------------------------------------------------------------------
+1. **Orders are placed** (the decisions taken on the state at the end of day ``t − 1``):
+   each store orders from the warehouse, the warehouse orders from the supplier, the supplier
+   starts production. Orders are rounded to whole units, floored at 0, and clipped so that the
+   ordering node's inventory position (on hand + in transit) never exceeds its capacity;
+   production is clipped to ``production_capacity`` (units/day over all SKUs, shared
+   proportionally). Fixed ordering cost [K] is charged for every positive order.
+2. **Supplier produces**: production started today enters the production line (lead time
+   ``supplier.lead_time`` [L_p]); production due today completes into the supplier's stock.
+3. **Supplier ships** ``min(order, on hand)`` to the warehouse (transit ``warehouse.lead_time``
+   [L_w]); the unfilled part of the warehouse's order is cancelled (counted as ``unmet``).
+4. **Warehouse receives** shipments due today, then **allocates** to the store orders: all of
+   them if it can; otherwise ``proportional`` (largest remainder) or ``priority`` (in the order
+   the stores are listed). Unfilled store orders are cancelled. Shipments travel
+   ``stores[i].lead_time`` [L_i] days.
+5. **Stores receive** shipments due today (a lead time of 0 arrives the same day).
+6. **Demand is served** from on-hand stock (``backorder`` mode: the backlog first). Unserved
+   demand is lost (``lost_sales``) or joins the backlog (``backorder``).
+7. **Costs are charged** on the end-of-day state: holding [h] per unit on hand at each echelon;
+   stockout penalty [p] per unit of today's demand not served today; backorder cost [b] per
+   unit in the backlog; per-unit ordering cost [c] on the units delivered into the pipeline
+   (production for the supplier).
+
+Random lead times (optional) delay a shipment by 1..``max_extra_days`` extra days.
+
+Each day writes a ledger row per replica, node and SKU (:data:`FIELDS`). Nodes are numbered
+``0..N−1`` for the stores, ``N`` for the warehouse and ``N+1`` for the supplier. Conservation
+holds at every node every day: ``on_hand[t−1] + received = on_hand[t] + shipped`` (for a store
+``shipped`` = sales to customers) and for every pipeline ``in_transit[t−1] + inflow = in_transit[t]
++ received``; demand = served-today + unmet.
+
+numpy only: no RL imports. The step is vectorised over replicas, stores and SKUs.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from hmarl_rllib.twin.demand import sample_demand
+
+FIELDS = ("on_hand", "in_transit", "backorders", "demand", "sales", "lost_sales", "unmet",
+          "order_placed", "shipped", "received", "holding_cost", "stockout_cost", "ordering_cost")
+F = {name: i for i, name in enumerate(FIELDS)}
+COST_FIELDS = ("holding_cost", "stockout_cost", "ordering_cost")
+
+
+class SupplyChainTwin:
+    """Batched simulation of the network described by a :class:`~hmarl_rllib.config.Scenario`.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    record : bool
+        Keep every day's ledger rows (needed for :meth:`ledger_frame` and reconciliation).
+        Turn off for benchmarks on very large batches.
+    """
+
+    def __init__(self, scenario, record: bool = True):
+        self.scenario = scenario
+        self.record = record
+        stores = scenario.store_list
+        self.n_stores, self.n_skus = len(stores), len(scenario.skus)
+        self.days_total = scenario.warmup_days + scenario.episode_length
+        self.lost_sales = scenario.shortage == "lost_sales"
+        self.priority = scenario.warehouse.allocation == "priority"
+        rl = scenario.random_lead_times
+        self.extra_max = rl.max_extra_days if rl.enabled else 0
+        self.lt_store = np.array([s.lead_time for s in stores], dtype=np.int64)  # [L_i]
+        self.lt_wh = scenario.warehouse.lead_time  # [L_w]
+        self.lt_prod = scenario.supplier.lead_time  # [L_p]
+        self.P_s = int(self.lt_store.max()) + self.extra_max + 1
+        self.P_w = self.lt_wh + self.extra_max + 1
+        self.P_p = self.lt_prod + 1
+        inf = np.inf
+        self.store_cap = np.array([s.capacity or inf for s in stores], dtype=float)[:, None]
+        self.wh_cap = float(scenario.warehouse.capacity or inf)
+        self.prod_cap = float(scenario.supplier.production_capacity)
+        skus = scenario.skus
+        self.h = np.array([[s.holding_cost.store for s in skus], [s.holding_cost.warehouse for s in skus],
+                           [s.holding_cost.supplier for s in skus]])  # (3, K)  [h]
+        self.K = np.array([[s.ordering_cost.store.fixed for s in skus],
+                           [s.ordering_cost.warehouse.fixed for s in skus],
+                           [s.ordering_cost.supplier.fixed for s in skus]])  # [K]
+        self.c = np.array([[s.ordering_cost.store.per_unit for s in skus],
+                           [s.ordering_cost.warehouse.per_unit for s in skus],
+                           [s.ordering_cost.supplier.per_unit for s in skus]])  # [c]
+        self.p = np.array([s.stockout_penalty for s in skus])  # [p]
+        self.b = np.array([s.backorder_cost for s in skus])  # [b]
+        self.init_store = np.array([[scenario.per_sku(st.initial_inventory, k) for k in range(self.n_skus)]
+                                    for st in stores], dtype=float)
+        self.init_wh = np.array([scenario.per_sku(scenario.warehouse.initial_inventory, k)
+                                 for k in range(self.n_skus)], dtype=float)
+        self.init_sup = np.array([scenario.per_sku(scenario.supplier.initial_inventory, k)
+                                  for k in range(self.n_skus)], dtype=float)
+        self.batch = 0
+        self.day = 0
+
+    # ------------------------------------------------------------------------------ reset
+    def reset(self, seeds) -> None:
+        """Start one replica per seed. The seed alone fixes the replica's demand and delays."""
+        seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
+        B, N, K, T = len(seeds), self.n_stores, self.n_skus, self.days_total
+        self.seeds, self.batch, self.day = seeds, B, 0
+        self.demand = sample_demand(self.scenario, seeds, T)  # (B, T, N, K)
+        self.extra_store = np.zeros((B, T, N), dtype=np.int64)
+        self.extra_wh = np.zeros((B, T), dtype=np.int64)
+        if self.extra_max:
+            rl = self.scenario.random_lead_times
+            for r, seed in enumerate(seeds):
+                rng = np.random.default_rng([int(seed), 2])
+                late = rng.random((T, N + 1)) < rl.probability
+                extra = np.where(late, rng.integers(1, self.extra_max + 1, (T, N + 1)), 0)
+                self.extra_store[r], self.extra_wh[r] = extra[:, :N], extra[:, N]
+        self.on_hand = np.broadcast_to(self.init_store, (B, N, K)).copy()
+        self.backorders = np.zeros((B, N, K))
+        self.in_transit = np.zeros((B, N, K))
+        self.store_pipe = np.zeros((B, N, K, self.P_s))
+        self.wh_on_hand = np.broadcast_to(self.init_wh, (B, K)).copy()
+        self.wh_in_transit = np.zeros((B, K))
+        self.wh_pipe = np.zeros((B, K, self.P_w))
+        self.sup_on_hand = np.broadcast_to(self.init_sup, (B, K)).copy()
+        self.sup_in_production = np.zeros((B, K))
+        self.prod_pipe = np.zeros((B, K, self.P_p))
+        self._bI = np.arange(B)[:, None, None]
+        self._nI = np.arange(N)[None, :, None]
+        self._kI = np.arange(K)[None, None, :]
+        self.ledger = np.zeros((T, B, N + 2, K, len(FIELDS))) if self.record else None
+
+    # ------------------------------------------------------------------------------- state
+    @property
+    def done(self) -> bool:
+        return self.day >= self.days_total
+
+    def store_position(self) -> np.ndarray:
+        """Store inventory position: on hand + in transit − backorders, (B, N, K)."""
+        return self.on_hand + self.in_transit - self.backorders
+
+    def warehouse_position(self) -> np.ndarray:
+        """Warehouse inventory position: on hand + in transit from the supplier, (B, K)."""
+        return self.wh_on_hand + self.wh_in_transit
+
+    def supplier_position(self) -> np.ndarray:
+        """Supplier inventory position: finished stock + production in progress, (B, K)."""
+        return self.sup_on_hand + self.sup_in_production
+
+    def store_pipeline(self) -> np.ndarray:
+        """Units arriving at each store in 1, 2, … P_s−1 days, (B, N, K, P_s−1)."""
+        t = self.day
+        order = (t + np.arange(1, self.P_s)) % self.P_s
+        return self.store_pipe[..., order]
+
+    def demand_history(self, days: int) -> np.ndarray:
+        """Demand of the last ``days`` days (zeros before day 0), (B, days, N, K), oldest first."""
+        t = self.day
+        out = np.zeros((self.batch, days, self.n_stores, self.n_skus))
+        lo = max(0, t - days)
+        if t > lo:
+            out[:, days - (t - lo):] = self.demand[:, lo:t]
+        return out
+
+    # -------------------------------------------------------------------------------- step
+    def step(self, store_order, warehouse_order, production) -> np.ndarray:
+        """Simulate one day. Arguments are orders in units: (B, N, K), (B, K), (B, K).
+
+        Returns the day's ledger rows, shape (B, N+2, K, len(FIELDS)).
+        """
+        if self.day >= self.days_total:
+            raise RuntimeError("episode is over: call reset() first")
+        t, B, N, K = self.day, self.batch, self.n_stores, self.n_skus
+        # 1. orders placed: whole units, >= 0, within capacity of the ordering node
+        so = np.maximum(np.rint(np.asarray(store_order, dtype=float)), 0.0)
+        so = np.broadcast_to(so, (B, N, K))
+        if np.isfinite(self.store_cap).any():
+            room = self.store_cap - (self.on_hand + self.in_transit)
+            so = np.minimum(so, np.maximum(room, 0.0))
+        wo = np.broadcast_to(np.maximum(np.rint(np.asarray(warehouse_order, dtype=float)), 0.0), (B, K))
+        if np.isfinite(self.wh_cap):
+            wo = np.minimum(wo, np.maximum(self.wh_cap - (self.wh_on_hand + self.wh_in_transit), 0.0))
+        pr = np.broadcast_to(np.maximum(np.rint(np.asarray(production, dtype=float)), 0.0), (B, K))
+        total = pr.sum(axis=1, keepdims=True)
+        if (total > self.prod_cap).any():
+            pr = np.floor(pr * np.minimum(1.0, self.prod_cap / np.maximum(total, 1.0)))
+        # 2. supplier produces
+        self.prod_pipe[:, :, (t + self.lt_prod) % self.P_p] += pr
+        slot = t % self.P_p
+        completed = self.prod_pipe[:, :, slot].copy()
+        self.prod_pipe[:, :, slot] = 0.0
+        self.sup_in_production += pr - completed
+        sup = self.sup_on_hand + completed
+        # 3. supplier ships to the warehouse
+        sup_ship = np.minimum(wo, sup)
+        self.sup_on_hand = sup - sup_ship
+        if self.extra_max:
+            wslot = (t + self.lt_wh + self.extra_wh[:, t]) % self.P_w
+            self.wh_pipe[self._bI[:, :, 0], self._kI[:, 0, :], wslot[:, None]] += sup_ship
+        else:
+            self.wh_pipe[:, :, (t + self.lt_wh) % self.P_w] += sup_ship
+        # 4. warehouse receives, then allocates to store orders
+        slot = t % self.P_w
+        wh_recv = self.wh_pipe[:, :, slot].copy()
+        self.wh_pipe[:, :, slot] = 0.0
+        self.wh_in_transit += sup_ship - wh_recv
+        wh = self.wh_on_hand + wh_recv
+        requested = so.sum(axis=1)  # (B, K)
+        ship = so
+        short = requested > wh
+        if short.any():
+            ship = np.where(short[:, None, :], self._allocate(so, wh), so)
+        shipped_wh = ship.sum(axis=1)
+        self.wh_on_hand = wh - shipped_wh
+        sslot = (t + self.lt_store[None, :] + self.extra_store[:, t]) % self.P_s  # (B, N)
+        self.store_pipe[self._bI, self._nI, self._kI, sslot[:, :, None]] += ship
+        # 5. stores receive
+        slot = t % self.P_s
+        recv = self.store_pipe[..., slot].copy()
+        self.store_pipe[..., slot] = 0.0
+        self.in_transit += ship - recv
+        on_hand = self.on_hand + recv
+        # 6. demand is served
+        d = self.demand[:, t]
+        prev_back = self.backorders
+        due = prev_back + d
+        sales = np.minimum(on_hand, due)
+        self.on_hand = on_hand - sales
+        unmet = d - np.maximum(sales - prev_back, 0.0)  # today's demand not served today
+        if self.lost_sales:
+            lost = unmet
+        else:
+            lost = np.zeros_like(unmet)
+            self.backorders = due - sales
+        # 7. costs and ledger rows
+        row = np.zeros((B, N + 2, K, len(FIELDS)))
+        s = row[:, :N]
+        s[..., 0], s[..., 1], s[..., 2] = self.on_hand, self.in_transit, self.backorders
+        s[..., 3], s[..., 4], s[..., 5], s[..., 6] = d, sales, lost, unmet
+        s[..., 7], s[..., 8], s[..., 9] = so, sales, recv
+        s[..., 10] = self.h[0] * self.on_hand
+        s[..., 11] = self.p * unmet + self.b * self.backorders
+        s[..., 12] = self.K[0] * (so > 0) + self.c[0] * ship
+        w = row[:, N]
+        w[..., 0], w[..., 1] = self.wh_on_hand, self.wh_in_transit
+        w[..., 3], w[..., 4], w[..., 5], w[..., 6] = requested, shipped_wh, requested - shipped_wh, requested - shipped_wh
+        w[..., 7], w[..., 8], w[..., 9] = wo, shipped_wh, wh_recv
+        w[..., 10] = self.h[1] * self.wh_on_hand
+        w[..., 12] = self.K[1] * (wo > 0) + self.c[1] * sup_ship
+        p = row[:, N + 1]
+        p[..., 0], p[..., 1] = self.sup_on_hand, self.sup_in_production
+        p[..., 3], p[..., 4], p[..., 5], p[..., 6] = wo, sup_ship, wo - sup_ship, wo - sup_ship
+        p[..., 7], p[..., 8], p[..., 9] = pr, sup_ship, completed
+        p[..., 10] = self.h[2] * self.sup_on_hand
+        p[..., 12] = self.K[2] * (pr > 0) + self.c[2] * pr
+        if self.record:
+            self.ledger[t] = row
+        self.day = t + 1
+        return row
+
+    def _allocate(self, requested: np.ndarray, available: np.ndarray) -> np.ndarray:
+        """Share ``available`` (B, K) among store orders ``requested`` (B, N, K)."""
+        if self.priority:
+            before = np.cumsum(requested, axis=1) - requested
+            return np.clip(available[:, None, :] - before, 0.0, requested)
+        total = np.maximum(requested.sum(axis=1, keepdims=True), 1.0)
+        exact = requested * available[:, None, :] / total
+        base = np.floor(exact)
+        left = np.rint(available - base.sum(axis=1))  # (B, K), < N units
+        frac = exact - base
+        rank = np.argsort(np.argsort(-frac, axis=1, kind="stable"), axis=1, kind="stable")
+        return base + (rank < left[:, None, :])
+
+    # ------------------------------------------------------------------------------ ledger
+    def node_names(self) -> list[str]:
+        return self.scenario.store_names + ["warehouse", "supplier"]
+
+    def ledger_frame(self, include_warmup: bool = False) -> pd.DataFrame:
+        """The ledger as a long DataFrame: one row per day, replica, node and SKU."""
+        if self.ledger is None:
+            raise RuntimeError("this twin was created with record=False")
+        start = 0 if include_warmup else self.scenario.warmup_days
+        data = self.ledger[start: self.day]
+        T, B, M, K, _ = data.shape
+        idx = np.indices((T, B, M, K)).reshape(4, -1)
+        nodes = np.asarray(self.node_names())
+        frame = pd.DataFrame({
+            "day": (idx[0] + start).astype(np.int32),
+            "replica": idx[1].astype(np.int32),
+            "seed": self.seeds[idx[1]],
+            "node": pd.Categorical(nodes[idx[2]], categories=list(nodes)),
+            "sku": pd.Categorical(np.asarray(self.scenario.sku_names)[idx[3]], categories=self.scenario.sku_names),
+        })
+        flat = data.reshape(-1, len(FIELDS))
+        for i, name in enumerate(FIELDS):
+            frame[name] = flat[:, i]
+        return frame
+
+
+def write_ledger(frame: pd.DataFrame, path) -> None:
+    """Write a ledger DataFrame to Parquet (pyarrow)."""
+    frame.to_parquet(path, index=False)
