@@ -154,19 +154,9 @@ class HMARLEnv(MultiAgentEnv):
         n_act = {t: c.n for t, c in self.codecs.items()}
         self.observation_spaces = {a: box[agent_type(a)] for a in self.possible_agents}
         self.action_spaces = {a: gym.spaces.Discrete(n_act[agent_type(a)]) for a in self.possible_agents}
-        self.rich = sc.observations.mode == "rich"
-        mu = sc.mean_demand()  # (N, K)
-        self.mu_s = mu
-        self.mu_w = mu.sum(axis=0)
-        self.lt = np.array([s.lead_time for s in sc.store_list], float)[:, None]
-        self.T = sc.episode_length
+        self.observe = ObservationBuilder(sc)
         self.cost_scale, self.team_weight = sc.reward.cost_scale, sc.reward.team_weight
         self._rng = np.random.default_rng()
-        from hmarl_rllib.twin.demand import mean_path
-
-        path = mean_path(sc, self.twin.days_total + int(self.lt.max()) + 2)  # (T, N, K)
-        self._cum_mean = np.concatenate([np.zeros((1, self.N, self.K)), np.cumsum(path, axis=0)])
-        self.lt_int = self.lt[:, 0].astype(int)
 
     # -------------------------------------------------------------------------- gym API
     def reset(self, *, seed=None, options=None):
@@ -211,56 +201,11 @@ class HMARLEnv(MultiAgentEnv):
 
     # --------------------------------------------------------------------- observations
     def _observations(self) -> dict:
-        tw = self.twin
-        t_left = np.float32((tw.days_total - tw.day) / self.T)
-        hist = tw.demand_history(HISTORY)[0]  # (H, N, K)
-        mu, mw = self.mu_s, self.mu_w
-        sd, sw = SCALE_DAYS * mu, SCALE_DAYS * mw
-        on, tr, bo = tw.on_hand[0], tw.in_transit[0], tw.backorders[0]
-        whp = tw.warehouse_position()[0]
-        store = np.empty((self.N, self.K, self.observation_spaces[self.store_ids[0]].shape[0]), np.float32)
-        store[..., 0], store[..., 1], store[..., 2] = on / sd, tr / sd, bo / sd
-        store[..., 3] = hist[-1] / mu
-        store[..., 4] = hist.mean(axis=0) / mu
-        store[..., 5] = tw.wh_on_hand[0] / sw
-        store[..., 6] = t_left
-        ech = tw.store_position()[0].sum(axis=0)
-        wh = [tw.wh_on_hand[0] / sw, tw.wh_in_transit[0] / sw, self._last_store_orders[0].sum(axis=0) / mw,
-              ech / sw, tw.sup_on_hand[0] / sw, np.full(self.K, t_left)]
-        sup = [tw.sup_on_hand[0] / sw, tw.sup_in_production[0] / sw, self._last_wh_order[0] / mw]
-        if self.rich:
-            day = tw.day
-            hi = day + self.lt_int + 1  # (N,)
-            fc = (self._cum_mean[hi, np.arange(self.N)] - self._cum_mean[day]) / (mu * (self.lt + 1))
-            cal = self._calendar(day)
-            store[..., 7] = tw.store_position()[0] / sd
-            store[..., 8] = whp / sw
-            store[..., 9] = fc
-            pipe = tw.store_pipeline()[0] / sd[..., None]  # (N, K, P-1)
-            p = pipe.shape[-1]
-            store[..., 10: 10 + p] = pipe
-            store[..., 10 + p: 10 + p + HISTORY] = np.moveaxis(hist / mu, 0, -1)
-            store[..., 10 + p + HISTORY:] = cal
-            wpipe = self._pipeline(tw.wh_pipe[0], tw.P_w) / sw[:, None]
-            wh += [whp / sw] + list(wpipe.T) + list(hist.sum(axis=1) / mw) + [np.full(self.K, c) for c in cal]
-            ppipe = self._pipeline(tw.prod_pipe[0], tw.P_p) / sw[:, None]
-            sup += [tw.supplier_position()[0] / sw, whp / sw, np.full(self.K, t_left)] + list(ppipe.T) \
-                + [np.full(self.K, c) for c in cal]
-        whs = np.stack(wh, axis=-1).astype(np.float32)  # (K, n)
-        sups = np.stack(sup, axis=-1).astype(np.float32)
-        out = dict(zip(self.store_ids, store.reshape(self.N * self.K, -1)))
-        out.update(zip(self.wh_ids, whs))
-        out.update(zip(self.sup_ids, sups))
+        obs = self.observe(self.twin, self._last_store_orders, self._last_wh_order)
+        out = dict(zip(self.store_ids, obs["store"][0].reshape(self.N * self.K, -1)))
+        out.update(zip(self.wh_ids, obs["warehouse"][0]))
+        out.update(zip(self.sup_ids, obs["supplier"][0]))
         return out
-
-    def _pipeline(self, pipe, P):
-        order = (self.twin.day + np.arange(1, P)) % P
-        return pipe[..., order]
-
-    def _calendar(self, day):
-        d = day + self.scenario.start_weekday
-        w, y = 2 * np.pi * (d % 7) / 7, 2 * np.pi * (day % 365) / 365
-        return np.array([np.sin(w), np.cos(w), np.sin(y), np.cos(y)], np.float32)
 
     # ------------------------------------------------------------------------ KPIs out
     def episode_ledger(self) -> np.ndarray:
@@ -280,6 +225,83 @@ class HMARLEnv(MultiAgentEnv):
         for aid in self.sup_ids:
             infos[aid] = {"kpi": {k: float(v[0, self.N + 1]) for k, v in nodes.items()}, "chain": chain}
         return infos
+
+
+class ObservationBuilder:
+    """Builds every agent's observation for a whole batch of twin replicas at once.
+
+    ``__call__(twin, last_store_orders (B,N,K), last_wh_order (B,K))`` returns
+    ``{"store": (B, N, K, n_s), "warehouse": (B, K, n_w), "supplier": (B, K, n_p)}`` float32,
+    laid out as documented in :class:`HMARLEnv`. The env (B = 1) and batched evaluation of a
+    learned policy share this one implementation.
+    """
+
+    def __init__(self, scenario):
+        from hmarl_rllib.twin.demand import mean_path
+
+        sc = self.scenario = scenario
+        self.sizes = obs_sizes(sc)
+        self.rich = sc.observations.mode == "rich"
+        mu = sc.mean_demand()  # (N, K)
+        self.mu_s, self.mu_w = mu, mu.sum(axis=0)
+        self.N, self.K = mu.shape
+        self.lt = np.array([s.lead_time for s in sc.store_list], float)[:, None]
+        self.lt_int = self.lt[:, 0].astype(int)
+        self.T = sc.episode_length
+        days = sc.warmup_days + sc.episode_length + int(self.lt.max()) + 2
+        path = mean_path(sc, days)  # (T, N, K)
+        self._cum_mean = np.concatenate([np.zeros((1, self.N, self.K)), np.cumsum(path, axis=0)])
+
+    def __call__(self, tw, last_store_orders, last_wh_order) -> dict:
+        B, N, K = tw.batch, self.N, self.K
+        t_left = np.float32((tw.days_total - tw.day) / self.T)
+        hist = tw.demand_history(HISTORY)  # (B, H, N, K)
+        mu, mw = self.mu_s, self.mu_w
+        sd, sw = SCALE_DAYS * mu, SCALE_DAYS * mw
+        whp = tw.warehouse_position()  # (B, K)
+        store = np.empty((B, N, K, self.sizes["store"]), np.float32)
+        store[..., 0], store[..., 1], store[..., 2] = tw.on_hand / sd, tw.in_transit / sd, tw.backorders / sd
+        store[..., 3] = hist[:, -1] / mu
+        store[..., 4] = hist.mean(axis=1) / mu
+        store[..., 5] = (tw.wh_on_hand / sw)[:, None, :]
+        store[..., 6] = t_left
+        ech = tw.store_position().sum(axis=1)  # (B, K)
+        full = np.full((B, K), t_left)
+        wh = [tw.wh_on_hand / sw, tw.wh_in_transit / sw, last_store_orders.sum(axis=1) / mw,
+              ech / sw, tw.sup_on_hand / sw, full]
+        sup = [tw.sup_on_hand / sw, tw.sup_in_production / sw, last_wh_order / mw]
+        if self.rich:
+            day = tw.day
+            hi = day + self.lt_int + 1  # (N,)
+            fc = (self._cum_mean[hi, np.arange(N)] - self._cum_mean[day]) / (mu * (self.lt + 1))
+            cal = _calendar(day, self.scenario.start_weekday)
+            store[..., 7] = tw.store_position() / sd
+            store[..., 8] = (whp / sw)[:, None, :]
+            store[..., 9] = fc
+            pipe = tw.store_pipeline() / sd[..., None]  # (B, N, K, P-1)
+            p = pipe.shape[-1]
+            store[..., 10: 10 + p] = pipe
+            store[..., 10 + p: 10 + p + HISTORY] = np.moveaxis(hist / mu, 1, -1)
+            store[..., 10 + p + HISTORY:] = cal
+            wpipe = _pipeline(tw.wh_pipe, tw.P_w, day) / sw[:, None]  # (B, K, P-1)
+            wh += [whp / sw] + list(np.moveaxis(wpipe, -1, 0)) + list(np.moveaxis(hist.sum(axis=2) / mw, 1, 0)) \
+                + [np.full((B, K), c) for c in cal]
+            ppipe = _pipeline(tw.prod_pipe, tw.P_p, day) / sw[:, None]
+            sup += [tw.supplier_position() / sw, whp / sw, full] + list(np.moveaxis(ppipe, -1, 0)) \
+                + [np.full((B, K), c) for c in cal]
+        return {"store": store, "warehouse": np.stack(wh, axis=-1).astype(np.float32),
+                "supplier": np.stack(sup, axis=-1).astype(np.float32)}
+
+
+def _pipeline(pipe, P, day):
+    """Arrivals due in 1..P−1 days (last axis), from a circular pipeline buffer."""
+    return pipe[..., (day + np.arange(1, P)) % P]
+
+
+def _calendar(day, start_weekday):
+    d = day + start_weekday
+    w, y = 2 * np.pi * (d % 7) / 7, 2 * np.pi * (day % 365) / 365
+    return np.array([np.sin(w), np.cos(w), np.sin(y), np.cos(y)], np.float32)
 
 
 def make_env(env_config):
