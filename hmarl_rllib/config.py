@@ -9,6 +9,7 @@ Unknown keys are refused (a typo must never become a silent default).
 """
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -252,8 +253,13 @@ class Scenario(_Strict):
                             f" (unknown {unknown}, missing {missing})")
         return self
 
-    # ---- derived, array-shaped views used by the twin (cheap, computed on demand)
-    @property
+    def model_copy(self, *, update=None, deep=False):
+        new = super().model_copy(update=update, deep=deep)
+        new.__dict__.pop("store_list", None)  # derived from `stores`: recompute on the copy
+        return new
+
+    # ---- derived views used by the twin
+    @cached_property
     def store_list(self) -> list[Store]:
         return self.stores.expand() if isinstance(self.stores, StoreGroup) else list(self.stores)
 

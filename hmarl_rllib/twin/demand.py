@@ -78,47 +78,67 @@ def _model_arrays(scenario):
 
 def sample_demand(scenario, seeds, days: int) -> np.ndarray:
     """Demand for each replica (one seed each), shape (B, days, N, K), integer-valued floats."""
-    seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
-    uniq, inverse = np.unique(seeds, return_inverse=True)
-    n, k = len(scenario.store_list), len(scenario.skus)
-    out = np.empty((len(uniq), days, n, k))
-    if scenario.demand_file:
-        table = load_demand_file(scenario.demand_file, tuple(scenario.store_names),
-                                 tuple(scenario.sku_names))
-        if len(table) < days:
-            raise DemandFileError(
-                f"demand_file {scenario.demand_file}: holds {len(table)} days but an episode needs"
-                f" {days} (episode_length + warmup_days); add days or shorten the episode")
+    return DemandSampler(scenario, days).sample(seeds)
+
+
+class DemandSampler:
+    """Draws demand paths of ``days`` days; the per-scenario set-up is done once."""
+
+    def __init__(self, scenario, days: int):
+        self.scenario, self.days = scenario, days
+        self.n, self.k = len(scenario.store_list), len(scenario.skus)
+        self.table = None
+        if scenario.demand_file:
+            self.table = load_demand_file(scenario.demand_file, tuple(scenario.store_names),
+                                          tuple(scenario.sku_names))
+            if len(self.table) < days:
+                raise DemandFileError(
+                    f"demand_file {scenario.demand_file}: holds {len(self.table)} days but an episode"
+                    f" needs {days} (episode_length + warmup_days); add days or shorten the episode")
+            return
+        self.base = mean_path(scenario, days)
+        self.kind, self.std, self.disp, self.p_promo, self.mult, self.dur = _model_arrays(scenario)
+        self.pois = self.kind == "poisson"
+        self.norm = self.kind == "normal"
+        self.nbin = self.kind == "negative_binomial"
+        self.any_promo = bool((self.p_promo > 0).any())
+
+    def sample(self, seeds) -> np.ndarray:
+        seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
+        uniq, inverse = np.unique(seeds, return_inverse=True)
+        days, n, k = self.days, self.n, self.k
+        out = np.empty((len(uniq), days, n, k))
+        if self.table is not None:
+            for r, seed in enumerate(uniq):
+                start = np.random.default_rng([int(seed), 7]).integers(0, len(self.table) - days + 1)
+                out[r] = self.table[start: start + days]
+            return out[inverse]
+        pois, norm, nbin = self.pois, self.norm, self.nbin
         for r, seed in enumerate(uniq):
-            start = np.random.default_rng([int(seed), 7]).integers(0, len(table) - days + 1)
-            out[r] = table[start: start + days]
+            rng = np.random.default_rng([int(seed), 1])
+            mu = self.base
+            if self.any_promo:
+                start = rng.random((days, n, k)) < self.p_promo
+                active = np.zeros((days, n, k), dtype=bool)
+                for d in range(int(self.dur.max())):
+                    shifted = np.zeros_like(start)
+                    shifted[d:] = start[: days - d]
+                    active |= shifted & (d < self.dur)
+                mu = self.base * np.where(active, self.mult, 1.0)
+            if pois.all():
+                out[r] = rng.poisson(mu)
+                continue
+            draw = np.empty((days, n, k))
+            if pois.any():
+                draw[:, pois] = rng.poisson(mu[:, pois])
+            if norm.any():
+                draw[:, norm] = np.maximum(0.0, np.rint(rng.normal(mu[:, norm], self.std[norm])))
+            if nbin.any():
+                m = np.maximum(mu[:, nbin], 1e-9)
+                r_ = self.disp[nbin]
+                draw[:, nbin] = rng.negative_binomial(r_, r_ / (r_ + m))
+            out[r] = draw
         return out[inverse]
-    base = mean_path(scenario, days)
-    kind, std, disp, p_promo, mult, dur = _model_arrays(scenario)
-    pois, norm, nbin = kind == "poisson", kind == "normal", kind == "negative_binomial"
-    any_promo = bool((p_promo > 0).any())
-    for r, seed in enumerate(uniq):
-        rng = np.random.default_rng([int(seed), 1])
-        mu = base
-        if any_promo:
-            start = rng.random((days, n, k)) < p_promo
-            active = np.zeros((days, n, k), dtype=bool)
-            for d in range(int(dur.max())):
-                shifted = np.zeros_like(start)
-                shifted[d:] = start[: days - d]
-                active |= shifted & (d < dur)
-            mu = base * np.where(active, mult, 1.0)
-        draw = np.empty((days, n, k))
-        if pois.any():
-            draw[:, pois] = rng.poisson(mu[:, pois])
-        if norm.any():
-            draw[:, norm] = np.maximum(0.0, np.rint(rng.normal(mu[:, norm], std[norm])))
-        if nbin.any():
-            m = np.maximum(mu[:, nbin], 1e-9)
-            r_ = disp[nbin]
-            draw[:, nbin] = rng.negative_binomial(r_, r_ / (r_ + m))
-        out[r] = draw
-    return out[inverse]
 
 
 @lru_cache(maxsize=8)

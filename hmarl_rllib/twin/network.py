@@ -39,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from hmarl_rllib.twin.demand import sample_demand
+from hmarl_rllib.twin.demand import DemandSampler
 
 FIELDS = ("on_hand", "in_transit", "backorders", "demand", "sales", "lost_sales", "unmet",
           "order_placed", "shipped", "received", "holding_cost", "stockout_cost", "ordering_cost")
@@ -76,6 +76,8 @@ class SupplyChainTwin:
         self.P_p = self.lt_prod + 1
         inf = np.inf
         self.store_cap = np.array([s.capacity or inf for s in stores], dtype=float)[:, None]
+        self._store_cap_any = bool(np.isfinite(self.store_cap).any())
+        self._uniform_lt = self.extra_max == 0 and bool((self.lt_store == self.lt_store[0]).all())
         self.wh_cap = float(scenario.warehouse.capacity or inf)
         self.prod_cap = float(scenario.supplier.production_capacity)
         skus = scenario.skus
@@ -97,6 +99,7 @@ class SupplyChainTwin:
                                   for k in range(self.n_skus)], dtype=float)
         self.batch = 0
         self.day = 0
+        self._demand = DemandSampler(scenario, self.days_total)
 
     # ------------------------------------------------------------------------------ reset
     def reset(self, seeds) -> None:
@@ -104,7 +107,7 @@ class SupplyChainTwin:
         seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
         B, N, K, T = len(seeds), self.n_stores, self.n_skus, self.days_total
         self.seeds, self.batch, self.day = seeds, B, 0
-        self.demand = sample_demand(self.scenario, seeds, T)  # (B, T, N, K)
+        self.demand = self._demand.sample(seeds)  # (B, T, N, K)
         self.extra_store = np.zeros((B, T, N), dtype=np.int64)
         self.extra_wh = np.zeros((B, T), dtype=np.int64)
         if self.extra_max:
@@ -171,17 +174,16 @@ class SupplyChainTwin:
             raise RuntimeError("episode is over: call reset() first")
         t, B, N, K = self.day, self.batch, self.n_stores, self.n_skus
         # 1. orders placed: whole units, >= 0, within capacity of the ordering node
-        so = np.maximum(np.rint(np.asarray(store_order, dtype=float)), 0.0)
-        so = np.broadcast_to(so, (B, N, K))
-        if np.isfinite(self.store_cap).any():
+        so = _whole(store_order, (B, N, K))
+        if self._store_cap_any:
             room = self.store_cap - (self.on_hand + self.in_transit)
             so = np.minimum(so, np.maximum(room, 0.0))
-        wo = np.broadcast_to(np.maximum(np.rint(np.asarray(warehouse_order, dtype=float)), 0.0), (B, K))
-        if np.isfinite(self.wh_cap):
+        wo = _whole(warehouse_order, (B, K))
+        if self.wh_cap != np.inf:
             wo = np.minimum(wo, np.maximum(self.wh_cap - (self.wh_on_hand + self.wh_in_transit), 0.0))
-        pr = np.broadcast_to(np.maximum(np.rint(np.asarray(production, dtype=float)), 0.0), (B, K))
-        total = pr.sum(axis=1, keepdims=True)
-        if (total > self.prod_cap).any():
+        pr = _whole(production, (B, K))
+        total = pr.sum(axis=1, keepdims=True) if K > 1 else pr
+        if total.max() > self.prod_cap:
             pr = np.floor(pr * np.minimum(1.0, self.prod_cap / np.maximum(total, 1.0)))
         # 2. supplier produces
         self.prod_pipe[:, :, (t + self.lt_prod) % self.P_p] += pr
@@ -211,8 +213,11 @@ class SupplyChainTwin:
             ship = np.where(short[:, None, :], self._allocate(so, wh), so)
         shipped_wh = ship.sum(axis=1)
         self.wh_on_hand = wh - shipped_wh
-        sslot = (t + self.lt_store[None, :] + self.extra_store[:, t]) % self.P_s  # (B, N)
-        self.store_pipe[self._bI, self._nI, self._kI, sslot[:, :, None]] += ship
+        if self._uniform_lt:
+            self.store_pipe[..., (t + int(self.lt_store[0])) % self.P_s] += ship
+        else:
+            sslot = (t + self.lt_store[None, :] + self.extra_store[:, t]) % self.P_s  # (B, N)
+            self.store_pipe[self._bI, self._nI, self._kI, sslot[:, :, None]] += ship
         # 5. stores receive
         slot = t % self.P_s
         recv = self.store_pipe[..., slot].copy()
@@ -232,7 +237,7 @@ class SupplyChainTwin:
             lost = np.zeros_like(unmet)
             self.backorders = due - sales
         # 7. costs and ledger rows
-        row = np.zeros((B, N + 2, K, len(FIELDS)))
+        row = self.ledger[t] if self.record else np.zeros((B, N + 2, K, len(FIELDS)))
         s = row[:, :N]
         s[..., 0], s[..., 1], s[..., 2] = self.on_hand, self.in_transit, self.backorders
         s[..., 3], s[..., 4], s[..., 5], s[..., 6] = d, sales, lost, unmet
@@ -241,19 +246,19 @@ class SupplyChainTwin:
         s[..., 11] = self.p * unmet + self.b * self.backorders
         s[..., 12] = self.K[0] * (so > 0) + self.c[0] * ship
         w = row[:, N]
+        wh_unmet = requested - shipped_wh
         w[..., 0], w[..., 1] = self.wh_on_hand, self.wh_in_transit
-        w[..., 3], w[..., 4], w[..., 5], w[..., 6] = requested, shipped_wh, requested - shipped_wh, requested - shipped_wh
+        w[..., 3], w[..., 4], w[..., 5], w[..., 6] = requested, shipped_wh, wh_unmet, wh_unmet
         w[..., 7], w[..., 8], w[..., 9] = wo, shipped_wh, wh_recv
         w[..., 10] = self.h[1] * self.wh_on_hand
         w[..., 12] = self.K[1] * (wo > 0) + self.c[1] * sup_ship
         p = row[:, N + 1]
+        sup_unmet = wo - sup_ship
         p[..., 0], p[..., 1] = self.sup_on_hand, self.sup_in_production
-        p[..., 3], p[..., 4], p[..., 5], p[..., 6] = wo, sup_ship, wo - sup_ship, wo - sup_ship
+        p[..., 3], p[..., 4], p[..., 5], p[..., 6] = wo, sup_ship, sup_unmet, sup_unmet
         p[..., 7], p[..., 8], p[..., 9] = pr, sup_ship, completed
         p[..., 10] = self.h[2] * self.sup_on_hand
         p[..., 12] = self.K[2] * (pr > 0) + self.c[2] * pr
-        if self.record:
-            self.ledger[t] = row
         self.day = t + 1
         return row
 
@@ -294,6 +299,12 @@ class SupplyChainTwin:
         for i, name in enumerate(FIELDS):
             frame[name] = flat[:, i]
         return frame
+
+
+def _whole(order, shape) -> np.ndarray:
+    """Orders as whole, non-negative units of the given shape."""
+    out = np.maximum(np.rint(np.asarray(order, dtype=float)), 0.0)
+    return out if out.shape == shape else np.broadcast_to(out, shape)
 
 
 def write_ledger(frame: pd.DataFrame, path) -> None:
