@@ -177,6 +177,13 @@ class ActionSet(_Strict):
     mode: Literal["quantities", "order_up_to", "base_stock_correction"] = "quantities"
     values: Annotated[list[float], Field(min_length=2, max_length=64)]
 
+    @model_validator(mode="after")
+    def _non_negative(self):
+        if self.mode != "base_stock_correction" and min(self.values) < 0:
+            raise ValueError(f"values must be >= 0 in mode {self.mode!r} (only base_stock_correction"
+                             " takes negative corrections)")
+        return self
+
 
 class Actions(_Strict):
     store: ActionSet = ActionSet(mode="quantities", values=[0, 150, 300, 450])
@@ -193,7 +200,8 @@ class RuleParams(_Strict):
     @model_validator(mode="after")
     def _order(self):
         if self.order_up_to < self.reorder_point:
-            raise ValueError("order_up_to must be >= reorder_point")
+            raise ValueError(f"order_up_to ({self.order_up_to:g}) must be >= reorder_point"
+                             f" ({self.reorder_point:g})")
         return self
 
 
@@ -251,6 +259,22 @@ class Scenario(_Strict):
                         raise ValueError(
                             f"stores[{i}].{field}: per-SKU keys must be exactly {names}"
                             f" (unknown {unknown}, missing {missing})")
+            if st.capacity is not None:
+                for k in range(len(names)):
+                    if self.per_sku(st.initial_inventory, k) > st.capacity:
+                        raise ValueError(f"stores[{i}].initial_inventory = {self.per_sku(st.initial_inventory, k)}"
+                                         f" exceeds its capacity {st.capacity}")
+        for node in ("warehouse", "supplier"):
+            v = getattr(self, node).initial_inventory
+            if isinstance(v, dict):
+                unknown, missing = sorted(set(v) - set(names)), sorted(set(names) - set(v))
+                if unknown or missing:
+                    raise ValueError(f"{node}.initial_inventory: per-SKU keys must be exactly {names}"
+                                     f" (unknown {unknown}, missing {missing})")
+        cap = self.warehouse.capacity
+        if cap is not None and any(self.per_sku(self.warehouse.initial_inventory, k) > cap
+                                   for k in range(len(names))):
+            raise ValueError(f"warehouse.initial_inventory exceeds its capacity {cap}")
         return self
 
     def model_copy(self, *, update=None, deep=False):
@@ -284,18 +308,46 @@ class Scenario(_Strict):
         return mean_path(self, self.warmup_days + self.episode_length).mean(axis=0)
 
 
+_UNION_BRANCHES = {"StoreGroup", "list[Store]", "DemandModel", "int", "float", "str", "bool", "none"}
+
+
+def _is_branch(part) -> bool:
+    """A location segment that names a union branch (a type), not a field or key."""
+    p = str(part)
+    return p in _UNION_BRANCHES or any(c in p for c in "[(") or p.startswith(("function-", "tagged", "constrained-"))
+
+
+def _location(loc) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not _is_branch(part):
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _most_specific(err: ValidationError) -> dict:
+    """The error worth reporting. For a union (e.g. ``stores``: a group or a list) pydantic
+    reports every branch; the branch that failed on a type or an unknown key is the wrong
+    branch, so prefer a value error, then the deepest location."""
+    def mismatch(e):
+        return e["type"].endswith("_type") or e["type"] == "extra_forbidden"
+
+    return min(err.errors(), key=lambda e: (mismatch(e), -len(e["loc"])))
+
+
 def _format_error(err: ValidationError, source: str) -> str:
-    e = err.errors()[0]
-    loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("function-after", "tagged")))
-    # pydantic reports each branch of a union; keep the path readable.
-    loc = loc.replace(".StoreGroup", "").replace(".list[Store]", "")
+    e = _most_specific(err)
+    loc = _location(e["loc"])
     msg = e["msg"].removeprefix("Value error, ")
     if e["type"] == "extra_forbidden":
         msg = "unknown field (check the spelling; see configs/default.yaml for every field)"
     value = e.get("input")
     shown = repr(value) if not isinstance(value, dict) else "{...}"
-    where = f"{loc} = {shown}" if loc else shown
-    return f"{source}: {where}: {msg}"
+    if not loc:  # a check across fields: its message names the fields and values
+        return f"{source}: {msg}"
+    return f"{source}: {loc} = {shown}: {msg}"
 
 
 def parse_config(data: dict, source: str = "config") -> Scenario:

@@ -1,0 +1,39 @@
+"""Shared helpers: small scenarios built from plain dicts (the same path a YAML file takes)."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hmarl_rllib.config import load_config, parse_config
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_YAML = ROOT / "configs" / "default.yaml"
+HMARL = ROOT / ".venv" / "bin" / "hmarl"
+
+
+def deep_update(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_update(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def scenario(**fields):
+    """A validated Scenario from keyword fields (nested dicts allowed), defaults elsewhere."""
+    return parse_config(fields, "test")
+
+
+@pytest.fixture(scope="session")
+def default_scenario():
+    return load_config(DEFAULT_YAML)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)

@@ -1,0 +1,149 @@
+"""Scenario configuration: the default file loads as documented, and every bad value is refused
+with one line naming the field (and the value)."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from hmarl_rllib.config import load_config, parse_config
+from hmarl_rllib.errors import ConfigError
+
+from conftest import DEFAULT_YAML, deep_update
+
+
+def test_default_yaml_is_the_walkthrough_scenario(default_scenario):
+    sc = default_scenario
+    assert sc.episode_length == 30 and sc.warmup_days == 0 and sc.seed == 42
+    assert sc.store_names == ["store_1", "store_2", "store_3"]
+    assert sc.supplier.production_capacity == 10_000 and sc.supplier.lead_time == 7
+    assert (sc.rule_based.store.reorder_point, sc.rule_based.store.order_up_to) == (300, 700)
+    assert (sc.rule_based.warehouse.reorder_point, sc.rule_based.warehouse.order_up_to) == (2000, 4000)
+    assert sc.actions.store.values == [0, 150, 300, 450] and len(sc.actions.supplier.values) == 3
+
+
+def test_every_field_in_default_yaml_is_a_schema_field():
+    """Loading refuses unknown keys, so the walkthrough file must use exactly the schema's names."""
+    data = yaml.safe_load(DEFAULT_YAML.read_text())
+    assert parse_config(data).model_dump(exclude={"source_path"})["stores"]["count"] == 3
+
+
+def test_per_sku_values_and_store_lists_are_accepted():
+    sc = parse_config({
+        "skus": [{"name": "A"}, {"name": "B"}],
+        "stores": [{"name": "north", "lead_time": 0, "initial_inventory": {"A": 5, "B": 7},
+                    "demand": {"A": {"mean": 3}, "B": {"model": "normal", "mean": 4, "std": 1}}},
+                   {"name": "south", "capacity": 50, "initial_inventory": 50}],
+        "warehouse": {"initial_inventory": {"A": 100, "B": 200}},
+    })
+    assert sc.store_names == ["north", "south"]
+    assert sc.store_demand(0, 1).model == "normal" and sc.per_sku(sc.store_list[0].initial_inventory, 1) == 7
+    assert sc.mean_demand().shape == (2, 2)
+
+
+BAD = [
+    # (case, override, field that must be named, value that must be shown)
+    ("negative store lead time", {"stores": {"lead_time": -1}}, "stores.lead_time", "-1"),
+    ("negative listed store lead time", {"stores": [{"name": "a", "lead_time": -2}]}, "stores[0].lead_time", "-2"),
+    ("negative warehouse lead time", {"warehouse": {"lead_time": -1}}, "warehouse.lead_time", "-1"),
+    ("negative supplier lead time", {"supplier": {"lead_time": -3}}, "supplier.lead_time", "-3"),
+    ("unknown shortage mode", {"shortage": "lost"}, "shortage", "'lost'"),
+    ("bad allocation", {"warehouse": {"allocation": "fifo"}}, "warehouse.allocation", "'fifo'"),
+    ("weekly with 6 factors", {"stores": {"demand": {"weekly": [1, 1, 1, 1, 1, 1]}}}, "stores.demand.weekly", "[1, 1, 1, 1, 1, 1]"),
+    ("normal without std", {"stores": {"demand": {"model": "normal", "mean": 5}}}, "stores.demand", "std"),
+    ("listed store normal without std", {"stores": [{"name": "a", "demand": {"model": "normal"}}]}, "stores[0].demand", "std"),
+    ("negbin without dispersion", {"stores": {"demand": {"model": "negative_binomial"}}}, "stores.demand", "dispersion"),
+    ("unknown demand model", {"stores": {"demand": {"model": "gamma"}}}, "stores.demand.model", "'gamma'"),
+    ("negative mean", {"stores": {"demand": {"mean": -5}}}, "stores.demand.mean", "-5"),
+    ("yearly amplitude 1", {"stores": {"demand": {"yearly_amplitude": 1.0}}}, "stores.demand.yearly_amplitude", "1.0"),
+    ("promotion probability > 1", {"stores": {"demand": {"promotions": {"probability": 2}}}},
+     "stores.demand.promotions.probability", "2"),
+    ("unknown top-level key typo", {"episode_lenght": 30}, "episode_lenght", "30"),
+    ("unknown nested key typo", {"warehouse": {"capacty": 10}}, "warehouse.capacty", "10"),
+    ("unknown key in a listed store", {"stores": [{"name": "a", "leadtime": 2}]}, "stores[0].leadtime", "2"),
+    ("order_up_to < reorder_point", {"rule_based": {"store": {"reorder_point": 700, "order_up_to": 300}}},
+     "rule_based.store", "700"),
+    ("duplicate SKU names", {"skus": [{"name": "A"}, {"name": "A"}]}, "skus", "'A', 'A'"),
+    ("duplicate store names", {"stores": [{"name": "x"}, {"name": "x"}]}, "stores", "'x', 'x'"),
+    ("per-SKU demand with unknown SKU", {"stores": {"demand": {"Z": {"mean": 3}}}}, "stores", "Z"),
+    ("per-SKU inventory with unknown SKU", {"stores": {"initial_inventory": {"Z": 3}}}, "stores[0].initial_inventory", "'Z'"),
+    ("per-SKU warehouse inventory with unknown SKU", {"warehouse": {"initial_inventory": {"Z": 3}}},
+     "warehouse.initial_inventory", "'Z'"),
+    ("per-SKU supplier inventory with unknown SKU", {"supplier": {"initial_inventory": {"Z": 3}}},
+     "supplier.initial_inventory", "'Z'"),
+    ("per-SKU demand with a bad value", {"skus": [{"name": "A"}, {"name": "B"}],
+                                         "stores": {"demand": {"A": {"mean": 3}, "B": {"mean": -4}}}},
+     "stores.demand.B.mean", "-4"),
+    ("negative per-SKU inventory", {"stores": {"initial_inventory": {"A": -1}}}, "stores.initial_inventory.A", "-1"),
+    ("initial inventory above store capacity", {"stores": {"capacity": 100, "initial_inventory": 400}},
+     "stores[0].initial_inventory", "400"),
+    ("initial inventory above warehouse capacity", {"warehouse": {"capacity": 100, "initial_inventory": 400}},
+     "warehouse.initial_inventory", "100"),
+    ("zero capacity", {"warehouse": {"capacity": 0}}, "warehouse.capacity", "0"),
+    ("zero production capacity", {"supplier": {"production_capacity": 0}}, "supplier.production_capacity", "0"),
+    ("zero episode length", {"episode_length": 0}, "episode_length", "0"),
+    ("negative warm-up", {"warmup_days": -1}, "warmup_days", "-1"),
+    ("negative seed", {"seed": -1}, "seed", "-1"),
+    ("start weekday 7", {"start_weekday": 7}, "start_weekday", "7"),
+    ("store count 0", {"stores": {"count": 0}}, "stores.count", "0"),
+    ("no stores", {"stores": []}, "stores", "[]"),
+    ("no SKUs", {"skus": []}, "skus", "[]"),
+    ("negative holding cost", {"skus": [{"name": "A", "holding_cost": {"store": -0.1}}]},
+     "skus[0].holding_cost.store", "-0.1"),
+    ("negative fixed ordering cost", {"skus": [{"name": "A", "ordering_cost": {"warehouse": {"fixed": -1}}}]},
+     "skus[0].ordering_cost.warehouse.fixed", "-1"),
+    ("team weight above 1", {"reward": {"team_weight": 1.5}}, "reward.team_weight", "1.5"),
+    ("cost scale 0", {"reward": {"cost_scale": 0}}, "reward.cost_scale", "0"),
+    ("random lead-time probability", {"random_lead_times": {"probability": -0.1}}, "random_lead_times.probability", "-0.1"),
+    ("random lead-time extra days 0", {"random_lead_times": {"max_extra_days": 0}}, "random_lead_times.max_extra_days", "0"),
+    ("one action value", {"actions": {"store": {"mode": "quantities", "values": [5]}}}, "actions.store.values", "[5]"),
+    ("unknown action mode", {"actions": {"warehouse": {"mode": "bang_bang", "values": [0, 1]}}},
+     "actions.warehouse.mode", "'bang_bang'"),
+    ("negative order quantity", {"actions": {"store": {"mode": "quantities", "values": [-10, 10]}}},
+     "actions.store", "quantities"),
+    ("unknown observation mode", {"observations": {"mode": "full"}}, "observations.mode", "'full'"),
+    ("episode length not a number", {"episode_length": "thirty"}, "episode_length", "'thirty'"),
+]
+
+
+@pytest.mark.parametrize("case, override, field, value", BAD, ids=[b[0] for b in BAD])
+def test_bad_value_is_refused_with_its_field_named(case, override, field, value):
+    base = yaml.safe_load(DEFAULT_YAML.read_text())
+    data = {k: v for k, v in deep_update(base, override).items()}
+    if isinstance(override.get("stores"), list):
+        data["stores"] = override["stores"]
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, "bad.yaml")
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert msg.startswith("bad.yaml: ")
+    assert field in msg, msg
+    assert value in msg, msg
+    assert "Traceback" not in msg
+
+
+def test_negative_corrections_are_allowed_for_base_stock_correction():
+    sc = parse_config({"actions": {"store": {"mode": "base_stock_correction", "values": [-2, 0, 2]}}})
+    assert sc.actions.store.values == [-2, 0, 2]
+
+
+@pytest.mark.parametrize("text, expect", [
+    ("episode_length: [30\n", "not valid YAML"),
+    ("- 1\n- 2\n", "YAML mapping"),
+])
+def test_unreadable_files_are_refused(tmp_path, text, expect):
+    p = tmp_path / "bad.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=expect):
+        load_config(p)
+
+
+def test_missing_file_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_relative_demand_file_resolves_next_to_the_config(tmp_path):
+    (tmp_path / "sub").mkdir()
+    p = tmp_path / "sub" / "s.yaml"
+    p.write_text("demand_file: demand.csv\n")
+    assert load_config(p).demand_file == str((tmp_path / "sub" / "demand.csv").resolve())
