@@ -1,0 +1,188 @@
+"""Perfect-information lower bound on the chain cost of one demand trace.
+
+For each trace (seed) a mixed-integer linear program that knows the whole demand path (and
+any random delays) chooses every shipment, allocation and production quantity subject to the
+twin's lead times, capacities and shortage rule, minimising the same cost as the twin: holding
+[h] on end-of-day stock, stockout penalty [p] per unit of a day's demand not served that day,
+backorder cost [b] per unit-day of backlog, fixed [K] and per-unit [c] ordering costs. The
+fixed costs use binary order indicators (``x ≤ M·z``). Solved with HiGHS through
+:func:`scipy.optimize.milp`; when the time limit stops the search, HiGHS's *dual bound* is
+returned, which is still a valid lower bound.
+
+Why it is a bound: any trajectory of the twin under any policy is a feasible point of this
+program with the same (or a higher) cost: the program may ship and allocate freely, so no
+policy can beat it on the same trace.
+
+Variables per day t, store i, SKU k: ``xs`` shipment warehouse→store, ``Is`` store stock,
+``sn`` sales to the day's demand, ``sb``/``Bk`` backlog sales and backlog (backorder mode);
+per day and SKU: ``y`` supplier→warehouse shipment, ``Iw`` warehouse stock, ``pr`` production,
+``Ip`` supplier stock; ``z*`` binaries for fixed ordering costs.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+from scipy.optimize import Bounds, LinearConstraint, milp
+
+from hmarl_rllib.twin import SupplyChainTwin
+
+
+class _Vars:
+    def __init__(self):
+        self.n = 0
+        self.lb, self.ub, self.cost, self.integer = [], [], [], []
+
+    def add(self, shape, lb=0.0, ub=np.inf, cost=0.0, integer=False):
+        size = int(np.prod(shape))
+        idx = np.arange(self.n, self.n + size).reshape(shape)
+        self.n += size
+        self.lb.append(np.broadcast_to(lb, shape).reshape(-1).astype(float))
+        self.ub.append(np.broadcast_to(ub, shape).reshape(-1).astype(float))
+        self.cost.append(np.broadcast_to(cost, shape).reshape(-1).astype(float))
+        self.integer.append(np.full(size, 1 if integer else 0))
+        return idx
+
+
+class _Rows:
+    def __init__(self):
+        self.r, self.c, self.v, self.lo, self.hi = [], [], [], [], []
+        self.m = 0
+
+    def add(self, terms, lo, hi, shape=None):
+        """``terms``: list of (coef, index array of shape S + extra); one row per element of S
+        (S defaults to the first term's shape); extra trailing axes are summed in the row."""
+        shape = np.shape(terms[0][1]) if shape is None else shape
+        rows = np.arange(self.m, self.m + int(np.prod(shape))).reshape(shape)
+        for coef, idx in terms:
+            idx = np.asarray(idx)
+            r = np.broadcast_to(rows.reshape(rows.shape + (1,) * (idx.ndim - rows.ndim)), idx.shape)
+            self.r.append(r.reshape(-1))
+            self.c.append(idx.reshape(-1))
+            self.v.append(np.broadcast_to(coef, idx.shape).reshape(-1).astype(float))
+        self.lo.append(np.broadcast_to(lo, shape).reshape(-1).astype(float))
+        self.hi.append(np.broadcast_to(hi, shape).reshape(-1).astype(float))
+        self.m += int(np.prod(shape))
+
+
+def _arrivals(send_day_arrival: np.ndarray, T: int):
+    """For each arrival day t < T: the list of send days whose shipment arrives on t."""
+    out = [[] for _ in range(T)]
+    for tau, a in enumerate(send_day_arrival):
+        if a < T:
+            out[int(a)].append(tau)
+    return out
+
+
+def trace_bound(twin: SupplyChainTwin, r: int, time_limit: float = 20.0, mip: bool = True,
+                mip_gap: float = 1e-4) -> float:
+    """Lower bound on the scored chain cost of replica ``r`` of a reset twin."""
+    sc = twin.scenario
+    T, N, K, W = twin.days_total, twin.n_stores, twin.n_skus, sc.warmup_days
+    d = twin.demand[r]  # (T, N, K)
+    scored = (np.arange(T) >= W).astype(float)
+    s3, s2 = scored[:, None, None], scored[:, None]
+    lost = twin.lost_sales
+    V = _Vars()
+    h, Kf, c = twin.h, twin.K, twin.c
+    xs = V.add((T, N, K), cost=s3 * c[0])
+    Is = V.add((T, N, K), cost=s3 * h[0])
+    sn = V.add((T, N, K), ub=d, cost=-s3 * twin.p)  # p·(d − sn) = const − p·sn
+    y = V.add((T, K), cost=s2 * c[1])
+    Iw = V.add((T, K), cost=s2 * h[1])
+    pr = V.add((T, K), cost=s2 * c[2])
+    Ip = V.add((T, K), cost=s2 * h[2])
+    if not lost:
+        sb = V.add((T, N, K))
+        Bk = V.add((T, N, K), cost=s3 * twin.b)
+    z = {}
+    for name, x, kf in (("s", xs, Kf[0]), ("w", y, Kf[1]), ("p", pr, Kf[2])):
+        if np.any(kf > 0):
+            cost = (s3 if x.ndim == 3 else s2) * kf
+            z[name] = (x, V.add(x.shape, ub=1.0, cost=cost, integer=mip))
+    R = _Rows()
+    # store stock balance: Is[t] - Is[t-1] - arrivals + sales = init·[t=0]
+    arr_s = (np.arange(T)[:, None] + twin.lt_store[None, :] + twin.extra_store[r])  # (T, N) arrival day
+    for i in range(N):
+        arrivals = _arrivals(arr_s[:, i], T)
+        for t in range(T):
+            terms = [(1.0, Is[t, i]), (1.0, sn[t, i])]
+            if t > 0:
+                terms.append((-1.0, Is[t - 1, i]))
+            for tau in arrivals[t]:
+                terms.append((-1.0, xs[tau, i]))
+            if not lost:
+                terms.append((1.0, sb[t, i]))
+            rhs = twin.init_store[i] if t == 0 else 0.0
+            R.add([(cf, ix) for cf, ix in terms], rhs, rhs)
+        if not lost:  # backlog: Bk[t] - Bk[t-1] + sb + sn = d ;  sb[t] <= Bk[t-1]
+            R.add([(1.0, Bk[0, i]), (1.0, sb[0, i]), (1.0, sn[0, i])], d[0, i], d[0, i])
+            R.add([(1.0, Bk[1:, i]), (-1.0, Bk[:-1, i]), (1.0, sb[1:, i]), (1.0, sn[1:, i])], d[1:, i], d[1:, i])
+            R.add([(1.0, sb[0, i])], 0.0, 0.0)
+            R.add([(1.0, sb[1:, i]), (-1.0, Bk[:-1, i])], -np.inf, 0.0)
+        cap = twin.store_cap[i, 0]
+        if np.isfinite(cap):  # position before today's receipts + today's order <= cap
+            for t in range(T):
+                terms = [(1.0, xs[t, i])]
+                if t > 0:
+                    terms.append((1.0, Is[t - 1, i]))
+                    for tau in range(t):
+                        if arr_s[tau, i] > t - 1:
+                            terms.append((1.0, xs[tau, i]))
+                R.add(terms, -np.inf, cap - (twin.init_store[i] if t == 0 else 0.0))
+    # warehouse balance: Iw[t] - Iw[t-1] - arrivals + sum_i xs[t,i] = init·[t=0]
+    arr_w = np.arange(T) + twin.lt_wh + twin.extra_wh[r]
+    arrivals = _arrivals(arr_w, T)
+    for t in range(T):
+        terms = [(1.0, Iw[t])] + [(1.0, xs[t, i]) for i in range(N)]
+        if t > 0:
+            terms.append((-1.0, Iw[t - 1]))
+        terms += [(-1.0, y[tau]) for tau in arrivals[t]]
+        rhs = twin.init_wh if t == 0 else np.zeros(K)
+        R.add(terms, rhs, rhs)
+        if np.isfinite(twin.wh_cap):
+            terms = [(1.0, y[t])]
+            if t > 0:
+                terms.append((1.0, Iw[t - 1]))
+                terms += [(1.0, y[tau]) for tau in range(t) if arr_w[tau] > t - 1]
+            R.add(terms, -np.inf, twin.wh_cap - (twin.init_wh if t == 0 else 0.0))
+    # supplier balance: Ip[t] - Ip[t-1] - pr[t-Lp] + y[t] = init·[t=0];  sum_k pr[t] <= cap
+    Lp = twin.lt_prod
+    for t in range(T):
+        terms = [(1.0, Ip[t]), (1.0, y[t])]
+        if t > 0:
+            terms.append((-1.0, Ip[t - 1]))
+        if t - Lp >= 0:
+            terms.append((-1.0, pr[t - Lp]))
+        rhs = twin.init_sup if t == 0 else np.zeros(K)
+        R.add(terms, rhs, rhs)
+    R.add([(1.0, pr)], -np.inf, twin.prod_cap, shape=(T,))
+    # x <= M z, with M the demand still to come: shipping more is never optimal, so this
+    # tight M keeps the optimum (and the bound) while making the relaxation much stronger.
+    rest = np.cumsum(d[::-1], axis=0)[::-1]  # (T, N, K): demand from day t on
+    M = {"s": rest + 1.0, "w": rest.sum(axis=1) + 1.0, "p": rest.sum(axis=1) + 1.0}
+    for name, (x, zz) in z.items():
+        R.add([(1.0, x), (-M[name], zz)], -np.inf, 0.0)
+    A = sparse.csr_matrix((np.concatenate(R.v), (np.concatenate(R.r), np.concatenate(R.c))), shape=(R.m, V.n))
+    res = milp(np.concatenate(V.cost), constraints=LinearConstraint(A, np.concatenate(R.lo), np.concatenate(R.hi)),
+               integrality=np.concatenate(V.integer), bounds=Bounds(np.concatenate(V.lb), np.concatenate(V.ub)),
+               options={"time_limit": time_limit, "mip_rel_gap": mip_gap, "disp": False})
+    const = float((twin.p * d * s3).sum())
+    if res.x is None and getattr(res, "mip_dual_bound", None) is None:
+        raise RuntimeError(f"perfect-information program failed: {res.message}")
+    value = getattr(res, "mip_dual_bound", None) if mip else None
+    if value is None or not np.isfinite(value):
+        value = res.fun
+    return float(value) + const
+
+
+def perfect_information_bound(scenario, seeds, time_limit: float = 20.0, mip: bool = True,
+                              progress=None) -> np.ndarray:
+    """Lower bound on the chain cost for each seed's trace, shape (B,)."""
+    twin = SupplyChainTwin(scenario, record=False)
+    twin.reset(seeds)
+    out = np.empty(len(twin.seeds))
+    for r in range(len(out)):
+        out[r] = trace_bound(twin, r, time_limit=time_limit, mip=mip)
+        if progress and (r + 1) % 10 == 0:
+            progress(f"bound: {r + 1}/{len(out)} traces")
+    return out
