@@ -141,17 +141,25 @@ class DemandSampler:
         return out[inverse]
 
 
-@lru_cache(maxsize=8)
 def load_demand_file(path: str, stores: tuple[str, ...], skus: tuple[str, ...]) -> np.ndarray:
     """Read and validate a demand file; return demand per day, store and SKU, shape (T, N, K).
 
     Raises :class:`DemandFileError` (one line) on a missing file or column, negative / NaN /
     non-numeric demand, unknown stores or SKUs, duplicate rows, gaps in the daily dates, or a
-    store/SKU with no rows.
+    store/SKU with no rows. Parsed tables are cached per file version (modification time and
+    size), so a rewritten file is read again. The returned array is read-only.
     """
     p = Path(path)
     if not p.is_file():
         raise DemandFileError(f"demand_file {path}: no such file (give a CSV or Parquet path)")
+    st = p.stat()
+    return _load_demand_table(str(path), st.st_mtime_ns, st.st_size, tuple(stores), tuple(skus))
+
+
+@lru_cache(maxsize=8)
+def _load_demand_table(path: str, mtime_ns: int, size: int, stores: tuple[str, ...],
+                       skus: tuple[str, ...]) -> np.ndarray:
+    p = Path(path)
     try:
         if p.suffix.lower() in (".parquet", ".pq"):
             df = pd.read_parquet(p)
@@ -200,6 +208,7 @@ def load_demand_file(path: str, stores: tuple[str, ...], skus: tuple[str, ...]) 
         d, s, k = (int(x[0]) for x in np.nonzero(np.isnan(table)))
         raise DemandFileError(f"demand_file {path}: no row for date {days[d].date()}, store {stores[s]!r},"
                               f" sku {skus[k]!r}; every day needs a row per store and SKU")
+    table.flags.writeable = False  # shared by every caller through the cache
     return table
 
 
