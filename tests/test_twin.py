@@ -173,6 +173,25 @@ def _check_run(cfg, seeds, order_seed, scale):
         Lp = sc.supplier.lead_time
         due = prod_hist[t - Lp] if t - Lp >= 0 else 0
         np.testing.assert_allclose(row[:, N + 1, :, RECEIVED], due, atol=1e-9)
+        # pipeline views: slot 0 is tomorrow's arrivals; the slots sum to what is in transit
+        # (plus today's own shipments where the lead time is 0 and nothing was delayed)
+        if t > 0:
+            same_day = (lt_store == 0)[None, :, None]
+            if not random_lt:
+                np.testing.assert_allclose(row[:, :N, :, RECEIVED], next_store + np.where(same_day, store_inflow, 0))
+                np.testing.assert_allclose(row[:, N, :, RECEIVED], next_wh + (sc.warehouse.lead_time == 0) * wh_inflow)
+            else:
+                np.testing.assert_allclose(np.where(lt_store[None, :, None] > 0, row[:, :N, :, RECEIVED] - next_store, 0), 0)
+                assert (row[:, :N, :, RECEIVED] >= next_store).all() and (row[:, N, :, RECEIVED] >= next_wh).all()
+            np.testing.assert_allclose(row[:, N + 1, :, RECEIVED], next_prod + (sc.supplier.lead_time == 0) * prod_inflow)
+        sp, wp, pp = twin.store_pipeline(), twin.warehouse_pipeline(), twin.production_pipeline()
+        np.testing.assert_allclose(sp.sum(axis=-1), transit[:, :N])
+        np.testing.assert_allclose(wp.sum(axis=-1), transit[:, N])
+        np.testing.assert_allclose(pp.sum(axis=-1), transit[:, N + 1])
+        zero = np.zeros(transit[:, 0].shape)
+        next_store = sp[..., 0] if sp.shape[-1] else np.zeros_like(transit[:, :N])
+        next_wh = wp[..., 0] if wp.shape[-1] else zero
+        next_prod = pp[..., 0] if pp.shape[-1] else zero
         prev_on_hand, prev_transit, prev_back = on_hand, transit, back
     # the recorded ledger is what step() returned
     np.testing.assert_array_equal(twin.ledger, np.stack(rows))

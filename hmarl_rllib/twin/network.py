@@ -150,10 +150,19 @@ class SupplyChainTwin:
         return self.sup_on_hand + self.sup_in_production
 
     def store_pipeline(self) -> np.ndarray:
-        """Units arriving at each store in 1, 2, … P_s−1 days, (B, N, K, P_s−1)."""
-        t = self.day
-        order = (t + np.arange(1, self.P_s)) % self.P_s
-        return self.store_pipe[..., order]
+        """Units arriving at each store in 1, 2, … P_s−1 days, (B, N, K, P_s−1).
+
+        "In 1 day" is the next :meth:`step` (day ``self.day``); the slots sum to ``in_transit``.
+        """
+        return _upcoming(self.store_pipe, self.P_s, self.day)
+
+    def warehouse_pipeline(self) -> np.ndarray:
+        """Units arriving at the warehouse in 1, 2, … P_w−1 days, (B, K, P_w−1)."""
+        return _upcoming(self.wh_pipe, self.P_w, self.day)
+
+    def production_pipeline(self) -> np.ndarray:
+        """Production completing in 1, 2, … L_p days, (B, K, L_p)."""
+        return _upcoming(self.prod_pipe, self.P_p, self.day)
 
     def demand_history(self, days: int) -> np.ndarray:
         """Demand of the last ``days`` days (zeros before day 0), (B, days, N, K), oldest first."""
@@ -299,6 +308,13 @@ class SupplyChainTwin:
         for i, name in enumerate(FIELDS):
             frame[name] = flat[:, i]
         return frame
+
+
+def _upcoming(pipe: np.ndarray, P: int, day: int) -> np.ndarray:
+    """Arrivals of a circular pipeline buffer (last axis, length P) on days ``day .. day+P−2``:
+    the slot of the day about to be simulated first. (Slot ``(day − 1) % P`` was emptied when
+    day − 1 received its arrivals, so P − 1 slots hold everything in transit.)"""
+    return pipe[..., (day + np.arange(P - 1)) % P]
 
 
 def _whole(order, shape) -> np.ndarray:

@@ -1,0 +1,217 @@
+"""The RLlib MultiAgentEnv: passes RLlib's checker, reproduces seeded episodes, maps actions,
+observations and rewards to the right agents as its docstring says, reports KPIs at the end."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ray.rllib.utils.pre_checks.env import check_multiagent_environments
+
+from hmarl_rllib.env import HMARLEnv
+from hmarl_rllib.twin.network import F
+
+from conftest import DEFAULT_YAML, scenario
+
+TWO_SKUS = dict(episode_length=8, skus=[{"name": "A"}, {"name": "B"}],
+                stores={"count": 2, "demand": {"A": {"mean": 60}, "B": {"mean": 20}}})
+
+
+def _env(mode="walkthrough", **fields):
+    fields.setdefault("episode_length", 10)
+    return HMARLEnv({"scenario": scenario(observations={"mode": mode}, **fields)})
+
+
+@pytest.mark.parametrize("make", [
+    lambda: HMARLEnv({"scenario": str(DEFAULT_YAML)}),
+    lambda: _env("walkthrough"),
+    lambda: _env("rich", random_lead_times={"enabled": True}, warmup_days=3),
+    lambda: _env("walkthrough", **TWO_SKUS),
+    lambda: _env("rich", **TWO_SKUS),
+], ids=["default-yaml", "walkthrough", "rich", "walkthrough-2sku", "rich-2sku"])
+def test_passes_rllib_checker_and_full_episodes_stay_in_spaces(make):
+    env = make()
+    check_multiagent_environments(env)
+    obs, _ = env.reset(seed=1)
+    steps = 0
+    while True:
+        assert set(obs) == set(env.possible_agents)
+        for aid, o in obs.items():
+            space = env.observation_spaces[aid]
+            assert o.shape == space.shape and o.dtype == np.float32 and np.isfinite(o).all()
+        actions = {a: env.action_spaces[a].sample() for a in env.possible_agents}
+        obs, rew, term, trunc, infos = env.step(actions)
+        steps += 1
+        assert set(rew) == set(env.possible_agents)
+        assert all(np.isfinite(r) and r <= 0 for r in rew.values())
+        if term["__all__"] or trunc["__all__"]:
+            break
+    assert steps == env.scenario.episode_length
+
+
+def test_walkthrough_spaces_match_the_walkthrough():
+    env = HMARLEnv({"scenario": str(DEFAULT_YAML)})
+    assert env.possible_agents == ["store_1", "store_2", "store_3", "warehouse", "supplier"]
+    assert env.observation_spaces["store_1"].shape == (7,)
+    assert env.observation_spaces["warehouse"].shape == (6,)
+    assert env.observation_spaces["supplier"].shape == (3,)
+    assert env.action_spaces["store_2"].n == 4 and env.action_spaces["warehouse"].n == 4
+    assert env.action_spaces["supplier"].n == 3
+
+
+def _rollout(env, seed, steps=8, action_seed=0):
+    rng = np.random.default_rng(action_seed)
+    obs, _ = env.reset(seed=seed)
+    trace = [np.concatenate([obs[a] for a in env.possible_agents])]
+    for _ in range(steps):
+        act = {a: int(rng.integers(env.action_spaces[a].n)) for a in env.possible_agents}
+        obs, rew, term, _, _ = env.step(act)
+        trace.append(np.concatenate([obs[a] for a in env.possible_agents] + [[rew[a] for a in env.possible_agents]]))
+        if term["__all__"]:
+            break
+    return trace
+
+
+def test_seeded_resets_reproduce():
+    a = _rollout(_env("rich", **TWO_SKUS), seed=7)
+    b = _rollout(_env("rich", **TWO_SKUS), seed=7)
+    c = _rollout(_env("rich", **TWO_SKUS), seed=8)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    assert any(not np.array_equal(x, y) for x, y in zip(a, c))
+    env = _env()
+    env.reset(options={"episode_seed": 123})
+    d1 = env.twin.demand.copy()
+    env.reset(options={"episode_seed": 123})
+    np.testing.assert_array_equal(env.twin.demand, d1)
+
+
+def test_actions_reach_the_right_node_and_sku():
+    env = _env(**TWO_SKUS)
+    env.reset(seed=0)
+    actions = {a: 0 for a in env.possible_agents}
+    actions["store_2:B"] = 3
+    actions["warehouse:A"] = 2
+    actions["supplier:B"] = 1
+    env.step(actions)
+    row = env.twin.ledger[0, 0, :, :, F["order_placed"]]  # (M, K)
+    expected = np.zeros((4, 2))
+    expected[1, 1] = env.scenario.actions.store.values[3]
+    expected[2, 0] = env.scenario.actions.warehouse.values[2]
+    expected[3, 1] = env.scenario.actions.supplier.values[1]
+    np.testing.assert_array_equal(row, expected)
+
+
+def test_rewards_are_each_agents_scaled_cost_and_sum_to_the_chain_cost():
+    env = _env(reward={"cost_scale": 0.01, "team_weight": 0.0}, **TWO_SKUS)
+    env.reset(seed=3)
+    total = dict.fromkeys(env.possible_agents, 0.0)
+    rng = np.random.default_rng(1)
+    while True:
+        _, rew, term, _, infos = env.step({a: int(rng.integers(env.action_spaces[a].n)) for a in env.possible_agents})
+        row = env.twin.ledger[env.twin.day - 1, 0]
+        cost = row[..., F["holding_cost"]] + row[..., F["stockout_cost"]] + row[..., F["ordering_cost"]]
+        assert rew["store_1:B"] == pytest.approx(-0.01 * cost[0, 1])
+        assert rew["warehouse:A"] == pytest.approx(-0.01 * cost[2, 0])
+        assert rew["supplier:B"] == pytest.approx(-0.01 * cost[3, 1])
+        for a in total:
+            total[a] += rew[a]
+        if term["__all__"]:
+            break
+    chain = infos["store_1:A"]["chain"]
+    assert sum(total.values()) == pytest.approx(-0.01 * chain["cost"])
+
+
+@pytest.mark.xfail(strict=True, reason="env._final_infos gives a per-SKU agent its node's KPIs summed over"
+                                       " all SKUs (env.py, owned by the lead; reported)")
+def test_final_kpis_of_a_per_sku_agent_are_its_own_sku():
+    env = _env(**TWO_SKUS)
+    env.reset(seed=3)
+    total = dict.fromkeys(env.possible_agents, 0.0)
+    while True:
+        _, rew, term, _, infos = env.step({a: 1 for a in env.possible_agents})
+        for a in total:
+            total[a] += rew[a]
+        if term["__all__"]:
+            break
+    scale = env.scenario.reward.cost_scale
+    for aid in ("store_2:B", "warehouse:A", "supplier:B"):
+        assert infos[aid]["kpi"]["cost"] == pytest.approx(-total[aid] / scale)
+
+
+def test_final_infos_carry_kpis():
+    env = HMARLEnv({"scenario": str(DEFAULT_YAML)})
+    env.reset(seed=0)
+    infos = {}
+    for _ in range(env.scenario.episode_length):
+        _, _, term, _, infos = env.step({a: 1 for a in env.possible_agents})
+        if not term["__all__"]:
+            assert not any("kpi" in v for v in infos.values() if isinstance(v, dict))
+    assert term["__all__"]
+    for aid in env.possible_agents:
+        kpi = infos[aid]["kpi"]
+        assert {"cost", "fill_rate", "service_level", "holding_cost", "stockout_cost", "ordering_cost",
+                "bullwhip"} <= set(kpi)
+        assert 0 <= kpi["fill_rate"] <= 1
+        assert infos[aid]["chain"]["episode_seed"] == env.episode_seed
+
+
+def test_team_weight_shares_the_chain_cost():
+    env = _env(reward={"cost_scale": 0.01, "team_weight": 1.0})
+    env.reset(seed=0)
+    _, rew, _, _, _ = env.step({a: 1 for a in env.possible_agents})
+    assert len(set(np.round(list(rew.values()), 9))) == 1
+
+
+@pytest.mark.parametrize("mode", ["walkthrough", "rich"])
+def test_observation_indices_mean_what_the_docstring_says(mode):
+    env = _env(mode, shortage="backorder", stores={"count": 3, "lead_time": 2, "demand": {"mean": 50}},
+               episode_length=12)
+    env.reset(seed=4)
+    rng = np.random.default_rng(2)
+    mu = env.scenario.mean_demand()[:, 0]
+    mu_w = mu.sum()
+    tw = env.twin
+    for _ in range(10):
+        obs, *_ = env.step({a: int(rng.integers(env.action_spaces[a].n)) for a in env.possible_agents})
+        day = tw.day
+        s2 = obs["store_2"].astype(float)
+        assert s2[0] * 10 * mu[1] == pytest.approx(tw.on_hand[0, 1, 0], abs=1e-2)
+        assert s2[1] * 10 * mu[1] == pytest.approx(tw.in_transit[0, 1, 0], abs=1e-2)
+        assert s2[2] * 10 * mu[1] == pytest.approx(tw.backorders[0, 1, 0], abs=1e-2)
+        assert s2[3] * mu[1] == pytest.approx(tw.demand[0, day - 1, 1, 0], abs=1e-3)
+        start = max(0, day - 7)
+        assert s2[4] * mu[1] == pytest.approx(tw.demand[0, start:day, 1, 0].sum() / 7, abs=1e-3)
+        assert s2[5] * 10 * mu_w == pytest.approx(tw.wh_on_hand[0, 0], abs=1e-1)
+        assert s2[6] == pytest.approx((env.scenario.episode_length - day) / env.scenario.episode_length)
+        w = obs["warehouse"].astype(float)
+        assert w[0] * 10 * mu_w == pytest.approx(tw.wh_on_hand[0, 0], abs=1e-1)
+        assert w[1] * 10 * mu_w == pytest.approx(tw.wh_in_transit[0, 0], abs=1e-1)
+        assert w[2] * mu_w == pytest.approx(tw.ledger[day - 1, 0, :3, 0, F["order_placed"]].sum(), abs=1e-2)
+        assert w[3] * 10 * mu_w == pytest.approx(tw.store_position()[0, :, 0].sum(), abs=1e-1)
+        assert w[4] * 10 * mu_w == pytest.approx(tw.sup_on_hand[0, 0], abs=1e-1)
+        p = obs["supplier"].astype(float)
+        assert p[0] * 10 * mu_w == pytest.approx(tw.sup_on_hand[0, 0], abs=1e-1)
+        assert p[1] * 10 * mu_w == pytest.approx(tw.sup_in_production[0, 0], abs=1e-1)
+        assert p[2] * mu_w == pytest.approx(tw.ledger[day - 1, 0, 3, 0, F["order_placed"]], abs=1e-2)
+        if mode == "rich":
+            assert s2[7] * 10 * mu[1] == pytest.approx(tw.store_position()[0, 1, 0], abs=1e-2)
+            assert s2[8] * 10 * mu_w == pytest.approx(tw.warehouse_position()[0, 0], abs=1e-1)
+            # arrivals due in 1..P-1 days sum to what is in transit
+            P = tw.P_s
+            assert s2[10:10 + P - 1].sum() * 10 * mu[1] == pytest.approx(tw.in_transit[0, 1, 0], abs=1e-1)
+            assert w[6] * 10 * mu_w == pytest.approx(tw.warehouse_position()[0, 0], abs=1e-1)
+            assert p[3] * 10 * mu_w == pytest.approx(tw.supplier_position()[0, 0], abs=1e-1)
+
+
+@pytest.mark.xfail(strict=True, reason="env._pipeline reads slots day+1..day+P-1: it skips the arrivals of the"
+                                       " next step and reads an always-empty slot (env.py, owned by the lead;"
+                                       " twin.warehouse_pipeline()/production_pipeline() give the right view)")
+def test_rich_upstream_pipelines_sum_to_what_is_in_transit():
+    env = _env("rich", warehouse={"lead_time": 3}, supplier={"lead_time": 2}, episode_length=10)
+    env.reset(seed=4)
+    tw = env.twin
+    mu_w = env.scenario.mean_demand().sum()
+    for _ in range(8):
+        obs, *_ = env.step({a: 2 for a in env.possible_agents})
+        w, p = obs["warehouse"].astype(float), obs["supplier"].astype(float)
+        assert w[7:7 + tw.P_w - 1].sum() * 10 * mu_w == pytest.approx(tw.wh_in_transit[0, 0], abs=1e-1)
+        assert p[6:6 + tw.P_p - 1].sum() * 10 * mu_w == pytest.approx(tw.sup_in_production[0, 0], abs=1e-1)
