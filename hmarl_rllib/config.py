@@ -172,16 +172,19 @@ class ActionSet(_Strict):
     - ``order_up_to``: order up to ``values[a] × mean daily demand`` (inventory position).
     - ``base_stock_correction``: order the tuned base-stock order plus ``values[a] × mean daily
       demand`` (never below 0).
+    - ``baseline_correction``: order what the tuned baseline rule (the training's scripted
+      policy, e.g. (s, S)) would order, plus ``values[a] × mean daily demand`` (never below 0);
+      a 0 in ``values`` reproduces the rule exactly.
     """
 
-    mode: Literal["quantities", "order_up_to", "base_stock_correction"] = "quantities"
+    mode: Literal["quantities", "order_up_to", "base_stock_correction", "baseline_correction"] = "quantities"
     values: Annotated[list[float], Field(min_length=2, max_length=64)]
 
     @model_validator(mode="after")
     def _non_negative(self):
-        if self.mode != "base_stock_correction" and min(self.values) < 0:
-            raise ValueError(f"values must be >= 0 in mode {self.mode!r} (only base_stock_correction"
-                             " takes negative corrections)")
+        if not self.mode.endswith("_correction") and min(self.values) < 0:
+            raise ValueError(f"values must be >= 0 in mode {self.mode!r} (only the *_correction modes"
+                             " take negative corrections)")
         return self
 
 

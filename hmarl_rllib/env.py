@@ -75,8 +75,9 @@ class HMARLEnv(MultiAgentEnv):
     **Action space** (``actions:`` in the scenario; Discrete(len(values)) per agent type).
     Default (the walkthrough's): stores Discrete(4) order ``[0, 150, 300, 450]`` units; warehouse
     Discrete(4) orders ``[0, 1000, 2000, 3000]``; supplier Discrete(3) produces ``[0, 200, 400]``.
-    Other modes: ``order_up_to`` (order up to ``values[a]`` × mean daily demand μ) and
-    ``base_stock_correction`` (tuned base-stock order + ``values[a]`` × μ); see
+    Other modes: ``order_up_to`` (order up to ``values[a]`` × mean daily demand μ),
+    ``base_stock_correction`` (tuned base-stock order + ``values[a]`` × μ) and
+    ``baseline_correction`` (the baseline rule's order + ``values[a]`` × μ); see
     :mod:`hmarl_rllib.policies.actions`.
 
     **Observation space** (Box, float32). μ is the mean daily demand the agent faces (its own
@@ -141,7 +142,7 @@ class HMARLEnv(MultiAgentEnv):
 
             base = policy_from_dict(base, sc)
         self.baseline: ChainPolicy = base or rule_based_policy(sc, "s_S")
-        self.codecs = codecs(sc, self.baseline if self.baseline.kind == "base_stock" else None)
+        self.codecs = codecs(sc, self.baseline)
         self.episode_seeds = list(env_config.get("episode_seeds") or [])
         self._seed_cursor = int(env_config.get("worker_index", 0) or 0) * 7919
         self.twin = SupplyChainTwin(sc, record=True)

@@ -67,9 +67,9 @@ def chain_cost(scenario, order_fn: OrderFn, seeds, warmup_fn: OrderFn | None = N
 
 
 def random_policy(scenario, seed: int = 0) -> OrderFn:
-    """Uniformly random actions from each agent type's ``quantities`` action set (or, for other
-    modes, uniform orders between 0 and twice the mean demand over the lead time)."""
-    from hmarl_rllib.policies.actions import random_orders
+    """Uniformly random actions from each agent type's action set (the scenario's ``actions``)."""
+    from hmarl_rllib.policies.actions import codecs, random_orders
 
     rng = np.random.default_rng(seed)
-    return lambda twin: random_orders(scenario, twin, rng)
+    c = codecs(scenario)
+    return lambda twin: random_orders(scenario, twin, rng, c)

@@ -4,7 +4,10 @@ Modes (per agent type, ``actions:`` in the scenario; see :class:`hmarl_rllib.con
 
 - ``quantities``: order ``values[a]`` units;
 - ``order_up_to``: order ``max(0, values[a]·μ − IP)``: up to a multiple of the mean daily demand μ;
-- ``base_stock_correction``: order ``max(0, S* − IP + values[a]·μ)``, S* the tuned base-stock level.
+- ``base_stock_correction``: order ``max(0, S* − IP + values[a]·μ)``, S* the tuned base-stock level;
+- ``baseline_correction``: order ``max(0, rule(IP) + values[a]·μ)``, ``rule`` the baseline policy's
+  own order for this agent: (s, S) when the baseline is (s, S) (``base_reorder`` = s), else
+  base-stock.
 
 μ is the mean daily demand the agent faces: its store's demand for a store; the sum over stores
 for the warehouse and the supplier. IP is the agent's own inventory position.
@@ -12,6 +15,8 @@ for the warehouse and the supplier. IP is the agent's own inventory position.
 from __future__ import annotations
 
 import numpy as np
+
+from hmarl_rllib.policies.heuristics import s_S_order
 
 AGENT_TYPES = ("store", "warehouse", "supplier")
 
@@ -23,13 +28,14 @@ class ActionCodec:
     (B, K) otherwise).
     """
 
-    def __init__(self, mode: str, values, mu, base_level=None):
+    def __init__(self, mode: str, values, mu, base_level=None, base_reorder=None):
         self.mode = mode
         self.values = np.asarray(values, dtype=float)
         self.mu = np.asarray(mu, dtype=float)
         self.base_level = None if base_level is None else np.asarray(base_level, dtype=float)
-        if mode == "base_stock_correction" and self.base_level is None:
-            raise ValueError("base_stock_correction needs a base-stock level")
+        self.base_reorder = None if base_reorder is None else np.asarray(base_reorder, dtype=float)
+        if mode.endswith("_correction") and self.base_level is None:
+            raise ValueError(f"{mode} needs the baseline's order-up-to level")
 
     @property
     def n(self) -> int:
@@ -42,6 +48,9 @@ class ActionCodec:
             return v
         if self.mode == "order_up_to":
             return np.maximum(0.0, v * self.mu - position)
+        if self.mode == "baseline_correction" and self.base_reorder is not None:
+            rule = s_S_order(position, self.base_reorder, self.base_level)
+            return np.maximum(0.0, rule + v * self.mu)
         return np.maximum(0.0, self.base_level - position + v * self.mu)
 
     def encode(self, order, position):
@@ -53,29 +62,36 @@ class ActionCodec:
 
 
 def codecs(scenario, base_policy=None) -> dict[str, ActionCodec]:
-    """Codecs for the three agent types of a scenario. ``base_policy`` (a base-stock
-    :class:`~hmarl_rllib.policies.heuristics.ChainPolicy`) supplies S* for corrections."""
+    """Codecs for the three agent types of a scenario.
+
+    ``base_policy`` (a :class:`~hmarl_rllib.policies.heuristics.ChainPolicy`, default the
+    scenario's rule-based (s, S)) is the rule that ``baseline_correction`` corrects; a
+    base-stock ``base_policy`` also supplies S* for ``base_stock_correction`` (otherwise the
+    textbook initial guess is used).
+    """
+    from hmarl_rllib.policies.heuristics import initial_guess, rule_based_policy
+
     mu = scenario.mean_demand()  # (N, K)
     mus = {"store": mu, "warehouse": mu.sum(axis=0), "supplier": mu.sum(axis=0)}
-    levels = {"store": None, "warehouse": None, "supplier": None}
-    if base_policy is not None:
-        levels = {"store": base_policy.store_S, "warehouse": base_policy.warehouse_S,
-                  "supplier": base_policy.supplier_S}
+    base = base_policy or rule_based_policy(scenario, "s_S")
     out = {}
     for kind in AGENT_TYPES:
         spec = getattr(scenario.actions, kind)
-        level = levels[kind]
-        if spec.mode == "base_stock_correction" and level is None:
-            from hmarl_rllib.policies.heuristics import initial_guess
-
-            level = getattr(initial_guess(scenario, "base_stock"), f"{kind}_S")
-        out[kind] = ActionCodec(spec.mode, spec.values, mus[kind], level)
+        level = reorder = None
+        if spec.mode == "base_stock_correction":
+            src = base if base.kind == "base_stock" else initial_guess(scenario, "base_stock")
+            level = getattr(src, f"{kind}_S")
+        elif spec.mode == "baseline_correction":
+            if base.kind == "echelon_base_stock":
+                raise ValueError("baseline_correction corrects a base_stock or s_S baseline, not an echelon one")
+            level = getattr(base, f"{kind}_S")
+            reorder = getattr(base, f"{kind}_s") if base.kind == "s_S" else None
+        out[kind] = ActionCodec(spec.mode, spec.values, mus[kind], level, reorder)
     return out
 
 
-def random_orders(scenario, twin, rng, base_policy=None):
+def random_orders(scenario, twin, rng, c: dict[str, ActionCodec]):
     """Orders from uniformly random actions for every agent (the ``random`` policy)."""
-    c = codecs(scenario, base_policy)
     B, N, K = twin.batch, twin.n_stores, twin.n_skus
     so = c["store"].decode(rng.integers(0, c["store"].n, (B, N, K)), twin.store_position())
     wo = c["warehouse"].decode(rng.integers(0, c["warehouse"].n, (B, K)), twin.warehouse_position())
