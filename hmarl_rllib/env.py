@@ -214,17 +214,16 @@ class HMARLEnv(MultiAgentEnv):
         return self.twin.ledger[self.scenario.warmup_days: self.twin.day]
 
     def _final_infos(self) -> dict:
+        """Episode KPIs per agent (its own node and SKU) and for the chain."""
         led = self.episode_ledger()
         chain = {k: float(v[0]) for k, v in reconciliation.chain_kpis(led, self.N).items()}
         chain["episode_seed"] = self.episode_seed
-        nodes = reconciliation.node_kpis(led)
         infos = {}
-        for j, aid in enumerate(self.store_ids):
-            infos[aid] = {"kpi": {k: float(v[0, j // self.K]) for k, v in nodes.items()}, "chain": chain}
-        for aid in self.wh_ids:
-            infos[aid] = {"kpi": {k: float(v[0, self.N]) for k, v in nodes.items()}, "chain": chain}
-        for aid in self.sup_ids:
-            infos[aid] = {"kpi": {k: float(v[0, self.N + 1]) for k, v in nodes.items()}, "chain": chain}
+        for k in range(self.K):
+            nodes = reconciliation.node_kpis(led[..., k:k + 1, :])  # (1, M) per KPI
+            ids = [self.store_ids[i * self.K + k] for i in range(self.N)] + [self.wh_ids[k], self.sup_ids[k]]
+            for m, aid in enumerate(ids):
+                infos[aid] = {"kpi": {name: float(v[0, m]) for name, v in nodes.items()}, "chain": chain}
         return infos
 
 
@@ -284,19 +283,14 @@ class ObservationBuilder:
             store[..., 10: 10 + p] = pipe
             store[..., 10 + p: 10 + p + HISTORY] = np.moveaxis(hist / mu, 1, -1)
             store[..., 10 + p + HISTORY:] = cal
-            wpipe = _pipeline(tw.wh_pipe, tw.P_w, day) / sw[:, None]  # (B, K, P-1)
+            wpipe = tw.warehouse_pipeline() / sw[:, None]  # (B, K, P-1)
             wh += [whp / sw] + list(np.moveaxis(wpipe, -1, 0)) + list(np.moveaxis(hist.sum(axis=2) / mw, 1, 0)) \
                 + [np.full((B, K), c) for c in cal]
-            ppipe = _pipeline(tw.prod_pipe, tw.P_p, day) / sw[:, None]
+            ppipe = tw.production_pipeline() / sw[:, None]
             sup += [tw.supplier_position() / sw, whp / sw, full] + list(np.moveaxis(ppipe, -1, 0)) \
                 + [np.full((B, K), c) for c in cal]
         return {"store": store, "warehouse": np.stack(wh, axis=-1).astype(np.float32),
                 "supplier": np.stack(sup, axis=-1).astype(np.float32)}
-
-
-def _pipeline(pipe, P, day):
-    """Arrivals due in 1..P−1 days (last axis), from a circular pipeline buffer."""
-    return pipe[..., (day + np.arange(1, P)) % P]
 
 
 def _calendar(day, start_weekday):

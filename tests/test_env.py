@@ -120,8 +120,6 @@ def test_rewards_are_each_agents_scaled_cost_and_sum_to_the_chain_cost():
     assert sum(total.values()) == pytest.approx(-0.01 * chain["cost"])
 
 
-@pytest.mark.xfail(strict=True, reason="env._final_infos gives a per-SKU agent its node's KPIs summed over"
-                                       " all SKUs (env.py, owned by the lead; reported)")
 def test_final_kpis_of_a_per_sku_agent_are_its_own_sku():
     env = _env(**TWO_SKUS)
     env.reset(seed=3)
@@ -202,9 +200,6 @@ def test_observation_indices_mean_what_the_docstring_says(mode):
             assert p[3] * 10 * mu_w == pytest.approx(tw.supplier_position()[0, 0], abs=1e-1)
 
 
-@pytest.mark.xfail(strict=True, reason="env._pipeline reads slots day+1..day+P-1: it skips the arrivals of the"
-                                       " next step and reads an always-empty slot (env.py, owned by the lead;"
-                                       " twin.warehouse_pipeline()/production_pipeline() give the right view)")
 def test_rich_upstream_pipelines_sum_to_what_is_in_transit():
     env = _env("rich", warehouse={"lead_time": 3}, supplier={"lead_time": 2}, episode_length=10)
     env.reset(seed=4)
