@@ -1,0 +1,101 @@
+"""Throughput benchmark of the digital twin and the RLlib env (``hmarl bench-twin``).
+
+Two figures, each the **median** of repeated timed runs:
+
+- ``twin``: store-days simulated per second by :class:`~hmarl_rllib.twin.SupplyChainTwin` with
+  ``record=False``, at 3, 30 and 300 stores, many replicas batched in one twin. A store-day is
+  one store × one SKU × one day of one replica. Each run times a full episode *including*
+  ``reset`` (demand sampling), with fixed base-stock-like orders so that every code path
+  (shipping, allocation, receipts, sales) does real work.
+- ``env_steps_per_s``: :meth:`hmarl_rllib.env.HMARLEnv.step` calls per second for the default
+  3-store scenario with fixed actions (episode resets included, as in RLlib sampling).
+
+Targets on 2 cores: ≥ 1,000,000 store-days/s at 300 stores; ≥ 10,000 env steps/s at 3 stores.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+from hmarl_rllib.config import parse_config
+
+# (stores, replicas): about 100k store-days per simulated day at the larger sizes
+TWIN_SIZES = ((3, 4096), (30, 1024), (300, 256))
+EPISODE_DAYS = 60
+
+
+def _scenario(stores: int, days: int = EPISODE_DAYS):
+    return parse_config({"name": f"bench_{stores}", "episode_length": days, "stores": {"count": stores},
+                         "warehouse": {"initial_inventory": 200 * stores}}, "bench")
+
+
+def _repeat(fn, seconds: float, min_runs: int = 3) -> list[float]:
+    """Call ``fn`` (which returns a rate) until ``seconds`` have passed and at least
+    ``min_runs`` runs are done; return the rates."""
+    rates, t_end = [], time.perf_counter() + seconds
+    while len(rates) < min_runs or time.perf_counter() < t_end:
+        rates.append(fn())
+    return rates
+
+
+def twin_rate(stores: int, replicas: int, seconds: float = 2.0) -> dict:
+    """Median store-days/s of the batched twin (record=False) over repeated episodes."""
+    from hmarl_rllib.twin import SupplyChainTwin
+
+    sc = _scenario(stores)
+    twin = SupplyChainTwin(sc, record=False)
+    mu = 60.0
+    store_order = np.full((replicas, stores, 1), mu)
+    wh_order = np.full((replicas, 1), mu * stores)
+    seed0 = [0]
+
+    def one_episode() -> float:
+        seeds = seed0[0] + np.arange(replicas)
+        seed0[0] += replicas
+        t0 = time.perf_counter()
+        twin.reset(seeds)
+        while not twin.done:
+            twin.step(store_order, wh_order, wh_order)
+        dt = time.perf_counter() - t0
+        return stores * replicas * twin.days_total / dt
+
+    one_episode()  # warm-up (imports, allocations)
+    rates = _repeat(one_episode, seconds)
+    return {"stores": stores, "replicas": replicas, "store_days_per_s": statistics.median(rates),
+            "runs": len(rates)}
+
+
+def env_rate(seconds: float = 2.0, steps_per_run: int = 3000) -> dict:
+    """Median HMARLEnv.step() calls per second at 3 stores with fixed actions."""
+    from hmarl_rllib.config import load_config
+    from hmarl_rllib.env import HMARLEnv
+    from pathlib import Path
+
+    default = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+    sc = load_config(default) if default.is_file() else _scenario(3, 30)
+    env = HMARLEnv({"scenario": sc})
+    actions = {a: 1 for a in env.possible_agents}
+
+    def run() -> float:
+        env.reset(seed=0)
+        t0 = time.perf_counter()
+        for _ in range(steps_per_run):
+            _, _, term, _, _ = env.step(actions)
+            if term["__all__"]:
+                env.reset()
+        return steps_per_run / (time.perf_counter() - t0)
+
+    run()
+    rates = _repeat(run, seconds)
+    return {"env_steps_per_s": statistics.median(rates), "runs": len(rates)}
+
+
+def bench_twin(seconds: float = 2.0) -> dict:
+    """All figures: ``{"twin": [{stores, replicas, store_days_per_s, runs}, ...],
+    "env_steps_per_s": float, ...}`` (medians of repeated runs, ``seconds`` per measurement)."""
+    twin = [twin_rate(n, b, seconds) for n, b in TWIN_SIZES]
+    env = env_rate(seconds)
+    return {"twin": twin, "env_steps_per_s": env["env_steps_per_s"], "env_runs": env["runs"],
+            "episode_days": EPISODE_DAYS, "statistic": "median"}
