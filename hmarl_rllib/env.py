@@ -184,9 +184,13 @@ class HMARLEnv(MultiAgentEnv):
         so = np.fromiter((action_dict.get(a, 0) for a in self.store_ids), np.int64, len(self.store_ids))
         wo = np.fromiter((action_dict.get(a, 0) for a in self.wh_ids), np.int64, self.K)
         pa = np.fromiter((action_dict.get(a, 0) for a in self.sup_ids), np.int64, self.K)
-        store_orders = self.codecs["store"].decode(so.reshape(1, self.N, self.K), tw.store_position())
-        wh_order = self.codecs["warehouse"].decode(wo.reshape(1, self.K), tw.warehouse_position())
-        production = self.codecs["supplier"].decode(pa.reshape(1, self.K), tw.supplier_position())
+        c = self.codecs
+        store_orders = c["store"].decode(so.reshape(1, self.N, self.K),
+                                         tw.store_position() if c["store"].needs_position else None)
+        wh_order = c["warehouse"].decode(wo.reshape(1, self.K),
+                                         tw.warehouse_position() if c["warehouse"].needs_position else None)
+        production = c["supplier"].decode(pa.reshape(1, self.K),
+                                          tw.supplier_position() if c["supplier"].needs_position else None)
         row = tw.step(store_orders, wh_order, production)
         self._last_store_orders = row[:, : self.N, :, F["order_placed"]]
         self._last_wh_order = row[:, self.N, :, F["order_placed"]]
@@ -251,46 +255,60 @@ class ObservationBuilder:
         days = sc.warmup_days + sc.episode_length + int(self.lt.max()) + 2
         path = mean_path(sc, days)  # (T, N, K)
         self._cum_mean = np.concatenate([np.zeros((1, self.N, self.K)), np.cumsum(path, axis=0)])
+        mu_safe, mw_safe = np.maximum(mu, 1e-9), np.maximum(self.mu_w, 1e-9)
+        self._inv = (1.0 / (SCALE_DAYS * mu_safe), 1.0 / (SCALE_DAYS * mw_safe), 1.0 / mu_safe, 1.0 / mw_safe)
 
     def __call__(self, tw, last_store_orders, last_wh_order) -> dict:
-        B, N, K = tw.batch, self.N, self.K
-        t_left = np.float32((tw.days_total - tw.day) / self.T)
-        hist = tw.demand_history(HISTORY)  # (B, H, N, K)
-        mu, mw = self.mu_s, self.mu_w
-        sd, sw = SCALE_DAYS * mu, SCALE_DAYS * mw
+        B, N, K, t = tw.batch, self.N, self.K, tw.day
+        t_left = np.float32((tw.days_total - t) / self.T)
+        isd, isw, imu, imw = self._inv
         whp = tw.warehouse_position()  # (B, K)
         store = np.empty((B, N, K, self.sizes["store"]), np.float32)
-        store[..., 0], store[..., 1], store[..., 2] = tw.on_hand / sd, tw.in_transit / sd, tw.backorders / sd
-        store[..., 3] = hist[:, -1] / mu
-        store[..., 4] = hist.mean(axis=1) / mu
-        store[..., 5] = (tw.wh_on_hand / sw)[:, None, :]
+        store[..., 0], store[..., 1], store[..., 2] = tw.on_hand * isd, tw.in_transit * isd, tw.backorders * isd
+        if t > 0:
+            store[..., 3] = tw.demand[:, t - 1] * imu
+            store[..., 4] = tw.demand[:, max(0, t - HISTORY): t].sum(axis=1) * (imu / HISTORY)
+        else:
+            store[..., 3:5] = 0.0
+        store[..., 5] = (tw.wh_on_hand * isw)[:, None, :]
         store[..., 6] = t_left
-        ech = tw.store_position().sum(axis=1)  # (B, K)
-        full = np.full((B, K), t_left)
-        wh = [tw.wh_on_hand / sw, tw.wh_in_transit / sw, last_store_orders.sum(axis=1) / mw,
-              ech / sw, tw.sup_on_hand / sw, full]
-        sup = [tw.sup_on_hand / sw, tw.sup_in_production / sw, last_wh_order / mw]
+        wh = np.empty((B, K, self.sizes["warehouse"]), np.float32)
+        wh[..., 0], wh[..., 1] = tw.wh_on_hand * isw, tw.wh_in_transit * isw
+        wh[..., 2] = last_store_orders.sum(axis=1) * imw
+        wh[..., 3] = tw.store_position().sum(axis=1) * isw
+        wh[..., 4], wh[..., 5] = tw.sup_on_hand * isw, t_left
+        sup = np.empty((B, K, self.sizes["supplier"]), np.float32)
+        sup[..., 0], sup[..., 1] = tw.sup_on_hand * isw, tw.sup_in_production * isw
+        sup[..., 2] = last_wh_order * imw
         if self.rich:
-            day = tw.day
-            hi = day + self.lt_int + 1  # (N,)
-            fc = (self._cum_mean[hi, np.arange(N)] - self._cum_mean[day]) / (mu * (self.lt + 1))
-            cal = _calendar(day, self.scenario.start_weekday)
-            store[..., 7] = tw.store_position() / sd
-            store[..., 8] = (whp / sw)[:, None, :]
-            store[..., 9] = fc
-            pipe = tw.store_pipeline() / sd[..., None]  # (B, N, K, P-1)
-            p = pipe.shape[-1]
-            store[..., 10: 10 + p] = pipe
-            store[..., 10 + p: 10 + p + HISTORY] = np.moveaxis(hist / mu, 1, -1)
-            store[..., 10 + p + HISTORY:] = cal
-            wpipe = tw.warehouse_pipeline() / sw[:, None]  # (B, K, P-1)
-            wh += [whp / sw] + list(np.moveaxis(wpipe, -1, 0)) + list(np.moveaxis(hist.sum(axis=2) / mw, 1, 0)) \
-                + [np.full((B, K), c) for c in cal]
-            ppipe = tw.production_pipeline() / sw[:, None]
-            sup += [tw.supplier_position() / sw, whp / sw, full] + list(np.moveaxis(ppipe, -1, 0)) \
-                + [np.full((B, K), c) for c in cal]
-        return {"store": store, "warehouse": np.stack(wh, axis=-1).astype(np.float32),
-                "supplier": np.stack(sup, axis=-1).astype(np.float32)}
+            self._rich(tw, store, wh, sup, whp, t_left)
+        return {"store": store, "warehouse": wh, "supplier": sup}
+
+    def _rich(self, tw, store, wh, sup, whp, t_left):
+        """Fill the ``rich`` mode's extra columns in place."""
+        B, N, K, day = tw.batch, self.N, self.K, tw.day
+        mu, mw = self.mu_s, self.mu_w
+        sd, sw = SCALE_DAYS * mu, SCALE_DAYS * mw
+        hist = tw.demand_history(HISTORY)  # (B, H, N, K)
+        cal = _calendar(day, self.scenario.start_weekday)
+        calendar = [np.full((B, K), c) for c in cal]
+        forecast = (self._cum_mean[day + self.lt_int + 1, np.arange(N)] - self._cum_mean[day]) / (mu * (self.lt + 1))
+        store[..., 7] = tw.store_position() / sd
+        store[..., 8] = (whp / sw)[:, None, :]
+        store[..., 9] = forecast
+        pipe = tw.store_pipeline() / sd[..., None]  # (B, N, K, P-1)
+        p = pipe.shape[-1]
+        store[..., 10: 10 + p] = pipe
+        store[..., 10 + p: 10 + p + HISTORY] = np.moveaxis(hist / mu, 1, -1)
+        store[..., 10 + p + HISTORY:] = cal
+        wpipe = tw.warehouse_pipeline() / sw[:, None]  # (B, K, P-1)
+        wh_cols = [whp / sw] + list(np.moveaxis(wpipe, -1, 0)) \
+            + list(np.moveaxis(hist.sum(axis=2) / mw, 1, 0)) + calendar
+        ppipe = tw.production_pipeline() / sw[:, None]  # (B, K, L_p)
+        sup_cols = [tw.supplier_position() / sw, whp / sw, np.full((B, K), t_left)] \
+            + list(np.moveaxis(ppipe, -1, 0)) + calendar
+        wh[..., 6:] = np.stack(wh_cols, axis=-1)
+        sup[..., 3:] = np.stack(sup_cols, axis=-1)
 
 
 def _calendar(day, start_weekday):

@@ -38,6 +38,11 @@ class ActionCodec:
             raise ValueError(f"{mode} needs the baseline's order-up-to level")
 
     @property
+    def needs_position(self) -> bool:
+        """False when an action's order does not depend on the inventory position."""
+        return self.mode != "quantities"
+
+    @property
     def n(self) -> int:
         return len(self.values)
 
