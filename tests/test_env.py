@@ -210,3 +210,33 @@ def test_rich_upstream_pipelines_sum_to_what_is_in_transit():
         w, p = obs["warehouse"].astype(float), obs["supplier"].astype(float)
         assert w[7:7 + tw.P_w - 1].sum() * 10 * mu_w == pytest.approx(tw.wh_in_transit[0, 0], abs=1e-1)
         assert p[6:6 + tw.P_p - 1].sum() * 10 * mu_w == pytest.approx(tw.sup_in_production[0, 0], abs=1e-1)
+
+
+@pytest.mark.xfail(strict=True, reason="ObservationBuilder divides by the mean demand μ (floored at 1e-9): a"
+                                       " store/SKU with mean 0 gets inf/NaN or ~1e10 observations (env.py,"
+                                       " owned by the lead; reported)")
+@pytest.mark.parametrize("mode", ["walkthrough", "rich"])
+def test_observations_stay_finite_and_scaled_when_a_store_has_no_demand(mode):
+    env = _env(mode, stores=[{"name": "quiet", "demand": {"mean": 0}}, {"name": "busy"}])
+    obs, _ = env.reset(seed=0)
+    for _ in range(3):
+        assert all(np.isfinite(o).all() and np.abs(o).max() < 1e4 for o in obs.values())
+        obs, *_ = env.step({a: 1 for a in env.possible_agents})
+    assert all(np.isfinite(o).all() and np.abs(o).max() < 1e4 for o in obs.values())
+
+
+def test_action_codec_decodes_and_encodes_every_mode():
+    from hmarl_rllib.policies.actions import ActionCodec
+
+    ip = np.array([[100.0, 250.0, 0.0]])
+    q = ActionCodec("quantities", [0, 150, 300], mu=60)
+    np.testing.assert_array_equal(q.decode(np.array([[2, 0, 1]]), ip), [[300, 0, 150]])
+    np.testing.assert_array_equal(q.encode(np.array([[290.0, 10.0, 160.0]]), ip), [[2, 0, 1]])
+    u = ActionCodec("order_up_to", [0, 2, 4], mu=60)
+    np.testing.assert_array_equal(u.decode(np.array([[2, 2, 1]]), ip), [[140, 0, 120]])
+    c = ActionCodec("base_stock_correction", [-1, 0, 1], mu=60, base_level=200)
+    np.testing.assert_array_equal(c.decode(np.array([[0, 1, 2]]), ip), [[40, 0, 260]])
+    for codec in (q, u, c):
+        a = np.array([[0, 1, 2]])
+        orders = codec.decode(a, ip)
+        np.testing.assert_array_equal(codec.decode(codec.encode(orders, ip), ip), orders)

@@ -206,7 +206,7 @@ def _check_run(cfg, seeds, order_seed, scale):
     return twin
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cfg=networks(), seeds=st.lists(st.integers(0, 2**31), min_size=1, max_size=3),
        order_seed=st.integers(0, 2**31), scale=st.sampled_from([0.2, 1.0, 5.0]))
 def test_units_conserved_on_random_networks(cfg, seeds, order_seed, scale):
