@@ -123,6 +123,17 @@ def cmd_bench_twin(args) -> int:
     return 0
 
 
+def cmd_benchmark(args) -> int:
+    from hmarl_rllib.benchmark import format_benchmark, run_benchmark
+    from hmarl_rllib.config import load_config
+
+    scenario = load_config(args.config)
+    result = run_benchmark(scenario, args.checkpoint, episodes=args.episodes, seed=args.seed,
+                           bound_episodes=args.bound_episodes, workers=args.workers, progress=_progress(args))
+    print(json.dumps(result) if args.json else format_benchmark(result))
+    return 0
+
+
 # -------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="hmarl", description="Hierarchical multi-agent RL for multi-echelon inventory on Ray RLlib.")
@@ -154,6 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_bench_twin)
+
+    m = sub.add_parser("benchmark", help="learned policy vs tuned baselines vs perfect-information bound")
+    m.add_argument("--config", required=True, help="scenario YAML")
+    m.add_argument("--checkpoint", help="checkpoint folder from `hmarl train` (omit to compare the baselines only)")
+    m.add_argument("--episodes", type=_positive_int, default=1000, help="held-out episodes (default 1000)")
+    m.add_argument("--seed", type=int, default=None, help="first evaluation seed (default 2000000)")
+    m.add_argument("--bound-episodes", type=int, default=50,
+                   help="traces on which to solve the perfect-information MILP (seconds each; 0 = skip)")
+    m.add_argument("--workers", type=_positive_int, default=2, help="processes for the bound")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=cmd_benchmark)
 
     for extra in ("hmarl_rllib.train_cli",):
         try:
