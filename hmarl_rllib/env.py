@@ -60,6 +60,14 @@ def obs_sizes(scenario) -> dict[str, int]:
             "supplier": 3 + 3 + pp + 4}
 
 
+def observation_units(scenario) -> tuple[np.ndarray, np.ndarray]:
+    """The demand units μ observations are scaled by: per store and SKU (N, K), and for the
+    warehouse and supplier (K,) the sum over stores; floored at 1 unit/day so that a store
+    without demand still gets finite, O(1) observations."""
+    mu = scenario.mean_demand()
+    return np.maximum(mu, 1.0), np.maximum(mu.sum(axis=0), 1.0)
+
+
 def _extra(scenario):
     return scenario.random_lead_times.max_extra_days if scenario.random_lead_times.enabled else 0
 
@@ -83,6 +91,8 @@ class HMARLEnv(MultiAgentEnv):
     **Observation space** (Box, float32). μ is the mean daily demand the agent faces (its own
     store's; the sum over stores for the warehouse and supplier); stock is observed in units of
     ``10·μ`` (ten days of demand) and demand in units of μ.
+
+    (μ is floored at 1 unit/day.)
 
     ``walkthrough`` mode — store (7):
 
@@ -246,8 +256,8 @@ class ObservationBuilder:
         sc = self.scenario = scenario
         self.sizes = obs_sizes(sc)
         self.rich = sc.observations.mode == "rich"
-        mu = sc.mean_demand()  # (N, K)
-        self.mu_s, self.mu_w = mu, mu.sum(axis=0)
+        mu, mw = observation_units(sc)
+        self.mu_s, self.mu_w = mu, mw
         self.N, self.K = mu.shape
         self.lt = np.array([s.lead_time for s in sc.store_list], float)[:, None]
         self.lt_int = self.lt[:, 0].astype(int)
@@ -255,8 +265,7 @@ class ObservationBuilder:
         days = sc.warmup_days + sc.episode_length + int(self.lt.max()) + 2
         path = mean_path(sc, days)  # (T, N, K)
         self._cum_mean = np.concatenate([np.zeros((1, self.N, self.K)), np.cumsum(path, axis=0)])
-        mu_safe, mw_safe = np.maximum(mu, 1e-9), np.maximum(self.mu_w, 1e-9)
-        self._inv = (1.0 / (SCALE_DAYS * mu_safe), 1.0 / (SCALE_DAYS * mw_safe), 1.0 / mu_safe, 1.0 / mw_safe)
+        self._inv = (1.0 / (SCALE_DAYS * mu), 1.0 / (SCALE_DAYS * mw), 1.0 / mu, 1.0 / mw)
 
     def __call__(self, tw, last_store_orders, last_wh_order) -> dict:
         B, N, K, t = tw.batch, self.N, self.K, tw.day

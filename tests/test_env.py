@@ -212,9 +212,6 @@ def test_rich_upstream_pipelines_sum_to_what_is_in_transit():
         assert p[6:6 + tw.P_p - 1].sum() * 10 * mu_w == pytest.approx(tw.sup_in_production[0, 0], abs=1e-1)
 
 
-@pytest.mark.xfail(strict=True, reason="ObservationBuilder divides by the mean demand μ (floored at 1e-9): a"
-                                       " store/SKU with mean 0 gets inf/NaN or ~1e10 observations (env.py,"
-                                       " owned by the lead; reported)")
 @pytest.mark.parametrize("mode", ["walkthrough", "rich"])
 def test_observations_stay_finite_and_scaled_when_a_store_has_no_demand(mode):
     env = _env(mode, stores=[{"name": "quiet", "demand": {"mean": 0}}, {"name": "busy"}])
