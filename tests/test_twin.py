@@ -325,3 +325,29 @@ def test_ledger_has_every_documented_field(default_scenario):
     assert set(FIELDS) <= set(frame.columns)
     assert len(frame) == 1 * 2 * (3 + 2) * 1
     assert list(frame["node"].cat.categories) == ["store_1", "store_2", "store_3", "warehouse", "supplier"]
+
+
+@pytest.mark.parametrize("allocation", ["proportional", "priority"])
+def test_allocation_rule_on_many_stores(allocation):
+    """The allocation alone, on wide networks: ships exactly what it has (all of it when short),
+    never more than asked; proportional stays within one unit of the exact share."""
+    rng = np.random.default_rng(0)
+    n = 300
+    twin = SupplyChainTwin(scenario(stores={"count": n}, skus=[{"name": "A"}, {"name": "B"}],
+                                    warehouse={"allocation": allocation}))
+    req = rng.integers(0, 50, (64, n, 2)) * (rng.random((64, n, 2)) < 0.7)
+    avail = np.floor(req.sum(axis=1) * rng.random((64, 2)))  # always short (or exactly enough)
+    ship = twin._allocate(req.astype(float), avail)
+    np.testing.assert_array_equal(ship.sum(axis=1), avail)
+    assert (ship >= 0).all() and (ship <= req).all()
+    np.testing.assert_array_equal(ship, np.rint(ship))
+    if allocation == "proportional":
+        share = req * avail[:, None, :] / np.maximum(req.sum(axis=1, keepdims=True), 1)
+        assert (np.abs(ship - share) < 1).all()
+    else:
+        first_cut = (ship < req).argmax(axis=1)  # stores after the first one cut get nothing
+        for b in range(64):
+            for k in range(2):
+                i = first_cut[b, k]
+                if ship[b, i, k] < req[b, i, k]:
+                    assert ship[b, i + 1:, k].sum() == 0
