@@ -133,3 +133,12 @@ def test_simulate_policies_in_process(tmp_path, capsys):
     table = capsys.readouterr().out
     for name in ("store_1", "warehouse", "supplier", "chain cost"):
         assert name in table
+
+
+def test_bench_twin_json_shape(capsys):
+    """The benchmark's wiring only (not its speed: that is measured, not tested)."""
+    assert main(["bench-twin", "--seconds", "0", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [row["stores"] for row in out["twin"]] == [3, 30, 300]
+    assert all(row["replicas"] > 1 and row["store_days_per_s"] > 0 for row in out["twin"])
+    assert out["env_steps_per_s"] > 0
