@@ -8,8 +8,10 @@ from scipy.stats import poisson
 
 from hmarl_rllib import reconciliation, simulate
 from hmarl_rllib.errors import ConfigError
-from hmarl_rllib.policies.heuristics import ChainPolicy, base_stock_order, rule_based_policy, s_S_order
+from hmarl_rllib.policies.heuristics import (ChainPolicy, base_stock_order, initial_guess, rule_based_policy,
+                                             s_S_order)
 from hmarl_rllib.policies.tuning import load_policy, save_policy, tune_policy
+from hmarl_rllib.twin.network import F
 
 from conftest import scenario
 
@@ -126,3 +128,40 @@ def test_params_yaml_round_trip_and_mismatch(tmp_path, default_scenario, tuned_s
         load_policy(path, other)
     with pytest.raises(ConfigError, match="no such file"):
         load_policy(tmp_path / "missing.yaml", default_scenario)
+
+
+def test_warm_up_days_are_played_but_not_scored():
+    sc = scenario(episode_length=6, warmup_days=4, stores={"count": 2})
+    warm_calls, scored_calls = [], []
+
+    def warm(tw):
+        warm_calls.append(tw.day)
+        return 0, 0, 0
+
+    def order(tw):
+        scored_calls.append(tw.day)
+        return 100, 300, 300
+
+    summary, twin = simulate.evaluate(sc, order, [1, 2], warmup_fn=warm)
+    assert warm_calls == [0, 1, 2, 3] and scored_calls == [4, 5, 6, 7, 8, 9]
+    led = twin.ledger
+    expected = led[4:][..., [F["holding_cost"], F["stockout_cost"], F["ordering_cost"]]].sum() / 2  # days 4..9
+    assert summary["cost_mean"] == pytest.approx(expected)
+    assert len(twin.ledger_frame()) == 6 * 2 * 4
+
+
+def test_tuning_handles_several_skus_and_store_groups():
+    sc = scenario(episode_length=15, skus=[{"name": "A"}, {"name": "B"}],
+                  stores=[{"name": "near", "lead_time": 1, "demand": {"A": {"mean": 40}, "B": {"mean": 10}}},
+                          {"name": "far", "lead_time": 4, "demand": {"A": {"mean": 40}, "B": {"mean": 10}}},
+                          {"name": "far2", "lead_time": 4, "demand": {"A": {"mean": 40}, "B": {"mean": 10}}}])
+    seeds = simulate.tune_seeds(8)
+    start = initial_guess(sc, "s_S")
+    tuned = tune_policy(sc, "s_S", n_seeds=8, rounds=1)
+    assert tuned.store_S.shape == (3, 2) and tuned.warehouse_S.shape == (2,)
+    assert (tuned.store_S >= tuned.store_s).all()
+    np.testing.assert_array_equal(tuned.store_S[1], tuned.store_S[2])  # identical stores share a level
+    assert tuned.store_S[1, 0] > tuned.store_S[0, 0]  # a longer lead time needs more stock
+    cost = simulate.chain_cost(sc, tuned.orders, seeds).mean()
+    assert cost <= simulate.chain_cost(sc, start.orders, seeds).mean()
+    assert cost == pytest.approx(tuned.meta["tuning_cost_mean"], rel=1e-6)
