@@ -1,0 +1,141 @@
+"""Scripted (non-trainable) RLModules: the tuned classic policy for the warehouse and the supplier.
+
+During training the stores learn while the warehouse and the supplier follow the tuned
+baseline (base-stock or (s, S), see :mod:`hmarl_rllib.policies.heuristics`). Inside RLlib a
+policy is an RLModule, so :class:`HeuristicModule` wraps the numpy heuristic:
+
+1. un-scale the observation into the agent's **inventory position** IP: for both agent types
+   and both observation modes, index 0 (on hand / finished stock) plus index 1 (in transit
+   from the supplier / production in progress), observed in units of ``10·μ_w``
+   (see :class:`hmarl_rllib.env.HMARLEnv`); rounded to whole units, as the twin's stock is;
+2. compute the heuristic order: base-stock ``max(0, S − IP)`` or (s, S) ``S − IP if IP ≤ s``;
+3. map it to the action whose decoded order is nearest (:meth:`ActionCodec.encode`).
+
+The module returns ``actions`` directly, so RLlib samples nothing for it. Its parameters live
+in ``model_config`` (plain floats), so a checkpoint restores it without the scenario.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.rl_module import RLModule, RLModuleSpec
+
+from hmarl_rllib.env import SCALE_DAYS, agent_ids, agent_type, obs_sizes, observation_units
+from hmarl_rllib.errors import ConfigError
+from hmarl_rllib.policies.actions import ActionCodec, codecs
+from hmarl_rllib.policies.heuristics import ChainPolicy, base_stock_order, s_S_order
+
+SCRIPTED_TYPES = ("warehouse", "supplier")
+STORE_MODULE = "store_policy"  # the PPO module shared by every store agent
+WAREHOUSE_MODULE = "warehouse_policy"  # phase 2: the warehouse's own PPO module
+
+
+class HeuristicModule(RLModule):
+    """A classic policy for one warehouse or supplier agent (one SKU), as an RLModule.
+
+    ``model_config`` keys: ``agent_type``; ``kind`` (``base_stock`` or ``s_S``);
+    ``order_up_to`` [S]; ``reorder_point`` [s] (``s_S`` only); ``position_scale`` (10·μ_w, the
+    unit of the observed stock); ``codec`` (``mode``, ``values``, ``mu``, ``base_level``: the
+    agent type's :class:`ActionCodec` for this SKU).
+    """
+
+    def setup(self):
+        mc = self.model_config
+        self.kind = mc["kind"]
+        self.order_up_to = float(mc["order_up_to"])
+        self.reorder_point = None if mc.get("reorder_point") is None else float(mc["reorder_point"])
+        self.position_scale = float(mc["position_scale"])
+        c = mc["codec"]
+        self.codec = ActionCodec(c["mode"], c["values"], c["mu"], c.get("base_level"), c.get("base_reorder"))
+
+    def actions_for(self, obs: np.ndarray) -> np.ndarray:
+        """Integer actions for a (B, n_obs) array of observations."""
+        obs = np.asarray(obs, dtype=np.float64)
+        position = np.rint((obs[:, 0] + obs[:, 1]) * self.position_scale)
+        if self.kind == "s_S":
+            order = s_S_order(position, self.reorder_point, self.order_up_to)
+        else:
+            order = base_stock_order(position, self.order_up_to)
+        return self.codec.encode(order, position).astype(np.int64)
+
+    def _forward(self, batch, **kwargs):
+        obs = batch[Columns.OBS]
+        if isinstance(obs, torch.Tensor):
+            obs = obs.detach().cpu().numpy()
+        return {Columns.ACTIONS: torch.from_numpy(self.actions_for(obs))}
+
+    def _forward_train(self, batch, **kwargs):
+        raise NotImplementedError(
+            "HeuristicModule is scripted: leave it out of policies_to_train")
+
+    def get_state(self, *args, **kwargs):
+        return {}
+
+    def set_state(self, state):
+        pass
+
+
+# ----------------------------------------------------------------------- module ids / specs
+def scripted_module_id(agent_id: str) -> str:
+    """``warehouse`` → ``warehouse_scripted``; ``warehouse:A`` → ``warehouse_scripted:A``
+    (one scripted module per SKU: the levels differ by SKU and the observation does not say
+    which SKU it is)."""
+    kind, _, sku = agent_id.partition(":")
+    return f"{kind}_scripted" + (f":{sku}" if sku else "")
+
+
+def module_for_agent(agent_id, episode=None, *, phase2: bool = False, **kwargs) -> str:
+    """Policy mapping: stores share ``store_policy``; the warehouse is scripted (or
+    ``warehouse_policy`` in phase 2); the supplier is scripted."""
+    kind = agent_type(agent_id)
+    if kind == "store":
+        return STORE_MODULE
+    if kind == "warehouse" and phase2:
+        return WAREHOUSE_MODULE
+    return scripted_module_id(agent_id)
+
+
+def check_baseline(baseline: ChainPolicy) -> None:
+    if baseline.kind not in ("base_stock", "s_S"):
+        raise ConfigError(f"training.baseline: {baseline.kind} needs downstream positions the"
+                          " warehouse/supplier observations do not hold; use base_stock or s_S")
+
+
+def scripted_module_specs(scenario, baseline: ChainPolicy, types=SCRIPTED_TYPES) -> dict[str, RLModuleSpec]:
+    """One :class:`HeuristicModule` spec per warehouse / supplier agent (per SKU) of the scenario."""
+    import gymnasium as gym
+
+    check_baseline(baseline)
+    cods = codecs(scenario, baseline)
+    mu_w = observation_units(scenario)[1]  # (K,): the observations' stock unit is 10·μ_w
+    _, wh_ids, sup_ids = agent_ids(scenario)
+    sizes = obs_sizes(scenario)
+    specs = {}
+    for kind, ids in (("warehouse", wh_ids), ("supplier", sup_ids)):
+        if kind not in types:
+            continue
+        codec = cods[kind]
+        S = np.broadcast_to(getattr(baseline, f"{kind}_S"), mu_w.shape)
+        s = getattr(baseline, f"{kind}_s")
+        s = None if s is None else np.broadcast_to(s, mu_w.shape)
+        for k, aid in enumerate(ids):
+            base = None if codec.base_level is None else float(np.broadcast_to(codec.base_level, mu_w.shape)[k])
+            reorder = None if codec.base_reorder is None else float(np.broadcast_to(codec.base_reorder, mu_w.shape)[k])
+            mc = {
+                "agent_type": kind,
+                "kind": baseline.kind,
+                "order_up_to": float(S[k]),
+                "reorder_point": None if s is None or baseline.kind != "s_S" else float(s[k]),
+                "position_scale": float(SCALE_DAYS * mu_w[k]),
+                "codec": {"mode": codec.mode, "values": codec.values.tolist(),
+                          "mu": float(np.broadcast_to(codec.mu, mu_w.shape)[k]), "base_level": base,
+                          "base_reorder": reorder},
+            }
+            specs[scripted_module_id(aid)] = RLModuleSpec(
+                module_class=HeuristicModule,
+                observation_space=gym.spaces.Box(-np.inf, np.inf, (sizes[kind],), np.float32),
+                action_space=gym.spaces.Discrete(codec.n),
+                model_config=mc,
+            )
+    return specs
