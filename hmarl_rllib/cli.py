@@ -134,6 +134,14 @@ def cmd_benchmark(args) -> int:
     return 0
 
 
+def cmd_plot(args) -> int:
+    from hmarl_rllib.plots import plot_run
+
+    for path in plot_run(args.run_dir, args.out):
+        print(path)
+    return 0
+
+
 # -------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="hmarl", description="Hierarchical multi-agent RL for multi-echelon inventory on Ray RLlib.")
@@ -176,6 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--workers", type=_positive_int, default=2, help="processes for the bound")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_benchmark)
+
+    g = sub.add_parser("plot", help="training-curve PNGs from a run's progress.csv (no Jupyter needed)")
+    g.add_argument("run_dir", metavar="RUN_DIR", help="tune_results/<name> or one of its trial folders")
+    g.add_argument("--out", help="folder for the PNGs (default: RUN_DIR/plots)")
+    g.set_defaults(func=cmd_plot)
 
     for extra in ("hmarl_rllib.train_cli",):
         try:
