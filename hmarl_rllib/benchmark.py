@@ -128,3 +128,54 @@ def format_benchmark(result: dict) -> str:
     if result["gap_to_bound"] is not None:
         lines.append(f"learned gap to bound: {100 * result['gap_to_bound']:+.1f}%")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------- training speed
+def bench_train(scenario, seconds: float = 120.0, storage: str | None = None, num_env_runners=None,
+                envs_per_runner=None, progress=None) -> dict:
+    """Train for a fixed wall time (the config's ``training:`` settings) and report throughput.
+
+    ``env_steps_per_s`` / ``agent_steps_per_s``: sampled steps over the training wall time
+    (Tune's ``time_total_s``, so Ray start-up is excluded); ``first_below_baseline_s``: the
+    training time of the first evaluation whose chain cost (on the run's fixed held-out
+    evaluation seeds) was below the best tuned baseline's cost on the same seeds (None if never).
+    """
+    import tempfile
+    from pathlib import Path
+
+    import pandas as pd
+
+    from hmarl_rllib.policies.tuning import tuned_policy
+    from hmarl_rllib.training import train, training_settings
+
+    settings = training_settings(scenario)
+    root = storage or tempfile.mkdtemp(prefix="hmarl_bench_train_")
+    res = train(scenario, name="bench_train", storage=root, time_budget_s=seconds,
+                num_env_runners=num_env_runners, envs_per_runner=envs_per_runner, progress=progress)
+    df = pd.read_csv(Path(res.trial_dir) / "progress.csv")
+    last = df.iloc[-1]
+    wall = float(last["time_total_s"])
+    env_steps = float(last["env_runners/num_env_steps_sampled_lifetime"])
+    agent_cols = [c for c in df.columns if c.startswith("env_runners/num_agent_steps_sampled_lifetime/")]
+    agent_steps = float(last[agent_cols].sum()) if agent_cols else float("nan")
+    seeds = simulate.eval_seeds(settings.evaluation_episodes)
+    base = {k: float(simulate.chain_cost(scenario, tuned_policy(scenario, k).orders, seeds).mean())
+            for k in ("s_S", "base_stock")}
+    best_kind = min(base, key=base.get)
+    evals = df[["time_total_s", "eval_chain_cost"]].dropna()
+    below = evals[evals["eval_chain_cost"] < base[best_kind]]
+    return {
+        "scenario": scenario.name,
+        "env_steps_per_s": env_steps / wall,
+        "agent_steps_per_s": agent_steps / wall,
+        "iterations": int(last["training_iteration"]),
+        "wall_s": wall,
+        "env_steps": int(env_steps),
+        "best_eval_cost": float(evals["eval_chain_cost"].min()) if len(evals) else None,
+        "best_baseline": best_kind,
+        "best_baseline_cost": base[best_kind],
+        "first_below_baseline_s": float(below["time_total_s"].iloc[0]) if len(below) else None,
+        "num_env_runners": settings.num_env_runners if num_env_runners is None else num_env_runners,
+        "envs_per_runner": settings.envs_per_runner if envs_per_runner is None else envs_per_runner,
+        "storage": str(res.experiment),
+    }

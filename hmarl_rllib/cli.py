@@ -142,6 +142,25 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def cmd_bench_train(args) -> int:
+    from hmarl_rllib.benchmark import bench_train
+    from hmarl_rllib.config import load_config
+
+    scenario = load_config(args.config)
+    result = bench_train(scenario, seconds=args.seconds, storage=args.storage,
+                         num_env_runners=args.num_env_runners, envs_per_runner=args.envs_per_runner,
+                         progress=_progress(args))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        first = result["first_below_baseline_s"]
+        print(f"{result['iterations']} iterations in {result['wall_s']:.0f}s: {result['env_steps_per_s']:,.0f} env steps/s,"
+              f" {result['agent_steps_per_s']:,.0f} agent steps/s; best eval cost {result['best_eval_cost']}"
+              f" vs {result['best_baseline']} {result['best_baseline_cost']:,.1f};"
+              f" first below baseline: {'never' if first is None else f'{first:.0f}s'}")
+    return 0
+
+
 # -------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="hmarl", description="Hierarchical multi-agent RL for multi-echelon inventory on Ray RLlib.")
@@ -189,6 +208,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("run_dir", metavar="RUN_DIR", help="tune_results/<name> or one of its trial folders")
     g.add_argument("--out", help="folder for the PNGs (default: RUN_DIR/plots)")
     g.set_defaults(func=cmd_plot)
+
+    bt = sub.add_parser("bench-train", help="train for a fixed wall time and report env/agent steps per second")
+    bt.add_argument("--config", required=True, help="scenario YAML with a training: section")
+    bt.add_argument("--seconds", type=float, default=120.0, help="training wall time (default 120)")
+    bt.add_argument("--storage", help="results root (default: a temporary folder)")
+    bt.add_argument("--num-env-runners", type=int, default=None)
+    bt.add_argument("--envs-per-runner", type=_positive_int, default=None)
+    bt.add_argument("--json", action="store_true")
+    bt.set_defaults(func=cmd_bench_train)
 
     for extra in ("hmarl_rllib.train_cli",):
         try:
