@@ -89,7 +89,8 @@ def load_progress(path: Path) -> pd.DataFrame:
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
         raise InputError(f"{path}: not a readable progress.csv ({str(err).splitlines()[0]})") from None
     if "env_runners/num_env_steps_sampled" in df and "time_this_iter_s" in df:
-        df["env_steps_per_s"] = df["env_runners/num_env_steps_sampled"] / df["time_this_iter_s"]
+        rate = df["env_runners/num_env_steps_sampled"] / df["time_this_iter_s"]
+        df = pd.concat([df, rate.rename("env_steps_per_s")], axis=1)  # (df[...] = ... warns on wide frames)
     return df
 
 
