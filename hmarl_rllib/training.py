@@ -1,0 +1,407 @@
+"""Training on Ray RLlib (PPO, new API stack) through Ray Tune.
+
+The path, top to bottom:
+
+1. :func:`training_settings` reads the scenario's ``training:`` section into
+   :class:`TrainingSettings` (every key, its default and its meaning is listed there);
+2. :func:`baseline_policy` picks the tuned classic policy that the warehouse and the supplier
+   follow (and that the learned stores are compared with);
+3. :func:`build_algo_config` turns scenario + settings into the one :class:`PPOConfig`:
+   a shared PPO module ``store_policy`` for every store agent, scripted
+   :class:`~hmarl_rllib.policies.modules.HeuristicModule` s for the warehouse and the supplier
+   (``phase2: true`` gives the warehouse its own PPO module ``warehouse_policy``);
+4. :func:`train` runs it with ``tune.Tuner`` (checkpoints, evaluation, ``progress.csv``,
+   ``result.json``, TensorBoard files under ``tune_results/<name>/``), prints one line per
+   iteration and returns the best checkpoint.
+
+KPIs (chain cost, fill rate, service level, holding / stockout cost per agent type) come from
+the env's last-step infos through :class:`KPICallback` and appear as ``env_runners/<kpi>`` and
+``evaluation/env_runners/<kpi>`` result columns. ``eval_chain_cost`` (top level) is the last
+evaluation's mean chain cost; Tune keeps the best checkpoints by it.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+from ray.rllib.callbacks.callbacks import RLlibCallback
+
+from hmarl_rllib.config import Scenario
+from hmarl_rllib.env import ENV_NAME, agent_type
+from hmarl_rllib.errors import ConfigError, InputError
+from hmarl_rllib.policies.modules import STORE_MODULE, WAREHOUSE_MODULE, module_for_agent, scripted_module_specs
+
+EVAL_METRIC = "eval_chain_cost"
+RUN_FILE = "hmarl_run.yaml"  # the scenario and baseline of a run, beside its trials
+# training key -> PPOConfig.training() argument (hmarl_rllib.search samples the same keys)
+PPO_KEYS = {"lr": "lr", "gamma": "gamma", "lambda": "lambda_", "clip": "clip_param", "vf_clip": "vf_clip_param",
+            "entropy": "entropy_coeff", "grad_clip": "grad_clip", "epochs": "num_epochs",
+            "minibatch": "minibatch_size", "train_batch": "train_batch_size_per_learner"}
+
+
+class TrainingSettings(BaseModel):
+    """The ``training:`` section of a scenario YAML. Every key is optional.
+
+    Defaults fit a 2-core machine: the driver (which also hosts the learner and the evaluation
+    env) takes one core, one env runner with 8 vectorised envs the other.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    baseline: Literal["s_S", "base_stock", "auto"] = "s_S"  # warehouse/supplier policy; auto = cheaper
+    phase2: bool = False  # the warehouse learns too (its own PPO module)
+    # PPO
+    lr: PositiveFloat = 3e-4
+    gamma: Annotated[float, Field(gt=0.0, le=1.0)] = 0.99
+    lambda_: Annotated[float, Field(ge=0.0, le=1.0, alias="lambda")] = 0.95
+    clip: PositiveFloat = 0.2
+    vf_clip: PositiveFloat = 100.0  # value loss clip, in reward units (returns are O(10))
+    entropy: Annotated[float, Field(ge=0.0)] = 0.01
+    grad_clip: PositiveFloat | None = 10.0
+    hidden: Annotated[list[PositiveInt], Field(min_length=1, max_length=4)] = [64, 64]
+    epochs: PositiveInt = 8
+    minibatch: PositiveInt = 512  # agent steps per SGD minibatch
+    train_batch: PositiveInt = 2400  # env steps per iteration (each store module sees N× more)
+    # resources
+    num_env_runners: Annotated[int, Field(ge=0)] = 1
+    envs_per_runner: PositiveInt = 8
+    rollout_fragment_length: PositiveInt | Literal["auto"] = "auto"
+    # evaluation and checkpoints
+    evaluation_interval: PositiveInt = 5  # iterations between evaluations
+    evaluation_episodes: PositiveInt = 30  # fixed held-out seeds (simulate.eval_seeds)
+    checkpoint_frequency: PositiveInt = 5  # iterations; must be a multiple of evaluation_interval
+    keep_checkpoints: PositiveInt = 3  # the best N by evaluation chain cost (+ the latest)
+    final_eval_episodes: PositiveInt = 100  # the KPI table printed at the end
+    # stopping (CLI flags override); none set -> 50 iterations
+    stop_iters: PositiveInt | None = None
+    stop_timesteps: PositiveInt | None = None
+    time_budget_s: PositiveFloat | None = None
+    seed: int | None = None
+    search: dict | None = None  # the hyperparameter search of `hmarl tune` (hmarl_rllib.search)
+
+    def stop(self) -> dict:
+        stop = {}
+        if self.stop_iters:
+            stop["training_iteration"] = self.stop_iters
+        if self.stop_timesteps:
+            stop["env_runners/num_env_steps_sampled_lifetime"] = self.stop_timesteps
+        if self.time_budget_s:
+            stop["time_total_s"] = self.time_budget_s
+        return stop or {"training_iteration": 50}
+
+
+def training_settings(scenario: Scenario, **overrides) -> TrainingSettings:
+    """The scenario's ``training:`` section, validated; ``overrides`` (not None) win."""
+    data = dict(scenario.training or {})
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    if "lambda_" in data:
+        data["lambda"] = data.pop("lambda_")
+    try:
+        s = TrainingSettings.model_validate(data)
+    except ValidationError as err:
+        e = err.errors()[0]
+        loc = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"] if e["type"] != "extra_forbidden" else \
+            "unknown field (see configs/default.yaml for every training field)"
+        raise ConfigError(f"{scenario.source_path or 'config'}: training.{loc} = {e.get('input')!r}: {msg}") from None
+    if s.checkpoint_frequency % s.evaluation_interval:
+        raise ConfigError(f"training.checkpoint_frequency = {s.checkpoint_frequency}: must be a multiple of"
+                          f" evaluation_interval = {s.evaluation_interval} (checkpoints are ranked by evaluation cost)")
+    return s
+
+
+# ------------------------------------------------------------------------------ baseline
+def baseline_policy(scenario: Scenario, settings: TrainingSettings, progress=None):
+    """The tuned classic policy the warehouse and supplier follow (tuned once, then cached)."""
+    from hmarl_rllib.policies.tuning import tuned_policy
+
+    if settings.baseline != "auto":
+        return tuned_policy(scenario, settings.baseline, progress=progress)
+    cands = [tuned_policy(scenario, k, progress=progress) for k in ("s_S", "base_stock")]
+    return min(cands, key=lambda p: float(p.meta.get("tuning_cost_mean", math.inf)))
+
+
+# --------------------------------------------------------------------------- the config
+def env_config(scenario: Scenario, baseline) -> dict:
+    """What every env instance is built from: the scenario as a plain dict (so it pickles and
+    is stored in checkpoints) and the baseline's parameters."""
+    from hmarl_rllib.policies.tuning import policy_to_dict
+
+    cfg = {"scenario": scenario.model_dump(mode="json"), "baseline": policy_to_dict(baseline, scenario),
+           "config_path": scenario.source_path}  # where tuned baselines are cached (configs/baselines/)
+    return cfg
+
+
+def build_algo_config(scenario: Scenario, settings: TrainingSettings | None = None, *, baseline=None,
+                      progress=None, **overrides):
+    """The one place a :class:`PPOConfig` is built. ``overrides`` are :class:`TrainingSettings`
+    fields (e.g. ``num_env_runners=0``) that win over the YAML."""
+    from ray.rllib.algorithms.ppo import PPOConfig
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+    from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+    from hmarl_rllib import env as hmarl_env
+    from hmarl_rllib.simulate import eval_seeds
+
+    s = training_settings(scenario, **overrides) if settings is None else \
+        settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    baseline = baseline or baseline_policy(scenario, s, progress)
+    hmarl_env.register()
+    scripted = scripted_module_specs(scenario, baseline, ("supplier",) if s.phase2 else ("warehouse", "supplier"))
+    model = DefaultModelConfig(fcnet_hiddens=list(s.hidden), fcnet_activation="tanh", vf_share_layers=False)
+    learned = {STORE_MODULE: RLModuleSpec(model_config=model)}
+    if s.phase2:
+        learned[WAREHOUSE_MODULE] = RLModuleSpec(model_config=model)
+    train_env = env_config(scenario, baseline)
+    # merged into env_config by RLlib: the scenario stays in one place (Tune samples it once)
+    eval_env = {"episode_seeds": [int(x) for x in eval_seeds(s.evaluation_episodes)]}
+    config = (
+        PPOConfig()
+        .environment(ENV_NAME, env_config=train_env)
+        .env_runners(num_env_runners=s.num_env_runners, num_envs_per_env_runner=s.envs_per_runner,
+                     rollout_fragment_length=s.rollout_fragment_length, num_cpus_per_env_runner=1)
+        .learners(num_learners=0)
+        .multi_agent(policies=set(learned) | set(scripted),
+                     policy_mapping_fn=partial(module_for_agent, phase2=s.phase2),
+                     policies_to_train=list(learned))
+        .rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs={**learned, **scripted}))
+        .training(**{arg: getattr(s, "lambda_" if key == "lambda" else key) for key, arg in PPO_KEYS.items()})
+        # Evaluation: the algorithm's own process, one env, greedy actions, and the same
+        # held-out seeds every time (the env cycles through episode_seeds in order).
+        .evaluation(evaluation_interval=s.evaluation_interval, evaluation_duration=s.evaluation_episodes,
+                    evaluation_duration_unit="episodes", evaluation_num_env_runners=0,
+                    evaluation_config=PPOConfig.overrides(explore=False, env_config=eval_env,
+                                                          num_envs_per_env_runner=1))
+        .fault_tolerance(restart_failed_env_runners=True, max_num_env_runner_restarts=100,
+                         delay_between_env_runner_restarts_s=1.0)
+        .callbacks(KPICallback)
+        .debugging(seed=s.seed, log_level="ERROR")
+    )
+    return config
+
+
+# ------------------------------------------------------------------------------ KPIs
+def _one_torch_thread():
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
+class KPICallback(RLlibCallback):
+    """Logs the episode's KPIs from the env's last-step infos, and one torch thread per process.
+
+    Per episode: ``chain_cost``, ``fill_rate``, ``service_level`` (chain) and, per agent type
+    (store costs summed over stores), ``<type>_cost``, ``<type>_holding_cost``,
+    ``<type>_stockout_cost``. Means over the last ``metrics_num_episodes_for_smoothing``
+    episodes (training) or over the evaluation episodes (evaluation).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._last_eval = {}
+
+    def on_algorithm_init(self, *, algorithm, **kwargs):
+        _one_torch_thread()
+
+    def on_environment_created(self, *, env_runner, **kwargs):
+        _one_torch_thread()
+
+    def on_episode_end(self, *, episode, env_runner=None, metrics_logger=None, **kwargs):
+        infos = episode.get_infos(-1)
+        chain = next((i["chain"] for i in infos.values() if isinstance(i, dict) and "chain" in i), None)
+        if chain is None or metrics_logger is None:
+            return
+        cfg = env_runner.config
+        window = cfg.evaluation_duration if cfg.in_evaluation else cfg.metrics_num_episodes_for_smoothing
+        log = partial(metrics_logger.log_value, reduce="mean", window=window)
+        log("chain_cost", chain["cost"])
+        log("fill_rate", chain["fill_rate"])
+        log("service_level", chain["service_level"])
+        per_type: dict[str, dict[str, float]] = {}
+        for aid, info in infos.items():
+            if isinstance(info, dict) and "kpi" in info:
+                t = per_type.setdefault(agent_type(aid), {"cost": 0.0, "holding_cost": 0.0, "stockout_cost": 0.0})
+                for k in t:
+                    t[k] += info["kpi"][k]
+        for kind, kpis in per_type.items():
+            for k, v in kpis.items():
+                log(f"{kind}_{k}", v)
+
+    def on_train_result(self, *, algorithm, result, **kwargs):
+        ev = result.get("evaluation", {}).get("env_runners", {})
+        cost = float(ev.get("chain_cost", math.nan))
+        if math.isfinite(cost):  # iterations without evaluation may report an empty (NaN) window
+            self._last_eval = {"chain_cost": cost, "fill_rate": float(ev.get("fill_rate", math.nan))}
+        result[EVAL_METRIC] = float(self._last_eval.get("chain_cost", math.nan))
+        result["eval_fill_rate"] = float(self._last_eval.get("fill_rate", math.nan))
+
+
+# ------------------------------------------------------------------------------- Tune
+def trial_dirname(trial) -> str:
+    """Short trial folder names (the default holds the whole flattened config)."""
+    return f"{trial.trainable_name}_{trial.trial_id}"
+
+
+def lookup(result: dict, key: str, default=math.nan):
+    """``result["a/b/c"]`` for flat or nested results."""
+    if key in result:
+        return result[key]
+    node = result
+    for part in key.split("/"):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def _iteration_reporter():
+    from ray import tune
+
+    class IterationReporter(tune.Callback):
+        """One compact line per training iteration."""
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            it = int(lookup(result, "training_iteration", 0))
+            steps = lookup(result, "env_runners/num_env_steps_sampled", math.nan)
+            dt = lookup(result, "time_this_iter_s", math.nan)
+            ret = lookup(result, f"env_runners/module_episode_returns_mean/{STORE_MODULE}")
+            cost, fill = lookup(result, EVAL_METRIC), lookup(result, "eval_fill_rate")
+            tag = f"{trial.trial_id} " if len(trials) > 1 else ""
+            print(f"{tag}iter {it:>4}  {steps / dt:>7,.0f} env steps/s  store return {ret:>8.2f}"
+                  f"  eval cost {cost:>9,.1f}  fill {100 * fill:>6.2f}%"
+                  f"  elapsed {lookup(result, 'time_total_s', 0.0):>6.0f}s", flush=True)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            print(f"trial {trial.trial_id} failed: see {trial.local_path}/error.txt", file=sys.stderr, flush=True)
+
+    return IterationReporter()
+
+
+def init_ray() -> bool:
+    """Attach to the cluster named by ``RAY_ADDRESS`` (as ``ray job submit`` sets), else start
+    a local Ray with one thread per worker and the dashboard (if any) on 127.0.0.1 only.
+    Returns whether this call started Ray."""
+    import ray
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no Tune tables: IterationReporter prints
+    if ray.is_initialized():
+        return False
+    # Worker logs stay in the session's log folder (RLlib's warnings would drown the
+    # one-line-per-iteration report); a failed trial's error is printed with its error.txt.
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(logging_level="ERROR", log_to_driver=False)
+    else:
+        ray.init(include_dashboard=False, dashboard_host="127.0.0.1", logging_level="ERROR", log_to_driver=False,
+                 runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}})
+    return True
+
+
+def experiment_dir(name: str, storage: str | None = None) -> Path:
+    return Path(storage or "tune_results").expanduser().resolve() / name
+
+
+def _write_run_file(exp: Path, scenario: Scenario, baseline, settings: TrainingSettings) -> None:
+    import yaml
+
+    from hmarl_rllib.policies.tuning import policy_to_dict
+
+    exp.mkdir(parents=True, exist_ok=True)
+    data = {"scenario": scenario.model_dump(mode="json"), "baseline": policy_to_dict(baseline, scenario),
+            "training": settings.model_dump(by_alias=True)}
+    (exp / RUN_FILE).write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def run_config(exp: Path, settings: TrainingSettings, stop: dict, callbacks=()):
+    from ray import tune
+
+    return tune.RunConfig(
+        name=exp.name, storage_path=str(exp.parent), stop=stop, verbose=0,
+        callbacks=[_iteration_reporter(), *callbacks],
+        checkpoint_config=tune.CheckpointConfig(
+            checkpoint_frequency=settings.checkpoint_frequency, checkpoint_at_end=True,
+            num_to_keep=settings.keep_checkpoints, checkpoint_score_attribute=EVAL_METRIC,
+            checkpoint_score_order="min"),
+    )
+
+
+@dataclass
+class TrainResult:
+    experiment: Path
+    trial_dir: Path
+    best_checkpoint: Path
+    last_checkpoint: Path
+    iterations: int
+    interrupted: bool
+
+
+def train(scenario: Scenario, name: str, *, storage: str | None = None, resume: bool = False,
+          stop_iters=None, stop_timesteps=None, time_budget_s=None, num_env_runners=None,
+          envs_per_runner=None, progress=None) -> TrainResult:
+    """Train the store module with PPO under Tune; return where the checkpoints are."""
+    from ray import tune
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    settings = training_settings(scenario, stop_iters=stop_iters, stop_timesteps=stop_timesteps,
+                                 time_budget_s=time_budget_s, num_env_runners=num_env_runners,
+                                 envs_per_runner=envs_per_runner)
+    exp = experiment_dir(name, storage)
+    trainable = PPOConfig().algo_class
+    if resume:
+        if not tune.Tuner.can_restore(str(exp)):
+            raise InputError(f"--resume: no experiment to resume at {exp} (start it without --resume)")
+    elif exp.exists() and any(exp.glob("*/checkpoint_*")):
+        raise InputError(f"--name {name}: {exp} already holds a run; pass --resume to continue it"
+                         " or choose another --name")
+    baseline = baseline_policy(scenario, settings, progress)
+    config = build_algo_config(scenario, settings, baseline=baseline)
+    started = init_ray()
+    from hmarl_rllib import env as hmarl_env
+
+    hmarl_env.register()
+    if resume:
+        tuner = tune.Tuner.restore(str(exp), trainable=trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        _write_run_file(exp, scenario, baseline, settings)
+        tuner = tune.Tuner(trainable, param_space=config,
+                           tune_config=tune.TuneConfig(num_samples=1, trial_dirname_creator=trial_dirname,
+                                                       trial_name_creator=trial_dirname),
+                           run_config=run_config(exp, settings, settings.stop()))
+    t0 = time.time()
+    try:
+        grid = tuner.fit()
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    result = grid[0]
+    if result.error is not None:
+        raise RuntimeError(f"training failed: {result.error} (see {result.path}/error.txt)")
+    last = result.checkpoint
+    if last is None:
+        raise RuntimeError(f"training wrote no checkpoint under {exp}")
+    best = last
+    scored = [(c, m.get(EVAL_METRIC, math.nan)) for c, m in result.best_checkpoints]
+    scored = [(c, v) for c, v in scored if np.isfinite(v)]
+    if scored:
+        best = min(scored, key=lambda cv: cv[1])[0]
+    iters = int(result.metrics.get("training_iteration", 0))
+    interrupted = not result.metrics.get("done", False) and not _stopped(result.metrics, settings.stop())
+    if progress:
+        progress(f"{iters} iterations in {time.time() - t0:.0f}s")
+    return TrainResult(exp, Path(result.path), Path(best.path), Path(last.path), iters, interrupted)
+
+
+def _stopped(metrics: dict, stop: dict) -> bool:
+    return any(lookup(metrics, k, -math.inf) >= v for k, v in stop.items())
