@@ -2,7 +2,7 @@
 #
 #   docker build -t hmarl-rllib:0.1.0 .
 #   docker run --rm hmarl-rllib:0.1.0 --help
-#   docker run --rm -v "$PWD/tune_results:/home/ray/tune_results" hmarl-rllib:0.1.0 \
+#   docker run --rm --shm-size=2g -v "$PWD/tune_results:/home/ray/tune_results" hmarl-rllib:0.1.0 \
 #       train --config /opt/hmarl/configs/default.yaml --storage /home/ray/tune_results
 #
 # As a Ray node the entrypoint is replaced (KubeRay does so itself; see docs/deploy.md):
