@@ -17,6 +17,9 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_ADDRESS", "auto")
+    from hmarl_rllib.quiet import quiet_ray
+
+    quiet_ray()  # Ray's notices that mean nothing to a user (see hmarl_rllib/quiet.py)
     from hmarl_rllib.cli import main as hmarl_main
 
     return hmarl_main(["train", *(sys.argv[1:] if argv is None else argv)])
