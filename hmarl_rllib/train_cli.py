@@ -47,9 +47,14 @@ def cmd_train(args) -> int:
     name = args.name or scenario.name
     print(f"training {name}: scenario {scenario.name}, results under {training.experiment_dir(name, args.storage)}",
           flush=True)
-    run = training.train(scenario, name, storage=args.storage, resume=args.resume, stop_iters=args.stop_iters,
-                         stop_timesteps=args.stop_timesteps, time_budget_s=args.time_budget,
-                         num_env_runners=args.num_env_runners, envs_per_runner=args.envs_per_runner, progress=_say)
+    try:
+        run = training.train(scenario, name, storage=args.storage, resume=args.resume, stop_iters=args.stop_iters,
+                             stop_timesteps=args.stop_timesteps, time_budget_s=args.time_budget,
+                             num_env_runners=args.num_env_runners, envs_per_runner=args.envs_per_runner,
+                             progress=_say)
+    except training.TrainingFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     if run.interrupted:
         print(f"interrupted after {run.iterations} iterations; last checkpoint {run.last_checkpoint}\n"
               f"continue with: hmarl train --config {args.config} --name {name}"

@@ -51,7 +51,7 @@ class TrainingSettings(BaseModel):
     """The ``training:`` section of a scenario YAML. Every key is optional.
 
     Defaults fit a 2-core machine: the driver (which also hosts the learner and the evaluation
-    env) takes one core, one env runner with 8 vectorised envs the other.
+    env) takes one core, one env runner with 16 vectorised envs the other.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -72,7 +72,7 @@ class TrainingSettings(BaseModel):
     train_batch: PositiveInt = 2400  # env steps per iteration (each store module sees N× more)
     # resources
     num_env_runners: Annotated[int, Field(ge=0)] = 1
-    envs_per_runner: PositiveInt = 8
+    envs_per_runner: PositiveInt = 16
     rollout_fragment_length: PositiveInt | Literal["auto"] = "auto"
     # evaluation and checkpoints
     evaluation_interval: PositiveInt = 5  # iterations between evaluations
@@ -335,6 +335,10 @@ def run_config(exp: Path, settings: TrainingSettings, stop: dict, callbacks=()):
     )
 
 
+class TrainingFailed(Exception):
+    """A trial errored or stopped before writing a checkpoint (one line, exit code 1)."""
+
+
 @dataclass
 class TrainResult:
     experiment: Path
@@ -387,20 +391,55 @@ def train(scenario: Scenario, name: str, *, storage: str | None = None, resume: 
             ray.shutdown()
     result = grid[0]
     if result.error is not None:
-        raise RuntimeError(f"training failed: {result.error} (see {result.path}/error.txt)")
+        first = str(result.error).strip().splitlines()[-1] if str(result.error).strip() else type(result.error).__name__
+        raise TrainingFailed(f"training failed: {first} (details: {result.path}/error.txt)")
+    iters = int((result.metrics or {}).get("training_iteration", 0))
     last = result.checkpoint
     if last is None:
-        raise RuntimeError(f"training wrote no checkpoint under {exp}")
+        raise TrainingFailed(f"stopped after {iters} iterations, before the first checkpoint under {exp}")
     best = last
     scored = [(c, m.get(EVAL_METRIC, math.nan)) for c, m in result.best_checkpoints]
     scored = [(c, v) for c, v in scored if np.isfinite(v)]
     if scored:
         best = min(scored, key=lambda cv: cv[1])[0]
-    iters = int(result.metrics.get("training_iteration", 0))
+    if resume:
+        rebuild_progress_csv(Path(result.path))
     interrupted = not result.metrics.get("done", False) and not _stopped(result.metrics, settings.stop())
     if progress:
         progress(f"{iters} iterations in {time.time() - t0:.0f}s")
     return TrainResult(exp, Path(result.path), Path(best.path), Path(last.path), iters, interrupted)
+
+
+def rebuild_progress_csv(trial: Path) -> None:
+    """After a restore, Tune's CSV logger appends rows whose columns differ from the header
+    (RLlib adds some keys from the second iteration on), which breaks ``progress.csv``.
+    Rewrite it from ``result.json`` (one JSON object per row), one row per iteration (the
+    re-run of an iteration lost by the interruption replaces the lost one)."""
+    import json
+
+    import pandas as pd
+
+    src = trial / "result.json"
+    if not src.is_file():
+        return
+    rows = []
+    for line in src.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            row.pop("config", None)
+            rows.append(_flatten(row))
+    frame = pd.DataFrame(rows).drop_duplicates("training_iteration", keep="last")
+    frame.to_csv(trial / "progress.csv", index=False)
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}/"))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def _stopped(metrics: dict, stop: dict) -> bool:
