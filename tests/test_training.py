@@ -1,0 +1,386 @@
+"""Training, checkpoints, evaluation and search, end to end on tiny runs.
+
+One tiny `hmarl train` run (module-scoped fixture) is shared by the checkpoint, KPI-column,
+evaluation and inference-equivalence tests. Every test that starts Ray shuts it down.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+HMARL = [sys.executable, "-m", "hmarl_rllib"]
+TINY_TRAINING = {
+    "train_batch": 240, "minibatch": 120, "epochs": 2, "hidden": [16, 16],
+    "num_env_runners": 1, "envs_per_runner": 4,
+    "evaluation_interval": 1, "evaluation_episodes": 6,
+    "checkpoint_frequency": 1, "keep_checkpoints": 2, "final_eval_episodes": 8,
+}
+
+pytestmark = pytest.mark.slow
+
+
+def tiny_config(folder: Path, name="tiny.yaml", **training) -> Path:
+    """configs/default.yaml with a tiny training section, in ``folder`` (its tuned baselines
+    copied beside it so nothing is tuned or written inside the repository)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data = yaml.safe_load((REPO / "configs" / "default.yaml").read_text())
+    data["training"] = {**TINY_TRAINING, **training}
+    path = folder / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    base = folder / "baselines"
+    if not base.exists():
+        shutil.copytree(REPO / "configs" / "baselines", base)
+    return path
+
+
+def env():
+    e = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    e.pop("RAY_ADDRESS", None)
+    return e
+
+
+def hmarl(*args, cwd, timeout=300, check=True):
+    proc = subprocess.run([*HMARL, *map(str, args)], cwd=cwd, env=env(), capture_output=True, text=True,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"hmarl {' '.join(map(str, args))} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def trial_dir(storage: Path, name: str) -> Path:
+    trials = sorted((storage / name).glob("PPO_*"))
+    assert len(trials) == 1, trials
+    return trials[0]
+
+
+def checkpoints(trial: Path) -> list[Path]:
+    return sorted(trial.glob("checkpoint_*"))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    cfg = tiny_config(root)
+    t0 = time.time()
+    proc = hmarl("train", "--config", cfg, "--name", "tiny", "--storage", root / "runs", "--stop-iters", 3, cwd=root)
+    trial = trial_dir(root / "runs", "tiny")
+    return {"root": root, "config": cfg, "stdout": proc.stdout, "trial": trial, "seconds": time.time() - t0,
+            "progress": pd.read_csv(trial / "progress.csv")}
+
+
+# ------------------------------------------------------------------------------- train
+def test_train_reports_iterations_checkpoints_and_kpi_table(tiny_run):
+    out = tiny_run["stdout"]
+    lines = [ln for ln in out.splitlines() if ln.startswith("iter ")]
+    assert len(lines) == 3, out
+    assert "env steps/s" in lines[0] and "eval cost" in lines[0] and "fill" in lines[0]
+    best = Path(out.split("best checkpoint: ")[1].splitlines()[0])
+    assert best.is_dir() and best.parent == tiny_run["trial"]
+    for name in ("learned", "s_S", "base_stock"):
+        assert any(ln.startswith(name) for ln in out.splitlines()), name
+    # keep_checkpoints: 2 best by evaluation cost (+ the latest); one per iteration was written
+    assert 1 <= len(checkpoints(tiny_run["trial"])) <= 3
+    exp = tiny_run["trial"].parent
+    assert (exp / "hmarl_run.yaml").is_file()
+    assert list(tiny_run["trial"].glob("events.out.tfevents*")) and (tiny_run["trial"] / "result.json").is_file()
+
+
+def test_kpi_columns_for_training_and_evaluation(tiny_run):
+    df = tiny_run["progress"]
+    for prefix in ("env_runners/", "evaluation/env_runners/"):
+        for kpi in ("chain_cost", "fill_rate", "service_level", "store_holding_cost", "store_stockout_cost",
+                    "warehouse_holding_cost", "warehouse_stockout_cost", "supplier_holding_cost"):
+            assert prefix + kpi in df.columns, prefix + kpi
+    assert df["training_iteration"].tolist() == [1, 2, 3]
+    assert (df["env_runners/num_env_steps_sampled_lifetime"].diff().dropna() >= 240).all()
+    # chain cost = the per-type costs, and a fill rate is a fraction
+    row = df.iloc[-1]
+    parts = sum(row[f"evaluation/env_runners/{t}_cost"] for t in ("store", "warehouse", "supplier"))
+    assert math.isclose(row["evaluation/env_runners/chain_cost"], parts, rel_tol=1e-6)
+    assert 0.0 <= row["evaluation/env_runners/fill_rate"] <= 1.0
+    assert np.isfinite(df["eval_chain_cost"]).all()
+    assert "learners/store_policy/policy_loss" in df.columns
+    assert not any(c.startswith("learners/warehouse_scripted/policy_loss") for c in df.columns)
+
+
+# ---------------------------------------------------------------------------- evaluate
+def test_evaluate_cli_restores_without_ray_and_matches_training_evaluation(tiny_run):
+    """The checkpoint of the last iteration, played greedily on the twin (batched, no Ray),
+    costs exactly what RLlib's own evaluation measured on the same held-out seeds."""
+    ckpt = max(checkpoints(tiny_run["trial"]))
+    proc = hmarl("evaluate", "--checkpoint", ckpt, "--episodes", 6, "--json", cwd=tiny_run["root"])
+    result = json.loads(proc.stdout)
+    assert result["checkpoint"] == str(ckpt) and result["episodes"] == 6
+    assert set(result["policies"]) == {"learned", "s_S", "base_stock"}
+    for p in result["policies"].values():
+        assert set(p) == {"cost_mean", "cost_ci95", "fill_rate_mean", "service_level_mean"}
+    last = tiny_run["progress"].iloc[-1]
+    assert result["policies"]["learned"]["cost_mean"] == pytest.approx(last["evaluation/env_runners/chain_cost"], rel=1e-9)
+    assert result["policies"]["learned"]["fill_rate_mean"] == pytest.approx(last["evaluation/env_runners/fill_rate"], rel=1e-9)
+
+
+def test_evaluate_out_writes_ledgers_kpis_and_plots(tiny_run, tmp_path):
+    from hmarl_rllib.evaluation import evaluate_trained_policy
+
+    import ray
+
+    ckpt = max(checkpoints(tiny_run["trial"]))
+    result = evaluate_trained_policy(ckpt, episodes=4, out=tmp_path / "out", baselines=("s_S",))
+    assert not ray.is_initialized()
+    names = {Path(p).name for p in result["written"]}
+    assert {"ledger_learned.parquet", "ledger_s_S.parquet", "kpi_summary.csv", "kpi_episodes.csv",
+            "inventory_learned.png", "inventory_s_S.png", "cost_breakdown.png", "training_curve.png"} <= names
+    ledger = pd.read_parquet(tmp_path / "out" / "ledger_learned.parquet")
+    assert ledger["replica"].nunique() == 4 and ledger["day"].nunique() == 30
+    summary = pd.read_csv(tmp_path / "out" / "kpi_summary.csv")
+    assert summary["policy"].tolist() == ["learned", "s_S"]
+    assert summary.loc[0, "cost_mean"] == pytest.approx(result["policies"]["learned"]["cost_mean"])
+
+
+def test_greedy_actions_match_the_algorithms_inference(tiny_run):
+    """The module restored without Ray picks the same actions as the restored Algorithm's own
+    store module on the same observations (observations from a real twin run)."""
+    import ray
+    import torch
+    from ray.rllib.algorithms.algorithm import Algorithm
+    from ray.rllib.core.columns import Columns
+
+    from hmarl_rllib import simulate
+    from hmarl_rllib.env import ObservationBuilder, register
+    from hmarl_rllib.evaluation import load_trained, module_actions
+    from hmarl_rllib.twin import SupplyChainTwin
+    from hmarl_rllib.twin.network import F
+
+    ckpt = max(checkpoints(tiny_run["trial"]))
+    trained = load_trained(ckpt)
+    assert not ray.is_initialized()
+    twin = SupplyChainTwin(trained.scenario)
+    twin.reset(simulate.eval_seeds(8))
+    for _ in range(10):  # ten days of the baseline, then every store's observation
+        twin.step(*trained.baseline.orders(twin))
+    row, N = twin.ledger[twin.day - 1], twin.n_stores
+    obs = ObservationBuilder(trained.scenario)(twin, row[:, :N, :, F["order_placed"]],
+                                               row[:, N, :, F["order_placed"]])["store"]
+    obs = obs.reshape(-1, obs.shape[-1])
+    obs = np.concatenate([obs, np.random.default_rng(0).normal(0, 1, (64, obs.shape[-1])).astype(np.float32)])
+    ours = module_actions(trained.modules["store_policy"], obs)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        register()  # the env name "hmarl" is looked up in the running cluster's registry
+        algo = Algorithm.from_checkpoint(str(ckpt))
+        module = algo.get_module("store_policy")
+        with torch.no_grad():
+            logits = module.forward_inference({Columns.OBS: torch.from_numpy(obs)})[Columns.ACTION_DIST_INPUTS]
+        algo.stop()
+    finally:
+        ray.shutdown()
+    theirs = logits.argmax(-1).numpy()
+    np.testing.assert_array_equal(ours, theirs)
+    assert len(set(ours.tolist())) >= 1
+
+
+@pytest.mark.parametrize("case", ["missing", "not_checkpoint", "partial", "experiment_dir", "other_spaces"])
+def test_bad_checkpoints_are_refused_with_one_line(tiny_run, tmp_path, case):
+    ckpt = max(checkpoints(tiny_run["trial"]))
+    args = []
+    if case == "missing":
+        target = tmp_path / "nope"
+    elif case == "not_checkpoint":
+        target = tmp_path / "empty"
+        target.mkdir()
+        (target / "notes.txt").write_text("hello")
+    elif case == "partial":
+        target = tmp_path / "partial"
+        shutil.copytree(ckpt, target)
+        shutil.rmtree(target / "learner_group" / "learner" / "rl_module" / "store_policy")
+    elif case == "experiment_dir":
+        target = tiny_run["trial"].parent
+    else:
+        target = ckpt
+        data = yaml.safe_load(tiny_run["config"].read_text())
+        data["observations"] = {"mode": "rich"}
+        other = tmp_path / "rich.yaml"
+        other.write_text(yaml.safe_dump(data))
+        args = ["--config", other]
+    proc = hmarl("evaluate", "--checkpoint", target, *args, cwd=tiny_run["root"], check=False, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --checkpoint"), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_existing_name_refused_without_resume(tiny_run):
+    proc = hmarl("train", "--config", tiny_run["config"], "--name", "tiny", "--storage", tiny_run["root"] / "runs",
+                 "--stop-iters", 1, cwd=tiny_run["root"], check=False)
+    assert proc.returncode == 2 and "--resume" in proc.stderr
+
+
+def test_training_section_typo_is_one_line(tmp_path):
+    cfg = tiny_config(tmp_path, lerning_rate=0.1)
+    proc = hmarl("train", "--config", cfg, "--stop-iters", 1, cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "training.lerning_rate" in proc.stderr
+
+
+# ----------------------------------------------------------------------------- phase 2
+def test_phase2_trains_store_and_warehouse_modules(tmp_path):
+    """phase2: the warehouse gets its own PPO module and both learned modules change."""
+    import ray
+    import torch
+
+    from hmarl_rllib.config import load_config
+    from hmarl_rllib.training import build_algo_config
+
+    scenario = load_config(tiny_config(tmp_path, phase2=True))
+    config = build_algo_config(scenario, num_env_runners=0)
+    assert set(config.policies_to_train) == {"store_policy", "warehouse_policy"}
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        algo = config.build_algo()
+        before = {m: [p.detach().clone() for p in algo.get_module(m).parameters()]
+                  for m in ("store_policy", "warehouse_policy")}
+        result = algo.train()
+        after = {m: list(algo.get_module(m).parameters()) for m in before}
+        algo.stop()
+    finally:
+        ray.shutdown()
+    assert {"store_policy", "warehouse_policy"} <= set(result["learners"])
+    assert "policy_loss" in result["learners"]["warehouse_policy"]
+    assert "supplier_scripted" in result["env_runners"]["module_episode_returns_mean"]
+    for m in before:
+        assert any(not torch.equal(a, b) for a, b in zip(before[m], after[m])), f"{m} did not train"
+
+
+# ------------------------------------------------------------------------ fault tolerance
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for c in children.get(p, []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _start(args, cwd) -> subprocess.Popen:
+    return subprocess.Popen([*HMARL, *map(str, args)], cwd=cwd, env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _wait_for_line(proc, prefix: str, timeout: float, seen: list) -> str:
+    end = time.time() + timeout
+    while time.time() < end:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if line.startswith(prefix):
+            return line
+    raise AssertionError(f"no line starting with {prefix!r}:\n{''.join(seen)}")
+
+
+def test_training_survives_a_killed_env_runner(tmp_path):
+    """SIGKILL the only env runner after the first iteration: RLlib restarts it and training
+    goes on. Stopping on sampled env steps makes the test wait for the restarted runner (the
+    iterations while it is down sample nothing)."""
+    cfg = tiny_config(tmp_path, evaluation_interval=2, checkpoint_frequency=2)
+    proc = _start(["train", "--config", cfg, "--name", "ft", "--storage", tmp_path / "runs",
+                   "--stop-timesteps", 4 * 240], tmp_path)
+    seen: list[str] = []
+    try:
+        _wait_for_line(proc, "iter    1", 240, seen)
+        runners = [p for p in _descendants(proc.pid) if "MultiAgentEnvRunner" in _cmdline(p)]
+        assert len(runners) == 1, "expected exactly one env runner process"
+        os.kill(runners[0], signal.SIGKILL)
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    seen.append(out)
+    assert proc.returncode == 0, "".join(seen)
+    df = pd.read_csv(trial_dir(tmp_path / "runs", "ft") / "progress.csv")
+    last = df.iloc[-1]
+    assert last["fault_tolerance/num_remote_worker_restarts"] >= 1, "".join(seen)
+    assert last["fault_tolerance/num_healthy_workers"] == 1
+    assert last["env_runners/num_env_steps_sampled_lifetime"] >= 4 * 240
+    assert "best checkpoint:" in out
+
+
+def test_resume_continues_an_interrupted_run_from_its_last_checkpoint(tmp_path):
+    cfg = tiny_config(tmp_path)
+    args = ["train", "--config", cfg, "--name", "res", "--storage", tmp_path / "runs", "--stop-iters", 5]
+    proc = _start(args, tmp_path)
+    seen: list[str] = []
+    try:
+        _wait_for_line(proc, "iter    2", 240, seen)
+        os.kill(proc.pid, signal.SIGINT)  # Ctrl+C: Tune saves the experiment and stops
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    seen.append(out)
+    trial = trial_dir(tmp_path / "runs", "res")
+    before = pd.read_csv(trial / "progress.csv")["training_iteration"].max()
+    assert 2 <= before < 5, "".join(seen)
+    kept = {p.name for p in checkpoints(trial)}
+    assert kept, "".join(seen)
+    done = hmarl(*args, "--resume", cwd=tmp_path)
+    progress = pd.read_csv(trial / "progress.csv")  # still one table after the restore
+    assert progress["training_iteration"].tolist() == [1, 2, 3, 4, 5], done.stdout
+    assert progress["evaluation/env_runners/chain_cost"].notna().all()
+    first_resumed = [ln for ln in done.stdout.splitlines() if ln.startswith("iter ")][0]
+    assert int(first_resumed.split()[1]) > 1, done.stdout  # restored, not started over
+    assert "best checkpoint:" in done.stdout
+    assert trial_dir(tmp_path / "runs", "res") == trial
+
+
+# ------------------------------------------------------------------------------ search
+def test_tune_two_trials_and_report_writes_a_loadable_config(tmp_path):
+    from hmarl_rllib.config import load_config
+    from hmarl_rllib.training import training_settings
+
+    data = yaml.safe_load((REPO / "configs" / "tune_ppo.yaml").read_text())
+    data["training"].update({k: v for k, v in TINY_TRAINING.items() if k not in ("num_env_runners", "keep_checkpoints")})
+    data["training"]["search"].update({"num_samples": 1, "max_iters": 1, "grace_period": 1,
+                                       "space": {"lr": {"loguniform": [1e-4, 1e-3]}, "team_weight": {"grid": [0.0, 0.5]}}})
+    cfg = tiny_config(tmp_path)
+    cfg.write_text(yaml.safe_dump(data, sort_keys=False))
+    proc = hmarl("tune", "--config", cfg, "--name", "search", "--storage", tmp_path / "runs", cwd=tmp_path)
+    exp = tmp_path / "runs" / "search"
+    assert len(list(exp.glob("PPO_*"))) == 2, proc.stdout
+    report = hmarl("tune-report", exp, "--out", tmp_path / "best.yaml", cwd=tmp_path)
+    assert "best_eval_cost" in report.stdout and "team_weight" in report.stdout
+    best = load_config(tmp_path / "best.yaml")
+    settings = training_settings(best)
+    assert settings.search is None
+    assert 1e-4 <= settings.lr <= 1e-3
+    assert best.reward.team_weight in (0.0, 0.5)
+    assert sum("TERMINATED" in ln for ln in report.stdout.splitlines()) == 2, report.stdout
