@@ -63,8 +63,10 @@ def _check_modules_match(scenario, policy, seeds=range(16)):
 
 
 @pytest.mark.parametrize("kind", ["s_S", "base_stock"])
-def test_scripted_modules_equal_numpy_heuristic_default(kind):
-    scenario = load_config(DEFAULT)
+@pytest.mark.parametrize("design", ["configs/default.yaml", "walkthrough"])
+def test_scripted_modules_equal_numpy_heuristic(kind, design):
+    """configs/default.yaml's agent design, and the walkthrough's (quantities, 6/3 floats)."""
+    scenario = load_config(DEFAULT) if design != "walkthrough" else parse_config({})
     assert _check_modules_match(scenario, rule_based_policy(scenario, kind)) > 0
 
 
@@ -92,8 +94,9 @@ def test_scripted_modules_equal_heuristic_rich_obs_two_skus_corrections():
 
 
 def test_scripted_module_orders_something_and_refuses_training():
-    """Guard against a vacuous match: the heuristic does place orders on the default run."""
-    scenario = load_config(DEFAULT)
+    """Guard against a vacuous match: with the walkthrough's order quantities the module
+    orders the most when nothing is on hand or on the way, and nothing when stock is high."""
+    scenario = parse_config({})  # walkthrough design: quantities [0, 1000, 2000, 3000], 6 floats
     policy = rule_based_policy(scenario, "s_S")
     module = scripted_module_specs(scenario, policy)["warehouse_scripted"].build()
     assert isinstance(module, HeuristicModule)
