@@ -57,7 +57,7 @@ def cmd_train(args) -> int:
         return 1
     if run.interrupted:
         print(f"interrupted after {run.iterations} iterations; last checkpoint {run.last_checkpoint}\n"
-              f"continue with: hmarl train --config {args.config} --name {name}"
+              f"continue with: hmarl train --config {args.config} --name {run.experiment.name}"
               + (f" --storage {args.storage}" if args.storage else "") + " --resume")
         return 1
     print(f"\nbest checkpoint: {run.best_checkpoint}")

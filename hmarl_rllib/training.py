@@ -311,6 +311,19 @@ def experiment_dir(name: str, storage: str | None = None) -> Path:
     return Path(storage or "tune_results").expanduser().resolve() / name
 
 
+def fresh_experiment_dir(exp: Path) -> Path:
+    """``exp`` if no run is there yet, else ``exp_2``, ``exp_3``, ...: a new run never mixes
+    with (or overwrites) an earlier one."""
+    def used(p: Path) -> bool:
+        return p.exists() and (any(p.glob("experiment_state*.json")) or any(p.glob("*/progress.csv")))
+
+    n, cand = 1, exp
+    while used(cand):
+        n += 1
+        cand = exp.with_name(f"{exp.name}_{n}")
+    return cand
+
+
 def _write_run_file(exp: Path, scenario: Scenario, baseline, settings: TrainingSettings) -> None:
     import yaml
 
@@ -364,9 +377,11 @@ def train(scenario: Scenario, name: str, *, storage: str | None = None, resume: 
     if resume:
         if not tune.Tuner.can_restore(str(exp)):
             raise InputError(f"--resume: no experiment to resume at {exp} (start it without --resume)")
-    elif exp.exists() and any(exp.glob("*/checkpoint_*")):
-        raise InputError(f"--name {name}: {exp} already holds a run; pass --resume to continue it"
-                         " or choose another --name")
+    else:
+        exp = fresh_experiment_dir(exp)
+        if exp.name != name and progress:
+            progress(f"{experiment_dir(name, storage)} holds an earlier run (continue it with --resume);"
+                     f" this run goes to {exp}")
     baseline = baseline_policy(scenario, settings, progress)
     config = build_algo_config(scenario, settings, baseline=baseline)
     started = init_ray()

@@ -211,8 +211,9 @@ def test_bad_checkpoints_are_refused_with_one_line(tiny_run, tmp_path, case):
     else:
         target = ckpt
         data = yaml.safe_load(tiny_run["config"].read_text())
-        data["observations"] = {"mode": "rich"}
-        other = tmp_path / "rich.yaml"
+        mode = (data.get("observations") or {}).get("mode", "walkthrough")
+        data["observations"] = {"mode": "walkthrough" if mode == "rich" else "rich"}
+        other = tmp_path / "other_observations.yaml"
         other.write_text(yaml.safe_dump(data))
         args = ["--config", other]
     proc = hmarl("evaluate", "--checkpoint", target, *args, cwd=tiny_run["root"], check=False, timeout=120)
@@ -222,10 +223,15 @@ def test_bad_checkpoints_are_refused_with_one_line(tiny_run, tmp_path, case):
     assert "Traceback" not in proc.stderr
 
 
-def test_existing_name_refused_without_resume(tiny_run):
-    proc = hmarl("train", "--config", tiny_run["config"], "--name", "tiny", "--storage", tiny_run["root"] / "runs",
-                 "--stop-iters", 1, cwd=tiny_run["root"], check=False)
-    assert proc.returncode == 2 and "--resume" in proc.stderr
+def test_a_new_run_never_reuses_an_experiment_folder(tiny_run, tmp_path):
+    from hmarl_rllib.training import fresh_experiment_dir
+
+    exp = tiny_run["trial"].parent
+    assert fresh_experiment_dir(exp) == exp.with_name("tiny_2")
+    assert fresh_experiment_dir(tmp_path / "new") == tmp_path / "new"
+    proc = hmarl("train", "--config", tiny_run["config"], "--name", "nothing_here", "--storage",
+                 tiny_run["root"] / "runs", "--resume", cwd=tiny_run["root"], check=False)
+    assert proc.returncode == 2 and "no experiment to resume" in proc.stderr
 
 
 def test_training_section_typo_is_one_line(tmp_path):
