@@ -92,7 +92,7 @@ def ray_head():
         yield {"address": address, "temp": temp}
     finally:
         procs = _descendants(head.pid) + [head.pid]
-        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 0)):
+        for sig, wait in ((signal.SIGTERM, 8), (signal.SIGKILL, 0)):
             for pid in procs:
                 try:
                     os.kill(pid, sig)

@@ -189,7 +189,7 @@ def test_greedy_actions_match_the_algorithms_inference(tiny_run):
         ray.shutdown()
     theirs = logits.argmax(-1).numpy()
     np.testing.assert_array_equal(ours, theirs)
-    assert len(set(ours.tolist())) >= 1
+    assert len(set(ours.tolist())) >= 2  # a constant policy would make the comparison vacuous
 
 
 @pytest.mark.parametrize("case", ["missing", "not_checkpoint", "partial", "experiment_dir", "other_spaces"])
