@@ -307,8 +307,64 @@ def init_ray() -> bool:
     return True
 
 
-def experiment_dir(name: str, storage: str | None = None) -> Path:
+def experiment_dir(name: str, storage: str | None = None):
+    """``<storage>/<name>``: a local :class:`Path` (default storage ``./tune_results``) or, for
+    a URI such as ``s3://bucket/runs`` or ``gs://...``, a :class:`RemoteDir` that Tune writes
+    to through pyarrow's filesystems (as ``tune.RunConfig(storage_path=...)`` accepts)."""
+    if storage and "://" in storage:
+        return RemoteDir(storage.rstrip("/") + "/" + name)
     return Path(storage or "tune_results").expanduser().resolve() / name
+
+
+class RemoteDir(str):
+    """The few :class:`Path` operations ``train`` needs, on a storage URI (pyarrow.fs)."""
+
+    def _fs(self):
+        import pyarrow.fs
+
+        return pyarrow.fs.FileSystem.from_uri(str(self))
+
+    @property
+    def name(self) -> str:
+        return self.rstrip("/").rsplit("/", 1)[1]
+
+    @property
+    def parent(self) -> "RemoteDir":
+        return RemoteDir(self.rstrip("/").rsplit("/", 1)[0])
+
+    def with_name(self, name: str) -> "RemoteDir":
+        return RemoteDir(f"{self.parent}/{name}")
+
+    def __truediv__(self, other) -> "RemoteDir":
+        return RemoteDir(f"{self.rstrip('/')}/{other}")
+
+    def exists(self) -> bool:
+        import pyarrow.fs
+
+        fs, path = self._fs()
+        return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+
+    def glob(self, pattern: str) -> list["RemoteDir"]:
+        """Entries matching ``pattern`` (``*`` wildcards; one ``/`` level at most)."""
+        import fnmatch
+
+        import pyarrow.fs
+
+        fs, path = self._fs()
+        if not self.exists():
+            return []
+        infos = fs.get_file_info(pyarrow.fs.FileSelector(path, recursive="/" in pattern))
+        rel = [i.path[len(path.rstrip("/")) + 1:] for i in infos]
+        return [self / r for r in rel if fnmatch.fnmatch(r, pattern)]
+
+    def mkdir(self, parents: bool = True, exist_ok: bool = True) -> None:
+        fs, path = self._fs()
+        fs.create_dir(path, recursive=parents)
+
+    def write_text(self, text: str) -> None:
+        fs, path = self._fs()
+        with fs.open_output_stream(path) as out:
+            out.write(text.encode())
 
 
 def fresh_experiment_dir(exp: Path) -> Path:
@@ -417,12 +473,16 @@ def train(scenario: Scenario, name: str, *, storage: str | None = None, resume: 
     scored = [(c, v) for c, v in scored if np.isfinite(v)]
     if scored:
         best = min(scored, key=lambda cv: cv[1])[0]
-    if resume:
+    if resume and not isinstance(exp, RemoteDir):
         rebuild_progress_csv(Path(result.path))
     interrupted = not result.metrics.get("done", False) and not _stopped(result.metrics, settings.stop())
     if progress:
         progress(f"{iters} iterations in {time.time() - t0:.0f}s")
-    return TrainResult(exp, Path(result.path), Path(best.path), Path(last.path), iters, interrupted)
+    if isinstance(exp, RemoteDir):  # checkpoints live in the bucket: evaluate a local copy
+        best_path, last_path = Path(best.to_directory()), Path(last.to_directory())
+    else:
+        best_path, last_path = Path(best.path), Path(last.path)
+    return TrainResult(exp, Path(result.path), best_path, last_path, iters, interrupted)
 
 
 def rebuild_progress_csv(trial: Path) -> None:

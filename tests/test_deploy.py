@@ -449,8 +449,6 @@ def _user_processes(*names) -> list[str]:
     return [p for p in procs if not names or p in names]
 
 
-@pytest.mark.xfail(strict=True, reason="hmarl_rllib/training.py experiment_dir() resolves --storage as a local"
-                                       " path: s3://bucket/x becomes <cwd>/s3:/bucket/x (owned by training.py)")
 def test_storage_uri_is_passed_through_to_tune():
     """`--storage s3://...` / `gs://...` must reach Tune as a URI, as Tune's storage_path accepts it."""
     from hmarl_rllib.training import experiment_dir
