@@ -302,7 +302,10 @@ def init_ray() -> bool:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(logging_level="ERROR", log_to_driver=False)
     else:
-        ray.init(include_dashboard=False, dashboard_host="127.0.0.1", logging_level="ERROR", log_to_driver=False,
+        # address="local": always a fresh local Ray, never a cluster that `ray start` left on
+        # this machine (attaching to one is what RAY_ADDRESS is for).
+        ray.init(address="local", include_dashboard=False, dashboard_host="127.0.0.1", logging_level="ERROR",
+                 log_to_driver=False,
                  runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}})
     return True
 

@@ -11,6 +11,7 @@ from hmarl_rllib.config import load_config, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_YAML = ROOT / "configs" / "default.yaml"
+WALKTHROUGH_YAML = ROOT / "configs" / "walkthrough.yaml"  # default.yaml's scenario, the original agent design
 HMARL = ROOT / ".venv" / "bin" / "hmarl"
 
 

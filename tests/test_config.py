@@ -8,7 +8,7 @@ import yaml
 from hmarl_rllib.config import load_config, parse_config
 from hmarl_rllib.errors import ConfigError
 
-from conftest import DEFAULT_YAML, deep_update
+from conftest import DEFAULT_YAML, WALKTHROUGH_YAML, deep_update
 
 
 def test_default_yaml_is_the_walkthrough_scenario(default_scenario):
@@ -18,7 +18,16 @@ def test_default_yaml_is_the_walkthrough_scenario(default_scenario):
     assert sc.supplier.production_capacity == 10_000 and sc.supplier.lead_time == 7
     assert (sc.rule_based.store.reorder_point, sc.rule_based.store.order_up_to) == (300, 700)
     assert (sc.rule_based.warehouse.reorder_point, sc.rule_based.warehouse.order_up_to) == (2000, 4000)
-    assert sc.actions.store.values == [0, 150, 300, 450] and len(sc.actions.supplier.values) == 3
+
+
+
+def test_walkthrough_yaml_is_default_yaml_with_the_original_agent_design():
+    default, walk = load_config(DEFAULT_YAML), load_config(WALKTHROUGH_YAML)
+    design = {"name", "reward", "actions", "observations", "training", "source_path"}
+    assert walk.model_dump(exclude=design) == default.model_dump(exclude=design)
+    assert walk.actions.store.mode == "quantities" and walk.actions.store.values == [0, 150, 300, 450]
+    assert len(walk.actions.warehouse.values) == 4 and len(walk.actions.supplier.values) == 3
+    assert walk.observations.mode == "walkthrough" and walk.reward.team_weight == 0.0
 
 
 def test_every_field_in_default_yaml_is_a_schema_field():

@@ -9,7 +9,7 @@ from ray.rllib.utils.pre_checks.env import check_multiagent_environments
 from hmarl_rllib.env import HMARLEnv
 from hmarl_rllib.twin.network import F
 
-from conftest import DEFAULT_YAML, scenario
+from conftest import DEFAULT_YAML, WALKTHROUGH_YAML, scenario
 
 TWO_SKUS = dict(episode_length=8, skus=[{"name": "A"}, {"name": "B"}],
                 stores={"count": 2, "demand": {"A": {"mean": 60}, "B": {"mean": 20}}})
@@ -22,11 +22,12 @@ def _env(mode="walkthrough", **fields):
 
 @pytest.mark.parametrize("make", [
     lambda: HMARLEnv({"scenario": str(DEFAULT_YAML)}),
+    lambda: HMARLEnv({"scenario": str(WALKTHROUGH_YAML)}),
     lambda: _env("walkthrough"),
     lambda: _env("rich", random_lead_times={"enabled": True}, warmup_days=3),
     lambda: _env("walkthrough", **TWO_SKUS),
     lambda: _env("rich", **TWO_SKUS),
-], ids=["default-yaml", "walkthrough", "rich", "walkthrough-2sku", "rich-2sku"])
+], ids=["default-yaml", "walkthrough-yaml", "walkthrough", "rich", "walkthrough-2sku", "rich-2sku"])
 def test_passes_rllib_checker_and_full_episodes_stay_in_spaces(make):
     env = make()
     check_multiagent_environments(env)
@@ -48,7 +49,7 @@ def test_passes_rllib_checker_and_full_episodes_stay_in_spaces(make):
 
 
 def test_walkthrough_spaces_match_the_walkthrough():
-    env = HMARLEnv({"scenario": str(DEFAULT_YAML)})
+    env = HMARLEnv({"scenario": str(WALKTHROUGH_YAML)})
     assert env.possible_agents == ["store_1", "store_2", "store_3", "warehouse", "supplier"]
     assert env.observation_spaces["store_1"].shape == (7,)
     assert env.observation_spaces["warehouse"].shape == (6,)

@@ -177,7 +177,7 @@ def test_greedy_actions_match_the_algorithms_inference(tiny_run):
     obs = obs.reshape(-1, obs.shape[-1])
     obs = np.concatenate([obs, np.random.default_rng(0).normal(0, 1, (64, obs.shape[-1])).astype(np.float32)])
     ours = module_actions(trained.modules["store_policy"], obs)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         register()  # the env name "hmarl" is looked up in the running cluster's registry
         algo = Algorithm.from_checkpoint(str(ckpt))
@@ -253,7 +253,7 @@ def test_phase2_trains_store_and_warehouse_modules(tmp_path):
     scenario = load_config(tiny_config(tmp_path, phase2=True))
     config = build_algo_config(scenario, num_env_runners=0)
     assert set(config.policies_to_train) == {"store_policy", "warehouse_policy"}
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         algo = config.build_algo()
         before = {m: [p.detach().clone() for p in algo.get_module(m).parameters()]
