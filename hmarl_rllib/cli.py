@@ -231,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from hmarl_rllib.quiet import quiet_ray
+
+    quiet_ray()  # Ray's start-up notices that mean nothing to a user (see hmarl_rllib/quiet.py)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0

@@ -294,6 +294,9 @@ def init_ray() -> bool:
     Returns whether this call started Ray."""
     import ray
 
+    from hmarl_rllib.quiet import quiet_ray
+
+    quiet_ray()
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no Tune tables: IterationReporter prints
     if ray.is_initialized():
         return False
