@@ -74,8 +74,10 @@ def _arrivals(send_day_arrival: np.ndarray, T: int):
 
 
 def trace_bound(twin: SupplyChainTwin, r: int, time_limit: float = 20.0, mip: bool = True,
-                mip_gap: float = 1e-4) -> float:
-    """Lower bound on the scored chain cost of replica ``r`` of a reset twin."""
+                mip_gap: float = 1e-4, with_status: bool = False):
+    """Lower bound on the scored chain cost of replica ``r`` of a reset twin; with
+    ``with_status`` also whether the program was solved to optimality (else the value is
+    HiGHS's dual bound at the time limit: valid, but looser)."""
     sc = twin.scenario
     T, N, K, W = twin.days_total, twin.n_stores, twin.n_skus, sc.warmup_days
     d = twin.demand[r]  # (T, N, K)
@@ -172,17 +174,19 @@ def trace_bound(twin: SupplyChainTwin, r: int, time_limit: float = 20.0, mip: bo
     value = getattr(res, "mip_dual_bound", None) if mip else None
     if value is None or not np.isfinite(value):
         value = res.fun
-    return float(value) + const
+    bound = float(value) + const
+    return (bound, res.status == 0) if with_status else bound
 
 
 def perfect_information_bound(scenario, seeds, time_limit: float = 20.0, mip: bool = True,
-                              progress=None) -> np.ndarray:
-    """Lower bound on the chain cost for each seed's trace, shape (B,)."""
+                              progress=None, with_status: bool = False):
+    """Lower bound on the chain cost for each seed's trace, shape (B,); with ``with_status``
+    also a boolean array: solved to optimality (True) or stopped at the time limit."""
     twin = SupplyChainTwin(scenario, record=False)
     twin.reset(seeds)
-    out = np.empty(len(twin.seeds))
+    out, optimal = np.empty(len(twin.seeds)), np.zeros(len(twin.seeds), dtype=bool)
     for r in range(len(out)):
-        out[r] = trace_bound(twin, r, time_limit=time_limit, mip=mip)
+        out[r], optimal[r] = trace_bound(twin, r, time_limit=time_limit, mip=mip, with_status=True)
         if progress and (r + 1) % 10 == 0:
             progress(f"bound: {r + 1}/{len(out)} traces")
-    return out
+    return (out, optimal) if with_status else out

@@ -129,7 +129,8 @@ def cmd_benchmark(args) -> int:
 
     scenario = load_config(args.config)
     result = run_benchmark(scenario, args.checkpoint, episodes=args.episodes, seed=args.seed,
-                           bound_episodes=args.bound_episodes, workers=args.workers, progress=_progress(args))
+                           bound_episodes=args.bound_episodes, workers=args.workers,
+                           bound_time_limit=args.bound_time_limit, progress=_progress(args))
     print(json.dumps(result) if args.json else format_benchmark(result))
     return 0
 
@@ -201,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--bound-episodes", type=int, default=50,
                    help="traces on which to solve the perfect-information MILP (seconds each; 0 = skip)")
     m.add_argument("--workers", type=_positive_int, default=2, help="processes for the bound")
+    m.add_argument("--bound-time-limit", type=float, default=20.0,
+                   help="seconds per trace's program; past it the bound is HiGHS's dual bound (default 20)")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_benchmark)
 
