@@ -20,11 +20,31 @@ per day and SKU: ``y`` supplier→warehouse shipment, ``Iw`` warehouse stock, ``
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+
 import numpy as np
 from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from hmarl_rllib.twin import SupplyChainTwin
+
+
+@contextlib.contextmanager
+def _native_stdout_silenced():
+    """HiGHS's C++ code prints debug lines straight to file descriptor 1, which would break
+    ``--json`` output: point fd 1 at /dev/null while it runs."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
 
 
 class _Vars:
@@ -165,9 +185,10 @@ def trace_bound(twin: SupplyChainTwin, r: int, time_limit: float = 20.0, mip: bo
     for name, (x, zz) in z.items():
         R.add([(1.0, x), (-M[name], zz)], -np.inf, 0.0)
     A = sparse.csr_matrix((np.concatenate(R.v), (np.concatenate(R.r), np.concatenate(R.c))), shape=(R.m, V.n))
-    res = milp(np.concatenate(V.cost), constraints=LinearConstraint(A, np.concatenate(R.lo), np.concatenate(R.hi)),
-               integrality=np.concatenate(V.integer), bounds=Bounds(np.concatenate(V.lb), np.concatenate(V.ub)),
-               options={"time_limit": time_limit, "mip_rel_gap": mip_gap, "disp": False})
+    with _native_stdout_silenced():
+        res = milp(np.concatenate(V.cost), constraints=LinearConstraint(A, np.concatenate(R.lo), np.concatenate(R.hi)),
+                   integrality=np.concatenate(V.integer), bounds=Bounds(np.concatenate(V.lb), np.concatenate(V.ub)),
+                   options={"time_limit": time_limit, "mip_rel_gap": mip_gap, "disp": False})
     const = float((twin.p * d * s3).sum())
     if res.x is None and getattr(res, "mip_dual_bound", None) is None:
         raise RuntimeError(f"perfect-information program failed: {res.message}")
