@@ -266,6 +266,7 @@ class ObservationBuilder:
         path = mean_path(sc, days)  # (T, N, K)
         self._cum_mean = np.concatenate([np.zeros((1, self.N, self.K)), np.cumsum(path, axis=0)])
         self._inv = (1.0 / (SCALE_DAYS * mu), 1.0 / (SCALE_DAYS * mw), 1.0 / mu, 1.0 / mw)
+        self._inv_lt_mu = 1.0 / (mu * (self.lt + 1))
 
     def __call__(self, tw, last_store_orders, last_wh_order) -> dict:
         B, N, K, t = tw.batch, self.N, self.K, tw.day
@@ -295,29 +296,31 @@ class ObservationBuilder:
 
     def _rich(self, tw, store, wh, sup, whp, t_left):
         """Fill the ``rich`` mode's extra columns in place."""
-        B, N, K, day = tw.batch, self.N, self.K, tw.day
-        mu, mw = self.mu_s, self.mu_w
-        sd, sw = SCALE_DAYS * mu, SCALE_DAYS * mw
+        N, day = self.N, tw.day
+        isd, isw, imu, imw = self._inv
         hist = tw.demand_history(HISTORY)  # (B, H, N, K)
         cal = _calendar(day, self.scenario.start_weekday)
-        calendar = [np.full((B, K), c) for c in cal]
-        forecast = (self._cum_mean[day + self.lt_int + 1, np.arange(N)] - self._cum_mean[day]) / (mu * (self.lt + 1))
-        store[..., 7] = tw.store_position() / sd
-        store[..., 8] = (whp / sw)[:, None, :]
-        store[..., 9] = forecast
-        pipe = tw.store_pipeline() / sd[..., None]  # (B, N, K, P-1)
+        store[..., 7] = tw.store_position() * isd
+        store[..., 8] = (whp * isw)[:, None, :]
+        store[..., 9] = (self._cum_mean[day + self.lt_int + 1, np.arange(N)] - self._cum_mean[day]) * self._inv_lt_mu
+        pipe = tw.store_pipeline()  # (B, N, K, P-1)
         p = pipe.shape[-1]
-        store[..., 10: 10 + p] = pipe
-        store[..., 10 + p: 10 + p + HISTORY] = np.moveaxis(hist / mu, 1, -1)
+        store[..., 10: 10 + p] = pipe * isd[..., None]
+        store[..., 10 + p: 10 + p + HISTORY] = np.moveaxis(hist, 1, -1) * imu[..., None]
         store[..., 10 + p + HISTORY:] = cal
-        wpipe = tw.warehouse_pipeline() / sw[:, None]  # (B, K, P-1)
-        wh_cols = [whp / sw] + list(np.moveaxis(wpipe, -1, 0)) \
-            + list(np.moveaxis(hist.sum(axis=2) / mw, 1, 0)) + calendar
-        ppipe = tw.production_pipeline() / sw[:, None]  # (B, K, L_p)
-        sup_cols = [tw.supplier_position() / sw, whp / sw, np.full((B, K), t_left)] \
-            + list(np.moveaxis(ppipe, -1, 0)) + calendar
-        wh[..., 6:] = np.stack(wh_cols, axis=-1)
-        sup[..., 3:] = np.stack(sup_cols, axis=-1)
+        wpipe = tw.warehouse_pipeline()  # (B, K, P_w-1)
+        q = wpipe.shape[-1]
+        wh[..., 6] = whp * isw
+        wh[..., 7: 7 + q] = wpipe * isw[:, None]
+        wh[..., 7 + q: 7 + q + HISTORY] = np.moveaxis(hist.sum(axis=2), 1, -1) * imw[:, None]
+        wh[..., 7 + q + HISTORY:] = cal
+        ppipe = tw.production_pipeline()  # (B, K, L_p)
+        r = ppipe.shape[-1]
+        sup[..., 3] = tw.supplier_position() * isw
+        sup[..., 4] = whp * isw
+        sup[..., 5] = t_left
+        sup[..., 6: 6 + r] = ppipe * isw[:, None]
+        sup[..., 6 + r:] = cal
 
 
 def _calendar(day, start_weekday):

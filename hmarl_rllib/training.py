@@ -434,6 +434,13 @@ def train(scenario: Scenario, name: str, *, storage: str | None = None, resume: 
     settings = training_settings(scenario, stop_iters=stop_iters, stop_timesteps=stop_timesteps,
                                  time_budget_s=time_budget_s, num_env_runners=num_env_runners,
                                  envs_per_runner=envs_per_runner)
+    cpus = os.cpu_count() or 1
+    if not os.environ.get("RAY_ADDRESS") and 1 + settings.num_env_runners > cpus:
+        # Tune reserves 1 CPU for the driver plus 1 per env runner: the trial would stay
+        # PENDING forever on a local Ray with fewer CPUs.
+        raise InputError(f"--num-env-runners {settings.num_env_runners}: this machine has {cpus} CPUs and a trial"
+                         f" needs 1 + {settings.num_env_runners}; use at most {cpus - 1} (raise --envs-per-runner"
+                         " instead) or attach to a bigger cluster with RAY_ADDRESS")
     exp = experiment_dir(name, storage)
     trainable = PPOConfig().algo_class
     if resume:
