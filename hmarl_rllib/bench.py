@@ -8,7 +8,9 @@ Two figures, each the **median** of repeated timed runs:
   ``reset`` (demand sampling), with fixed base-stock-like orders so that every code path
   (shipping, allocation, receipts, sales) does real work.
 - ``env_steps_per_s``: :meth:`hmarl_rllib.env.HMARLEnv.step` calls per second for the default
-  3-store scenario with fixed actions (episode resets included, as in RLlib sampling).
+  3-store scenario with fixed actions (episode resets included, as in RLlib sampling), with
+  ``configs/default.yaml``'s agent design (rich observations, baseline-correction actions);
+  ``env_steps_per_s_walkthrough`` the same with the walkthrough's design.
 
 Targets on 2 cores: ≥ 1,000,000 store-days/s at 300 stores; ≥ 10,000 env steps/s at 3 stores.
 """
@@ -68,13 +70,14 @@ def twin_rate(stores: int, replicas: int, seconds: float = 2.0) -> dict:
             "runs": len(rates)}
 
 
-def env_rate(seconds: float = 2.0, steps_per_run: int = 3000) -> dict:
-    """Median HMARLEnv.step() calls per second at 3 stores with fixed actions."""
+def env_rate(seconds: float = 2.0, steps_per_run: int = 3000, config: str = "default.yaml") -> dict:
+    """Median HMARLEnv.step() calls per second at 3 stores with fixed actions, for the agent
+    design of ``configs/<config>``."""
     from hmarl_rllib.config import load_config
     from hmarl_rllib.env import HMARLEnv
     from pathlib import Path
 
-    default = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+    default = Path(__file__).resolve().parent.parent / "configs" / config
     sc = load_config(default) if default.is_file() else _scenario(3, 30)
     env = HMARLEnv({"scenario": sc})
     actions = {a: 1 for a in env.possible_agents}
@@ -98,5 +101,7 @@ def bench_twin(seconds: float = 2.0) -> dict:
     "env_steps_per_s": float, ...}`` (medians of repeated runs, ``seconds`` per measurement)."""
     twin = [twin_rate(n, b, seconds) for n, b in TWIN_SIZES]
     env = env_rate(seconds)
+    walk = env_rate(seconds, config="walkthrough.yaml")
     return {"twin": twin, "env_steps_per_s": env["env_steps_per_s"], "env_runs": env["runs"],
+            "env_steps_per_s_walkthrough": walk["env_steps_per_s"],
             "episode_days": EPISODE_DAYS, "statistic": "median"}

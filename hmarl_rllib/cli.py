@@ -119,7 +119,8 @@ def cmd_bench_twin(args) -> int:
     else:
         for row in result["twin"]:
             print(f"{row['stores']:>4} stores x {row['replicas']:>5} replicas: {row['store_days_per_s']:>14,.0f} store-days/s")
-        print(f"env step() at 3 stores: {result['env_steps_per_s']:,.0f} steps/s")
+        print(f"env step() at 3 stores: {result['env_steps_per_s']:,.0f} steps/s (default.yaml's design),"
+              f" {result['env_steps_per_s_walkthrough']:,.0f} steps/s (walkthrough design)")
     return 0
 
 
