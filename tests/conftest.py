@@ -38,3 +38,14 @@ def default_scenario():
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_ray_address():
+    """A test must not leave RAY_ADDRESS behind: later tests (and the notebook kernels they
+    start) would try to attach to a cluster that is gone instead of starting a local Ray."""
+    import os
+
+    before = os.environ.get("RAY_ADDRESS")
+    yield
+    assert os.environ.get("RAY_ADDRESS") == before, "this test leaked RAY_ADDRESS into the environment"

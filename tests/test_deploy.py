@@ -241,7 +241,10 @@ def test_submit_script_calls_hmarl_train_attached_to_the_cluster(monkeypatch):
         seen["argv"], seen["address"] = argv, os.environ.get("RAY_ADDRESS")
         return 0
 
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    # setenv first so that monkeypatch restores the variable's absence afterwards: main()
+    # sets RAY_ADDRESS itself, and a leaked RAY_ADDRESS=auto breaks every later local Ray start.
+    monkeypatch.setenv("RAY_ADDRESS", "unset")
+    monkeypatch.delenv("RAY_ADDRESS")
     monkeypatch.setattr(hmarl_rllib.cli, "main", fake_main)
     spec = importlib.util.spec_from_file_location("ray_submit_train", SUBMIT_SCRIPT)
     module = importlib.util.module_from_spec(spec)
