@@ -196,9 +196,7 @@ class SupplyChainTwin:
             pr = np.floor(pr * np.minimum(1.0, self.prod_cap / np.maximum(total, 1.0)))
         # 2. supplier produces
         self.prod_pipe[:, :, (t + self.lt_prod) % self.P_p] += pr
-        slot = t % self.P_p
-        completed = self.prod_pipe[:, :, slot].copy()
-        self.prod_pipe[:, :, slot] = 0.0
+        completed = _arrivals(self.prod_pipe, t % self.P_p)
         self.sup_in_production += pr - completed
         sup = self.sup_on_hand + completed
         # 3. supplier ships to the warehouse
@@ -210,9 +208,7 @@ class SupplyChainTwin:
         else:
             self.wh_pipe[:, :, (t + self.lt_wh) % self.P_w] += sup_ship
         # 4. warehouse receives, then allocates to store orders
-        slot = t % self.P_w
-        wh_recv = self.wh_pipe[:, :, slot].copy()
-        self.wh_pipe[:, :, slot] = 0.0
+        wh_recv = _arrivals(self.wh_pipe, t % self.P_w)
         self.wh_in_transit += sup_ship - wh_recv
         wh = self.wh_on_hand + wh_recv
         requested = so.sum(axis=1)  # (B, K)
@@ -228,9 +224,7 @@ class SupplyChainTwin:
             sslot = (t + self.lt_store[None, :] + self.extra_store[:, t]) % self.P_s  # (B, N)
             self.store_pipe[self._bI, self._nI, self._kI, sslot[:, :, None]] += ship
         # 5. stores receive
-        slot = t % self.P_s
-        recv = self.store_pipe[..., slot].copy()
-        self.store_pipe[..., slot] = 0.0
+        recv = _arrivals(self.store_pipe, t % self.P_s)
         self.in_transit += ship - recv
         on_hand = self.on_hand + recv
         # 6. demand is served
@@ -315,6 +309,13 @@ def _upcoming(pipe: np.ndarray, P: int, day: int) -> np.ndarray:
     the slot of the day about to be simulated first. (Slot ``(day − 1) % P`` was emptied when
     day − 1 received its arrivals, so P − 1 slots hold everything in transit.)"""
     return pipe[..., (day + np.arange(P - 1)) % P]
+
+
+def _arrivals(pipe: np.ndarray, slot: int) -> np.ndarray:
+    """Take what a circular pipeline (last axis = days) delivers today and empty that slot."""
+    out = pipe[..., slot].copy()
+    pipe[..., slot] = 0.0
+    return out
 
 
 def _whole(order, shape) -> np.ndarray:
