@@ -34,7 +34,7 @@ from hmarl_rllib.env import ObservationBuilder, agent_ids, obs_sizes
 from hmarl_rllib.errors import CheckpointError, ConfigError
 from hmarl_rllib.policies.actions import codecs
 from hmarl_rllib.policies.heuristics import ChainPolicy
-from hmarl_rllib.policies.modules import STORE_MODULE, WAREHOUSE_MODULE, module_for_agent
+from hmarl_rllib.policies.modules import LEARNED_MODULES, STORE_MODULE, module_for_agent
 from hmarl_rllib.twin.network import F
 
 MODULE_DIR = Path("learner_group", "learner", "rl_module")
@@ -133,8 +133,8 @@ def load_trained(checkpoint, config: Scenario | None = None) -> TrainedPolicy:
         except ConfigError as err:
             raise CheckpointError(f"--checkpoint {ckpt}: {err}") from None
     store_ids, wh_ids, sup_ids = agent_ids(scenario)
-    phase2 = (ckpt / MODULE_DIR / WAREHOUSE_MODULE).is_dir()
-    agent_modules = {a: module_for_agent(a, phase2=phase2) for a in store_ids + wh_ids + sup_ids}
+    learn = tuple(t for t, m in LEARNED_MODULES.items() if (ckpt / MODULE_DIR / m).is_dir())
+    agent_modules = {a: module_for_agent(a, learn=learn) for a in store_ids + wh_ids + sup_ids}
     modules = {m: _restore_module(ckpt, m) for m in sorted(set(agent_modules.values()))}
     _check_spaces(ckpt, scenario, baseline, modules, agent_modules, source)
     return TrainedPolicy(ckpt, scenario, baseline, modules, agent_modules, source)

@@ -9,7 +9,8 @@ The path, top to bottom:
 3. :func:`build_algo_config` turns scenario + settings into the one :class:`PPOConfig`:
    a shared PPO module ``store_policy`` for every store agent, scripted
    :class:`~hmarl_rllib.policies.modules.HeuristicModule` s for the warehouse and the supplier
-   (``phase2: true`` gives the warehouse its own PPO module ``warehouse_policy``);
+   (``learn: [stores, warehouse, supplier]`` gives the warehouse and the supplier their own PPO
+   modules ``warehouse_policy`` / ``supplier_policy``; ``phase2: true`` = the warehouse learns);
 4. :func:`train` runs it with ``tune.Tuner`` (checkpoints, evaluation, ``progress.csv``,
    ``result.json``, TensorBoard files under ``tune_results/<name>/``), prints one line per
    iteration and returns the best checkpoint.
@@ -37,7 +38,8 @@ from ray.rllib.callbacks.callbacks import RLlibCallback
 from hmarl_rllib.config import Scenario
 from hmarl_rllib.env import ENV_NAME, agent_type
 from hmarl_rllib.errors import ConfigError, InputError
-from hmarl_rllib.policies.modules import STORE_MODULE, WAREHOUSE_MODULE, module_for_agent, scripted_module_specs
+from hmarl_rllib.policies.modules import (LEARNED_MODULES, SCRIPTED_TYPES, STORE_MODULE, module_for_agent,
+                                         scripted_module_specs)
 
 EVAL_METRIC = "eval_chain_cost"
 RUN_FILE = "hmarl_run.yaml"  # the scenario and baseline of a run, beside its trials
@@ -57,7 +59,10 @@ class TrainingSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     baseline: Literal["s_S", "base_stock", "auto"] = "s_S"  # warehouse/supplier policy; auto = cheaper
-    phase2: bool = False  # the warehouse learns too (its own PPO module)
+    phase2: bool = False  # the warehouse learns too (its own PPO module); = learn: [stores, warehouse]
+    # who learns: the stores always (shared store_policy); the warehouse and the supplier each
+    # get their own PPO module when listed, else they run the scripted baseline
+    learn: Annotated[list[Literal["stores", "warehouse", "supplier"]], Field(min_length=1)] = ["stores"]
     # PPO
     lr: PositiveFloat = 3e-4
     gamma: Annotated[float, Field(gt=0.0, le=1.0)] = 0.99
@@ -87,6 +92,11 @@ class TrainingSettings(BaseModel):
     seed: int | None = None
     search: dict | None = None  # the hyperparameter search of `hmarl tune` (hmarl_rllib.search)
 
+    @property
+    def learners(self) -> tuple[str, ...]:
+        """The upstream agent types that learn: a subset of ("warehouse", "supplier")."""
+        return tuple(t for t in ("warehouse", "supplier") if t in self.learn or (t == "warehouse" and self.phase2))
+
     def stop(self) -> dict:
         stop = {}
         if self.stop_iters:
@@ -112,6 +122,9 @@ def training_settings(scenario: Scenario, **overrides) -> TrainingSettings:
         msg = e["msg"] if e["type"] != "extra_forbidden" else \
             "unknown field (see configs/default.yaml for every training field)"
         raise ConfigError(f"{scenario.source_path or 'config'}: training.{loc} = {e.get('input')!r}: {msg}") from None
+    if "stores" not in s.learn:
+        raise ConfigError(f"training.learn = {s.learn}: the stores always learn; list 'stores'"
+                          " (e.g. [stores, warehouse, supplier])")
     if s.checkpoint_frequency % s.evaluation_interval:
         raise ConfigError(f"training.checkpoint_frequency = {s.checkpoint_frequency}: must be a multiple of"
                           f" evaluation_interval = {s.evaluation_interval} (checkpoints are ranked by evaluation cost)")
@@ -156,11 +169,10 @@ def build_algo_config(scenario: Scenario, settings: TrainingSettings | None = No
         settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     baseline = baseline or baseline_policy(scenario, s, progress)
     hmarl_env.register()
-    scripted = scripted_module_specs(scenario, baseline, ("supplier",) if s.phase2 else ("warehouse", "supplier"))
+    scripted = scripted_module_specs(scenario, baseline, tuple(t for t in SCRIPTED_TYPES if t not in s.learners))
     model = DefaultModelConfig(fcnet_hiddens=list(s.hidden), fcnet_activation="tanh", vf_share_layers=False)
     learned = {STORE_MODULE: RLModuleSpec(model_config=model)}
-    if s.phase2:
-        learned[WAREHOUSE_MODULE] = RLModuleSpec(model_config=model)
+    learned.update({LEARNED_MODULES[t]: RLModuleSpec(model_config=model) for t in s.learners})
     train_env = env_config(scenario, baseline)
     # merged into env_config by RLlib: the scenario stays in one place (Tune samples it once)
     eval_env = {"episode_seeds": [int(x) for x in eval_seeds(s.evaluation_episodes)]}
@@ -171,7 +183,7 @@ def build_algo_config(scenario: Scenario, settings: TrainingSettings | None = No
                      rollout_fragment_length=s.rollout_fragment_length, num_cpus_per_env_runner=1)
         .learners(num_learners=0)
         .multi_agent(policies=set(learned) | set(scripted),
-                     policy_mapping_fn=partial(module_for_agent, phase2=s.phase2),
+                     policy_mapping_fn=partial(module_for_agent, learn=s.learners),
                      policies_to_train=list(learned))
         .rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs={**learned, **scripted}))
         .training(**{arg: getattr(s, "lambda_" if key == "lambda" else key) for key, arg in PPO_KEYS.items()})

@@ -13,6 +13,7 @@ from hmarl_rllib.policies.actions import codecs
 from hmarl_rllib.policies.heuristics import initial_guess, rule_based_policy
 from hmarl_rllib.policies.modules import (
     STORE_MODULE,
+    SUPPLIER_MODULE,
     WAREHOUSE_MODULE,
     HeuristicModule,
     module_for_agent,
@@ -115,6 +116,11 @@ def test_policy_mapping():
     assert module_for_agent("warehouse:B", None) == "warehouse_scripted:B"
     assert module_for_agent("warehouse", phase2=True) == WAREHOUSE_MODULE
     assert module_for_agent("supplier", phase2=True) == "supplier_scripted"
+    both = ("warehouse", "supplier")
+    assert module_for_agent("warehouse:B", learn=both) == WAREHOUSE_MODULE
+    assert module_for_agent("supplier", learn=both) == SUPPLIER_MODULE
+    assert module_for_agent("supplier", learn=("supplier",)) == SUPPLIER_MODULE
+    assert module_for_agent("warehouse", learn=("supplier",)) == "warehouse_scripted"
 
 
 def test_echelon_baseline_refused():

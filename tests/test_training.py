@@ -242,32 +242,43 @@ def test_training_section_typo_is_one_line(tmp_path):
 
 
 # ----------------------------------------------------------------------------- phase 2
-def test_phase2_trains_store_and_warehouse_modules(tmp_path):
-    """phase2: the warehouse gets its own PPO module and both learned modules change."""
+@pytest.mark.parametrize("training, learned, scripted", [
+    ({"phase2": True}, {"store_policy", "warehouse_policy"}, "supplier_scripted"),
+    ({"learn": ["stores", "supplier"]}, {"store_policy", "supplier_policy"}, "warehouse_scripted"),
+])
+def test_upstream_learners_train_their_own_modules(tmp_path, training, learned, scripted):
+    """phase2 (the warehouse) or learn: [..., supplier]: the upstream agent gets its own PPO
+    module, every learned module changes and the other upstream agent stays scripted."""
     import ray
     import torch
 
     from hmarl_rllib.config import load_config
     from hmarl_rllib.training import build_algo_config
 
-    scenario = load_config(tiny_config(tmp_path, phase2=True))
+    scenario = load_config(tiny_config(tmp_path, **training))
     config = build_algo_config(scenario, num_env_runners=0)
-    assert set(config.policies_to_train) == {"store_policy", "warehouse_policy"}
+    assert set(config.policies_to_train) == learned
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         algo = config.build_algo()
-        before = {m: [p.detach().clone() for p in algo.get_module(m).parameters()]
-                  for m in ("store_policy", "warehouse_policy")}
+        before = {m: [p.detach().clone() for p in algo.get_module(m).parameters()] for m in learned}
         result = algo.train()
         after = {m: list(algo.get_module(m).parameters()) for m in before}
         algo.stop()
     finally:
         ray.shutdown()
-    assert {"store_policy", "warehouse_policy"} <= set(result["learners"])
-    assert "policy_loss" in result["learners"]["warehouse_policy"]
-    assert "supplier_scripted" in result["env_runners"]["module_episode_returns_mean"]
-    for m in before:
+    assert learned <= set(result["learners"])
+    for m in learned:
+        assert "policy_loss" in result["learners"][m]
         assert any(not torch.equal(a, b) for a, b in zip(before[m], after[m])), f"{m} did not train"
+    assert scripted in result["env_runners"]["module_episode_returns_mean"]
+
+
+def test_learn_must_list_the_stores(tmp_path):
+    cfg = tiny_config(tmp_path, learn=["warehouse"])
+    proc = hmarl("train", "--config", cfg, "--stop-iters", 1, cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") <= 1
+    assert "training.learn" in proc.stderr and "stores" in proc.stderr
 
 
 # ------------------------------------------------------------------------ fault tolerance

@@ -29,6 +29,8 @@ from hmarl_rllib.policies.heuristics import ChainPolicy, base_stock_order, s_S_o
 SCRIPTED_TYPES = ("warehouse", "supplier")
 STORE_MODULE = "store_policy"  # the PPO module shared by every store agent
 WAREHOUSE_MODULE = "warehouse_policy"  # phase 2: the warehouse's own PPO module
+SUPPLIER_MODULE = "supplier_policy"  # the supplier's own PPO module (learn: [..., supplier])
+LEARNED_MODULES = {"warehouse": WAREHOUSE_MODULE, "supplier": SUPPLIER_MODULE}
 
 
 class HeuristicModule(RLModule):
@@ -85,14 +87,15 @@ def scripted_module_id(agent_id: str) -> str:
     return f"{kind}_scripted" + (f":{sku}" if sku else "")
 
 
-def module_for_agent(agent_id, episode=None, *, phase2: bool = False, **kwargs) -> str:
-    """Policy mapping: stores share ``store_policy``; the warehouse is scripted (or
-    ``warehouse_policy`` in phase 2); the supplier is scripted."""
+def module_for_agent(agent_id, episode=None, *, phase2: bool = False, learn=("stores",), **kwargs) -> str:
+    """Policy mapping: stores share ``store_policy``; the warehouse and the supplier are
+    scripted unless they learn (``learn`` names them, or ``phase2`` for the warehouse), then
+    they have their own PPO module ``warehouse_policy`` / ``supplier_policy``."""
     kind = agent_type(agent_id)
     if kind == "store":
         return STORE_MODULE
-    if kind == "warehouse" and phase2:
-        return WAREHOUSE_MODULE
+    if kind in learn or (kind == "warehouse" and phase2):
+        return LEARNED_MODULES[kind]
     return scripted_module_id(agent_id)
 
 
