@@ -22,6 +22,7 @@ evaluation's mean chain cost; Tune keeps the best checkpoints by it.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sys
@@ -38,8 +39,9 @@ from ray.rllib.callbacks.callbacks import RLlibCallback
 from hmarl_rllib.config import Scenario
 from hmarl_rllib.env import ENV_NAME, agent_type
 from hmarl_rllib.errors import ConfigError, InputError
-from hmarl_rllib.policies.modules import (LEARNED_MODULES, SCRIPTED_TYPES, STORE_MODULE, module_for_agent,
-                                         scripted_module_specs)
+from hmarl_rllib.policies.actions import codecs
+from hmarl_rllib.policies.modules import (LEARNED_MODULES, SCRIPTED_TYPES, STORE_MODULE, WarmStartPPOModule,
+                                         module_for_agent, scripted_module_specs, warm_start_action)
 
 EVAL_METRIC = "eval_chain_cost"
 RUN_FILE = "hmarl_run.yaml"  # the scenario and baseline of a run, beside its trials
@@ -63,6 +65,9 @@ class TrainingSettings(BaseModel):
     # who learns: the stores always (shared store_policy); the warehouse and the supplier each
     # get their own PPO module when listed, else they run the scripted baseline
     learn: Annotated[list[Literal["stores", "warehouse", "supplier"]], Field(min_length=1)] = ["stores"]
+    # learned modules start with this logit head start for the action that reproduces the
+    # baseline rule (correction 0 in baseline_correction mode); 0 = RLlib's default init
+    warm_start: Annotated[float, Field(ge=0.0, le=20.0)] = 0.0
     # PPO
     lr: PositiveFloat = 3e-4
     gamma: Annotated[float, Field(gt=0.0, le=1.0)] = 0.99
@@ -170,9 +175,16 @@ def build_algo_config(scenario: Scenario, settings: TrainingSettings | None = No
     baseline = baseline or baseline_policy(scenario, s, progress)
     hmarl_env.register()
     scripted = scripted_module_specs(scenario, baseline, tuple(t for t in SCRIPTED_TYPES if t not in s.learners))
-    model = DefaultModelConfig(fcnet_hiddens=list(s.hidden), fcnet_activation="tanh", vf_share_layers=False)
-    learned = {STORE_MODULE: RLModuleSpec(model_config=model)}
-    learned.update({LEARNED_MODULES[t]: RLModuleSpec(model_config=model) for t in s.learners})
+    model = dataclasses.asdict(DefaultModelConfig(fcnet_hiddens=list(s.hidden), fcnet_activation="tanh",
+                                                  vf_share_layers=False))
+    cods = codecs(scenario, baseline)
+
+    def learned_spec(kind):
+        return RLModuleSpec(module_class=WarmStartPPOModule, model_config={
+            **model, "warm_start_action": warm_start_action(cods[kind]), "warm_start_logit": s.warm_start})
+
+    learned = {STORE_MODULE: learned_spec("store")}
+    learned.update({LEARNED_MODULES[t]: learned_spec(t) for t in s.learners})
     train_env = env_config(scenario, baseline)
     # merged into env_config by RLlib: the scenario stays in one place (Tune samples it once)
     eval_env = {"episode_seeds": [int(x) for x in eval_seeds(s.evaluation_episodes)]}

@@ -127,3 +127,29 @@ def test_echelon_baseline_refused():
     scenario = load_config(DEFAULT)
     with pytest.raises(ConfigError, match="base_stock or s_S"):
         scripted_module_specs(scenario, initial_guess(scenario, "echelon_base_stock"))
+
+
+@pytest.mark.parametrize("kind, agent", [("store", "store_2"), ("supplier", "supplier")])
+def test_warm_start_begins_at_the_baseline_rule(kind, agent):
+    """warm_start: a learned module first picks the action that reproduces the tuned rule
+    (correction 0) with high probability; warm_start 0 keeps RLlib's near-uniform start."""
+    from hmarl_rllib.env import HMARLEnv
+    from hmarl_rllib.policies.modules import LEARNED_MODULES
+    from hmarl_rllib.training import build_algo_config
+
+    scenario = load_config(DEFAULT)
+    env = None
+    probs = {}
+    for logit in (0.0, 4.0):
+        config = build_algo_config(scenario, num_env_runners=0, warm_start=logit,
+                                   learn=["stores", "warehouse", "supplier"])
+        env = env or HMARLEnv(config.env_config)
+        obs, _ = env.reset(seed=3)
+        spec = config.rl_module_spec.rl_module_specs[LEARNED_MODULES.get(kind, STORE_MODULE)]
+        spec.observation_space, spec.action_space = env.observation_spaces[agent], env.action_spaces[agent]
+        module = spec.build()
+        out = module.forward_inference({Columns.OBS: torch.from_numpy(obs[agent][None])})
+        probs[logit] = torch.softmax(out[Columns.ACTION_DIST_INPUTS], -1)[0].detach().numpy()
+    rule = int(np.flatnonzero(np.asarray(getattr(scenario.actions, kind).values) == 0)[0])
+    assert probs[4.0][rule] > 0.9
+    assert probs[0.0].max() < 0.6  # RLlib's own initialisation: no action favoured

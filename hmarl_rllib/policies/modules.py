@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import DefaultPPOTorchRLModule
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.rl_module import RLModule, RLModuleSpec
 
@@ -142,3 +143,36 @@ def scripted_module_specs(scenario, baseline: ChainPolicy, types=SCRIPTED_TYPES)
                 model_config=mc,
             )
     return specs
+
+
+# ------------------------------------------------------------------- warm-started PPO modules
+class WarmStartPPOModule(DefaultPPOTorchRLModule):
+    """RLlib's default PPO module, started near the baseline rule.
+
+    With ``baseline_correction`` actions the action whose correction is 0 reproduces the tuned
+    classic policy. ``model_config["warm_start_action"]`` names that action and
+    ``warm_start_logit`` its head start: the last policy layer's weights are scaled down (×0.01)
+    and its bias gives that action ``warm_start_logit`` more logit than the others, so PPO
+    starts from (nearly) the rule and explores corrections around it instead of starting from
+    uniformly random orders. Only the initial weights differ; a checkpoint restores the trained
+    ones.
+    """
+
+    def setup(self):
+        super().setup()
+        action = self.model_config.get("warm_start_action")
+        logit = float(self.model_config.get("warm_start_logit") or 0.0)
+        if action is None or logit == 0.0:
+            return
+        last = [m for m in self.pi.modules() if isinstance(m, torch.nn.Linear)][-1]
+        with torch.no_grad():
+            last.weight.mul_(0.01)
+            last.bias.zero_()
+            last.bias[int(action)] = logit
+
+
+def warm_start_action(codec: ActionCodec) -> int | None:
+    """The action that reproduces the baseline rule: correction 0 in a ``*_correction`` mode."""
+    if not codec.mode.endswith("_correction") or not np.any(codec.values == 0):
+        return None
+    return int(np.flatnonzero(codec.values == 0)[0])
