@@ -6,6 +6,13 @@ evaluation seeds, which are disjoint from training seeds and from baseline-tunin
 perfect-information bound (:mod:`hmarl_rllib.bound`) is solved on the first
 ``bound_episodes`` of those traces (a MILP per trace takes seconds), and the gap is measured on
 exactly those traces.
+
+One more row is a **reference**, not a baseline: ``s_S_endgame``, the tuned (s, S) that stops
+ordering a tuned number of days before the episode ends
+(:class:`hmarl_rllib.policies.heuristics.EndgamePolicy`). The scenarios score a finite horizon
+and leftover stock is worth nothing, so part of what a learned policy (which observes the
+share of the episode left) can gain is this end-of-horizon run-down; the row shows how much of
+the learned policy's advantage a one-line rule gets too (``ratio_to_endgame``).
 """
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ import numpy as np
 from hmarl_rllib import reconciliation, report, simulate
 from hmarl_rllib.policies.heuristics import POLICIES
 
+ENDGAME = "s_S_endgame"  # the reference row (not a baseline)
 BASELINE_NAMES = {"base_stock": "base_stock", "s_S": "s_S", "echelon_base_stock": "echelon_base_stock"}
 
 
@@ -51,7 +59,7 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
                   progress=None) -> dict:
     """Evaluate everything on the same held-out seeds; see the module docstring."""
     seeds = simulate.eval_seeds(episodes, seed)
-    from hmarl_rllib.policies.tuning import tuned_policy
+    from hmarl_rllib.policies.tuning import tune_endgame, tuned_policy
 
     costs, summaries = {}, {}
     warm = None
@@ -72,6 +80,11 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
         summaries[kind], twin = simulate.evaluate(scenario, policy.orders, seeds)
         costs[kind] = reconciliation.chain_kpis(simulate.scored_ledger(twin), twin.n_stores)["cost"]
     best = min(POLICIES, key=lambda k: summaries[k]["cost_mean"])
+    if progress:
+        progress("s_S_endgame (reference): tuning the stop days")
+    endgame = tune_endgame(scenario, tuned_policy(scenario, "s_S"))
+    summaries[ENDGAME], twin = simulate.evaluate(scenario, endgame.orders, seeds)
+    costs[ENDGAME] = reconciliation.chain_kpis(simulate.scored_ledger(twin), twin.n_stores)["cost"]
     result = {
         "scenario": scenario.name,
         "checkpoint": None if checkpoint is None else str(checkpoint),
@@ -81,7 +94,9 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
                             "stockout_cost_mean": s["stockout_cost_mean"],
                             "ordering_cost_mean": s["ordering_cost_mean"]} for name, s in summaries.items()},
         "best_baseline": best,
+        "reference": {ENDGAME: {"stop_days": dict(zip(("store", "warehouse", "supplier"), endgame.stop_days))}},
         "ratio_to_best_baseline": None,
+        "ratio_to_endgame": None,
         "gap_to_bound": None,
         "ci_overlap": None,
     }
@@ -90,6 +105,7 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
         blo, bhi = summaries[best]["cost_ci95"]
         result["ratio_to_best_baseline"] = summaries["learned"]["cost_mean"] / summaries[best]["cost_mean"]
         result["ci_overlap"] = bool(hi >= blo and bhi >= lo)
+        result["ratio_to_endgame"] = summaries["learned"]["cost_mean"] / summaries[ENDGAME]["cost_mean"]
     if bound_episodes > 0:
         n = min(bound_episodes, episodes)
         if progress:
@@ -117,7 +133,8 @@ def format_benchmark(result: dict) -> str:
     for name, s in pol.items():
         lo, hi = s["cost_ci95"]
         gap = f"{100 * gaps[name]:+.1f}%" if name in gaps else "-"
-        lines.append(f"{name:<20}{s['cost_mean']:>12,.1f}{f'[{lo:,.1f}, {hi:,.1f}]':>24}"
+        label = name + (" (ref.)" if name == ENDGAME else "")
+        lines.append(f"{label:<20}{s['cost_mean']:>12,.1f}{f'[{lo:,.1f}, {hi:,.1f}]':>24}"
                      f"{100 * s['fill_rate_mean']:>10.2f}%{100 * s['service_level_mean']:>9.2f}%"
                      f"{s['holding_cost_mean']:>10,.1f}{s['stockout_cost_mean']:>10,.1f}{s['ordering_cost_mean']:>10,.1f}"
                      f"{s['cost_mean'] / best:>9.3f}{gap:>10}")
@@ -130,9 +147,15 @@ def format_benchmark(result: dict) -> str:
                          f" {b['time_limit_s']:g}s; the others give HiGHS's dual bound (valid, looser):"
                          " raise --bound-time-limit for a tighter bound")
     lines.append(f"best baseline: {result['best_baseline']}")
+    ref = (result.get("reference") or {}).get(ENDGAME)
+    if ref:
+        lines.append(f"{ENDGAME} (reference, not a baseline): the tuned (s, S) that stops ordering"
+                     f" {ref['stop_days']['store']}/{ref['stop_days']['warehouse']}/{ref['stop_days']['supplier']}"
+                     " days before the end (store/warehouse/supplier): what knowing the horizon alone is worth")
     if result["ratio_to_best_baseline"] is not None:
         lines.append(f"learned / best baseline: {result['ratio_to_best_baseline']:.4f}"
-                     f" (95% CIs {'overlap' if result['ci_overlap'] else 'do not overlap'})")
+                     f" (95% CIs {'overlap' if result['ci_overlap'] else 'do not overlap'});"
+                     f" learned / {ENDGAME}: {result['ratio_to_endgame']:.4f}")
     if result["gap_to_bound"] is not None:
         lines.append(f"learned gap to bound: {100 * result['gap_to_bound']:+.1f}%")
     return "\n".join(lines)
@@ -153,7 +176,7 @@ def bench_train(scenario, seconds: float = 120.0, storage: str | None = None, nu
 
     import pandas as pd
 
-    from hmarl_rllib.policies.tuning import tuned_policy
+    from hmarl_rllib.policies.tuning import tune_endgame, tuned_policy
     from hmarl_rllib.training import train, training_settings
 
     settings = training_settings(scenario)

@@ -165,3 +165,41 @@ def test_tuning_handles_several_skus_and_store_groups():
     cost = simulate.chain_cost(sc, tuned.orders, seeds).mean()
     assert cost <= simulate.chain_cost(sc, start.orders, seeds).mean()
     assert cost == pytest.approx(tuned.meta["tuning_cost_mean"], rel=1e-6)
+
+
+def test_endgame_policy_stops_ordering_its_last_days(default_scenario, tuned_s_S):
+    """EndgamePolicy: an echelon places no order once stop_days or fewer days are left; before
+    that it orders exactly what its base policy orders; per-replica stop days equal the
+    scalar runs."""
+    from hmarl_rllib.policies.heuristics import EndgamePolicy
+
+    sc = default_scenario
+    seeds = simulate.eval_seeds(6)
+    stop = (4, 7, 12)
+    T = sc.warmup_days + sc.episode_length
+    base_ledger = simulate.run(sc, tuned_s_S.orders, seeds).ledger
+    ledger = simulate.run(sc, EndgamePolicy(tuned_s_S, stop).orders, seeds).ledger
+    placed = ledger[..., F["order_placed"]]  # (T, B, N + 2, K)
+    left = T - np.arange(T)
+    for days, nodes in zip(stop, (slice(0, sc.stores.count), slice(-2, -1), slice(-1, None))):
+        assert placed[left <= days][:, :, nodes].sum() == 0
+        assert placed[left > days][:, :, nodes].sum() > 0
+    first = left > max(stop)  # until the first stop, nothing differs from the base policy
+    np.testing.assert_array_equal(ledger[first], base_ledger[first])
+    # per replica: replica 0 stops like `stop`, replica 1 never stops
+    per = EndgamePolicy(tuned_s_S, tuple(np.array([d, 0]) for d in stop))
+    costs = simulate.chain_cost(sc, per.orders, seeds[:2])
+    assert costs[0] == simulate.chain_cost(sc, EndgamePolicy(tuned_s_S, stop).orders, seeds[:1])[0]
+    assert costs[1] == simulate.chain_cost(sc, tuned_s_S.orders, seeds[1:2])[0]
+
+
+def test_tuned_endgame_is_never_worse_than_its_base_on_tuning_seeds(default_scenario, tuned_s_S):
+    from hmarl_rllib.policies.tuning import tune_endgame
+
+    sc = default_scenario
+    eg = tune_endgame(sc, tuned_s_S, n_seeds=32, coarse_seeds=8, keep=5)
+    seeds = simulate.tune_seeds(32)
+    base = simulate.chain_cost(sc, tuned_s_S.orders, seeds).mean()
+    assert eg.meta["tuning_cost_mean"] == pytest.approx(simulate.chain_cost(sc, eg.orders, seeds).mean())
+    assert eg.meta["tuning_cost_mean"] <= base
+    assert all(0 <= d <= sc.episode_length for d in eg.stop_days)

@@ -132,6 +132,23 @@ def test_evaluate_cli_restores_without_ray_and_matches_training_evaluation(tiny_
     assert result["policies"]["learned"]["fill_rate_mean"] == pytest.approx(last["evaluation/env_runners/fill_rate"], rel=1e-9)
 
 
+def test_benchmark_json_compares_learned_baselines_reference_and_bound(tiny_run):
+    ckpt = max(checkpoints(tiny_run["trial"]))
+    proc = hmarl("benchmark", "--config", tiny_run["config"], "--checkpoint", ckpt, "--episodes", 12,
+                 "--bound-episodes", 2, "--bound-time-limit", 10, "--json", cwd=tiny_run["root"])
+    r = json.loads(proc.stdout)
+    pol = r["policies"]
+    assert set(pol) == {"learned", "base_stock", "s_S", "echelon_base_stock", "s_S_endgame"}
+    assert r["best_baseline"] in ("base_stock", "s_S", "echelon_base_stock")  # the reference never is
+    best = pol[r["best_baseline"]]["cost_mean"]
+    assert best == min(pol[k]["cost_mean"] for k in ("base_stock", "s_S", "echelon_base_stock"))
+    assert r["ratio_to_best_baseline"] == pytest.approx(pol["learned"]["cost_mean"] / best)
+    assert r["ratio_to_endgame"] == pytest.approx(pol["learned"]["cost_mean"] / pol["s_S_endgame"]["cost_mean"])
+    assert set(r["reference"]["s_S_endgame"]["stop_days"]) == {"store", "warehouse", "supplier"}
+    assert r["bound"]["episodes"] == 2 and r["bound"]["violations"] == 0
+    assert r["gap_to_bound"] == pytest.approx(r["bound"]["gap_by_policy"]["learned"]) and r["gap_to_bound"] >= 0
+
+
 def test_evaluate_out_writes_ledgers_kpis_and_plots(tiny_run, tmp_path):
     from hmarl_rllib.evaluation import evaluate_trained_policy
 

@@ -112,3 +112,32 @@ def initial_guess(scenario, kind: str) -> ChainPolicy:
         pol = pol.with_(store_s=np.maximum(pol.store_s, 0), warehouse_s=np.maximum(pol.warehouse_s, 0),
                         supplier_s=np.maximum(pol.supplier_s, 0))
     return pol
+
+
+@dataclass
+class EndgamePolicy:
+    """A classic policy that stops ordering near the end of a finite episode.
+
+    The scenarios score a fixed horizon and give stock left at the end no value, so a unit
+    ordered too late to be sold before the end only costs holding (and fixed order costs).
+    ``stop_days`` = (store, warehouse, supplier): each echelon places no order once that many
+    days (or fewer) are left in the episode; otherwise ``base`` decides. Each may also be a
+    (B,) array, one value per replica (to search many settings in one batch). A reference for what
+    knowing the horizon alone is worth (a learned policy sees the share of the episode left);
+    not one of the classic baselines.
+    """
+
+    base: ChainPolicy
+    stop_days: tuple[int, int, int]
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return f"{self.base.kind}_endgame"
+
+    def orders(self, twin):
+        so, wo, pr = self.base.orders(twin)
+        left = twin.days_total - twin.day
+        st, wh, sp = (np.asarray(d) for d in self.stop_days)
+        return (np.where((left > st).reshape(-1, 1, 1), so, 0.0), np.where((left > wh).reshape(-1, 1), wo, 0.0),
+                np.where((left > sp).reshape(-1, 1), pr, 0.0))

@@ -17,7 +17,7 @@ import yaml
 
 from hmarl_rllib import simulate
 from hmarl_rllib.errors import ConfigError
-from hmarl_rllib.policies.heuristics import POLICIES, ChainPolicy, initial_guess
+from hmarl_rllib.policies.heuristics import POLICIES, ChainPolicy, EndgamePolicy, initial_guess
 
 
 def _store_groups(scenario) -> list[list[int]]:
@@ -244,3 +244,38 @@ def tuned_policy(scenario, kind: str, n_seeds: int = 256, progress=None) -> Chai
     except OSError:
         pass
     return policy
+
+
+# ------------------------------------------------------------------ end-of-horizon reference
+def tune_endgame(scenario, base: ChainPolicy, n_seeds: int = 256, coarse_seeds: int = 32,
+                 keep: int = 20, chunk: int = 12_000) -> EndgamePolicy:
+    """:class:`EndgamePolicy` on top of the tuned ``base``: the days before the end at which
+    each echelon stops ordering. The three interact strongly (a supplier that stops early
+    starves the warehouse unless the stores and the warehouse also run down), so this is a
+    grid search: every combination up to the lead time to the shelf + 8 days (store, warehouse,
+    supplier; capped at the episode length) on ``coarse_seeds`` tuning seeds, then the best
+    ``keep`` on ``n_seeds``, all batched in the twin. Seconds to a minute: not cached."""
+    T = scenario.episode_length
+    ls = min(s.lead_time for s in scenario.store_list)
+    lw, lp = scenario.warehouse.lead_time, scenario.supplier.lead_time
+    axes = [np.arange(min(T, d + 8) + 1) for d in (ls, ls + lw, ls + lw + lp)]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+
+    def costs(cands, seeds):
+        out = np.empty(len(cands))
+        per = max(1, chunk // len(seeds))
+        for i in range(0, len(cands), per):
+            c = cands[i:i + per]
+            stop = tuple(np.repeat(c[:, j], len(seeds)) for j in range(3))
+            cost = simulate.chain_cost(scenario, EndgamePolicy(base, stop).orders, np.tile(seeds, len(c)))
+            out[i:i + per] = cost.reshape(len(c), len(seeds)).mean(axis=1)
+        return out
+
+    coarse = costs(grid, simulate.tune_seeds(coarse_seeds))
+    finalists = grid[np.argsort(coarse)[:keep]]
+    seeds = simulate.tune_seeds(n_seeds)
+    fine = costs(np.vstack([finalists, np.zeros((1, 3), int)]), seeds)
+    best = int(np.argmin(fine))
+    stop = tuple(int(x) for x in np.vstack([finalists, np.zeros((1, 3), int)])[best])
+    return EndgamePolicy(base, stop, meta={"tuned_on": f"seeds {seeds[0]}..{seeds[-1]} ({n_seeds} episodes)",
+                                           "tuning_cost_mean": round(float(fine[best]), 3)})
