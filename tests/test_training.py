@@ -291,6 +291,21 @@ def test_upstream_learners_train_their_own_modules(tmp_path, training, learned, 
     assert scripted in result["env_runners"]["module_episode_returns_mean"]
 
 
+def test_every_echelon_learning_trains_and_evaluates_without_ray(tmp_path):
+    """learn: [stores, warehouse, supplier]: the checkpoint holds the three PPO modules and
+    `hmarl evaluate` plays all of them, matching RLlib's own evaluation on the same seeds."""
+    cfg = tiny_config(tmp_path, learn=["stores", "warehouse", "supplier"], warm_start=1.0)
+    hmarl("train", "--config", cfg, "--name", "every", "--storage", tmp_path / "runs", "--stop-iters", 2, cwd=tmp_path)
+    trial = trial_dir(tmp_path / "runs", "every")
+    ckpt = max(checkpoints(trial))
+    modules = {p.name for p in (ckpt / "learner_group" / "learner" / "rl_module").iterdir()}
+    assert {"store_policy", "warehouse_policy", "supplier_policy"} <= modules
+    assert not {"warehouse_scripted", "supplier_scripted"} & modules
+    result = json.loads(hmarl("evaluate", "--checkpoint", ckpt, "--episodes", 6, "--json", cwd=tmp_path).stdout)
+    last = pd.read_csv(trial / "progress.csv").iloc[-1]
+    assert result["policies"]["learned"]["cost_mean"] == pytest.approx(last["evaluation/env_runners/chain_cost"], rel=1e-9)
+
+
 def test_learn_must_list_the_stores(tmp_path):
     cfg = tiny_config(tmp_path, learn=["warehouse"])
     proc = hmarl("train", "--config", cfg, "--stop-iters", 1, cwd=tmp_path, check=False)
