@@ -168,6 +168,7 @@ def build_algo_config(scenario: Scenario, settings: TrainingSettings | None = No
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
     from hmarl_rllib import env as hmarl_env
+    from hmarl_rllib.runner import FastMultiAgentEnvRunner
     from hmarl_rllib.simulate import eval_seeds
 
     s = training_settings(scenario, **overrides) if settings is None else \
@@ -192,7 +193,8 @@ def build_algo_config(scenario: Scenario, settings: TrainingSettings | None = No
         PPOConfig()
         .environment(ENV_NAME, env_config=train_env)
         .env_runners(num_env_runners=s.num_env_runners, num_envs_per_env_runner=s.envs_per_runner,
-                     rollout_fragment_length=s.rollout_fragment_length, num_cpus_per_env_runner=1)
+                     rollout_fragment_length=s.rollout_fragment_length, num_cpus_per_env_runner=1,
+                     env_runner_cls=FastMultiAgentEnvRunner)
         .learners(num_learners=0)
         .multi_agent(policies=set(learned) | set(scripted),
                      policy_mapping_fn=partial(module_for_agent, learn=s.learners),
