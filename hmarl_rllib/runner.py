@@ -76,3 +76,10 @@ class FastMultiAgentEnvRunner(MultiAgentEnvRunner):
         for mid, n in pending["modules"].items():
             log((NUM_MODULE_STEPS_SAMPLED, mid), n, reduce="sum")
             log((NUM_MODULE_STEPS_SAMPLED_LIFETIME, mid), n, reduce="lifetime_sum")
+
+    def make_env(self):
+        """As RLlib's, but the vector env hands out the sub-envs' observations without a deep
+        copy: :class:`~hmarl_rllib.env.HMARLEnv` builds fresh arrays every step."""
+        super().make_env()
+        if hasattr(self.env, "copy"):
+            self.env.copy = False

@@ -191,7 +191,7 @@ def build_algo_config(scenario: Scenario, settings: TrainingSettings | None = No
     eval_env = {"episode_seeds": [int(x) for x in eval_seeds(s.evaluation_episodes)]}
     config = (
         PPOConfig()
-        .environment(ENV_NAME, env_config=train_env)
+        .environment(ENV_NAME, env_config=train_env, normalize_actions=False, clip_actions=False)  # Discrete actions
         .env_runners(num_env_runners=s.num_env_runners, num_envs_per_env_runner=s.envs_per_runner,
                      rollout_fragment_length=s.rollout_fragment_length, num_cpus_per_env_runner=1,
                      env_runner_cls=FastMultiAgentEnvRunner)
