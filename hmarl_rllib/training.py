@@ -84,6 +84,12 @@ class TrainingSettings(BaseModel):
     num_env_runners: Annotated[int, Field(ge=0)] = 1
     envs_per_runner: PositiveInt = 16
     rollout_fragment_length: PositiveInt | Literal["auto"] = "auto"
+    # CPUs Tune reserves for the driver (learner + evaluation env) and per env runner. Sampling
+    # and learning alternate (sync PPO), so e.g. driver 0.5 + 2 runners x 0.75 lets 2 env
+    # runners share a 2-CPU machine with the driver. (0 for the driver leaves the trial
+    # PENDING forever: Ray never places an all-zero placement group bundle.)
+    driver_cpus: Annotated[float, Field(gt=0.0)] = 1.0
+    runner_cpus: Annotated[float, Field(gt=0.0)] = 1.0
     # evaluation and checkpoints
     evaluation_interval: PositiveInt = 5  # iterations between evaluations
     evaluation_episodes: PositiveInt = 30  # fixed held-out seeds (simulate.eval_seeds)
@@ -193,9 +199,11 @@ def build_algo_config(scenario: Scenario, settings: TrainingSettings | None = No
         PPOConfig()
         .environment(ENV_NAME, env_config=train_env, normalize_actions=False, clip_actions=False)  # Discrete actions
         .env_runners(num_env_runners=s.num_env_runners, num_envs_per_env_runner=s.envs_per_runner,
-                     rollout_fragment_length=s.rollout_fragment_length, num_cpus_per_env_runner=1,
+                     rollout_fragment_length=s.rollout_fragment_length, num_cpus_per_env_runner=s.runner_cpus,
                      env_runner_cls=FastMultiAgentEnvRunner)
-        .learners(num_learners=0)
+        # the driver's bundle is max(num_cpus_per_learner, num_cpus_for_main_process) with a local learner
+        .learners(num_learners=0, num_cpus_per_learner=s.driver_cpus)
+        .resources(num_cpus_for_main_process=s.driver_cpus)
         .multi_agent(policies=set(learned) | set(scripted),
                      policy_mapping_fn=partial(module_for_agent, learn=s.learners),
                      policies_to_train=list(learned))
@@ -461,12 +469,14 @@ def train(scenario: Scenario, name: str, *, storage: str | None = None, resume: 
                                  time_budget_s=time_budget_s, num_env_runners=num_env_runners,
                                  envs_per_runner=envs_per_runner)
     cpus = os.cpu_count() or 1
-    if not os.environ.get("RAY_ADDRESS") and 1 + settings.num_env_runners > cpus:
-        # Tune reserves 1 CPU for the driver plus 1 per env runner: the trial would stay
+    if not os.environ.get("RAY_ADDRESS") and settings.driver_cpus + settings.runner_cpus * settings.num_env_runners > cpus + 1e-9:
+        # Tune reserves driver_cpus for the driver plus runner_cpus per env runner: the trial would stay
         # PENDING forever on a local Ray with fewer CPUs.
         raise InputError(f"--num-env-runners {settings.num_env_runners}: this machine has {cpus} CPUs and a trial"
-                         f" needs 1 + {settings.num_env_runners}; use at most {cpus - 1} (raise --envs-per-runner"
-                         " instead) or attach to a bigger cluster with RAY_ADDRESS")
+                         f" needs {settings.driver_cpus:g} + {settings.num_env_runners} x {settings.runner_cpus:g}; use at most"
+                         f" {int((cpus - settings.driver_cpus) / settings.runner_cpus)} (raise --envs-per-runner instead,"
+                         " or lower training.driver_cpus / runner_cpus)"
+                         " or attach to a bigger cluster with RAY_ADDRESS")
     exp = experiment_dir(name, storage)
     trainable = PPOConfig().algo_class
     if resume:
