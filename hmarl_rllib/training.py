@@ -458,6 +458,19 @@ class TrainResult:
     interrupted: bool
 
 
+def check_local_cpus(settings: TrainingSettings) -> None:
+    """Refuse a trial that cannot fit this machine's CPUs (on a local Ray Tune would leave it
+    PENDING forever): it reserves ``driver_cpus`` plus ``runner_cpus`` per env runner."""
+    cpus = os.cpu_count() or 1
+    need = settings.driver_cpus + settings.runner_cpus * settings.num_env_runners
+    if not os.environ.get("RAY_ADDRESS") and need > cpus + 1e-9:
+        fit = max(0, int((cpus - settings.driver_cpus + 1e-9) / settings.runner_cpus))
+        raise InputError(f"--num-env-runners {settings.num_env_runners}: this machine has {cpus} CPUs and a trial"
+                         f" needs {settings.driver_cpus:g} + {settings.num_env_runners} x {settings.runner_cpus:g};"
+                         f" use at most {fit} (raise --envs-per-runner instead, or lower training.driver_cpus /"
+                         " runner_cpus) or attach to a bigger cluster with RAY_ADDRESS")
+
+
 def train(scenario: Scenario, name: str, *, storage: str | None = None, resume: bool = False,
           stop_iters=None, stop_timesteps=None, time_budget_s=None, num_env_runners=None,
           envs_per_runner=None, progress=None) -> TrainResult:
@@ -468,15 +481,7 @@ def train(scenario: Scenario, name: str, *, storage: str | None = None, resume: 
     settings = training_settings(scenario, stop_iters=stop_iters, stop_timesteps=stop_timesteps,
                                  time_budget_s=time_budget_s, num_env_runners=num_env_runners,
                                  envs_per_runner=envs_per_runner)
-    cpus = os.cpu_count() or 1
-    if not os.environ.get("RAY_ADDRESS") and settings.driver_cpus + settings.runner_cpus * settings.num_env_runners > cpus + 1e-9:
-        # Tune reserves driver_cpus for the driver plus runner_cpus per env runner: the trial would stay
-        # PENDING forever on a local Ray with fewer CPUs.
-        raise InputError(f"--num-env-runners {settings.num_env_runners}: this machine has {cpus} CPUs and a trial"
-                         f" needs {settings.driver_cpus:g} + {settings.num_env_runners} x {settings.runner_cpus:g}; use at most"
-                         f" {int((cpus - settings.driver_cpus) / settings.runner_cpus)} (raise --envs-per-runner instead,"
-                         " or lower training.driver_cpus / runner_cpus)"
-                         " or attach to a bigger cluster with RAY_ADDRESS")
+    check_local_cpus(settings)
     exp = experiment_dir(name, storage)
     trainable = PPOConfig().algo_class
     if resume:
