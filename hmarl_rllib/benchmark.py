@@ -17,6 +17,7 @@ the learned policy's advantage a one-line rule gets too (``ratio_to_endgame``).
 from __future__ import annotations
 
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -182,7 +183,8 @@ def bench_train(scenario, seconds: float = 120.0, storage: str | None = None, nu
     settings = training_settings(scenario)
     root = storage or tempfile.mkdtemp(prefix="hmarl_bench_train_")
     res = train(scenario, name="bench_train", storage=root, time_budget_s=seconds,
-                num_env_runners=num_env_runners, envs_per_runner=envs_per_runner, progress=progress)
+                num_env_runners=num_env_runners, envs_per_runner=envs_per_runner, progress=progress,
+                iteration_stream=sys.stderr)  # stdout carries the result only
     df = pd.read_csv(Path(res.trial_dir) / "progress.csv")
     last = df.iloc[-1]
     wall = float(last["time_total_s"])

@@ -299,7 +299,7 @@ def lookup(result: dict, key: str, default=math.nan):
     return node
 
 
-def _iteration_reporter():
+def _iteration_reporter(stream=None):
     from ray import tune
 
     class IterationReporter(tune.Callback):
@@ -314,7 +314,7 @@ def _iteration_reporter():
             tag = f"{trial.trial_id} " if len(trials) > 1 else ""
             print(f"{tag}iter {it:>4}  {steps / dt:>7,.0f} env steps/s  store return {ret:>8.2f}"
                   f"  eval cost {cost:>9,.1f}  fill {100 * fill:>6.2f}%"
-                  f"  elapsed {lookup(result, 'time_total_s', 0.0):>6.0f}s", flush=True)
+                  f"  elapsed {lookup(result, 'time_total_s', 0.0):>6.0f}s", file=stream or sys.stdout, flush=True)
 
         def on_trial_error(self, iteration, trials, trial, **info):
             print(f"trial {trial.trial_id} failed: see {trial.local_path}/error.txt", file=sys.stderr, flush=True)
@@ -431,12 +431,12 @@ def _write_run_file(exp: Path, scenario: Scenario, baseline, settings: TrainingS
     (exp / RUN_FILE).write_text(yaml.safe_dump(data, sort_keys=False))
 
 
-def run_config(exp: Path, settings: TrainingSettings, stop: dict, callbacks=()):
+def run_config(exp: Path, settings: TrainingSettings, stop: dict, callbacks=(), iteration_stream=None):
     from ray import tune
 
     return tune.RunConfig(
         name=exp.name, storage_path=str(exp.parent), stop=stop, verbose=0,
-        callbacks=[_iteration_reporter(), *callbacks],
+        callbacks=[_iteration_reporter(iteration_stream), *callbacks],
         checkpoint_config=tune.CheckpointConfig(
             checkpoint_frequency=settings.checkpoint_frequency, checkpoint_at_end=True,
             num_to_keep=settings.keep_checkpoints, checkpoint_score_attribute=EVAL_METRIC,
@@ -473,8 +473,9 @@ def check_local_cpus(settings: TrainingSettings) -> None:
 
 def train(scenario: Scenario, name: str, *, storage: str | None = None, resume: bool = False,
           stop_iters=None, stop_timesteps=None, time_budget_s=None, num_env_runners=None,
-          envs_per_runner=None, progress=None) -> TrainResult:
-    """Train the store module with PPO under Tune; return where the checkpoints are."""
+          envs_per_runner=None, progress=None, iteration_stream=None) -> TrainResult:
+    """Train with PPO under Tune; return where the checkpoints are. One line per iteration
+    goes to ``iteration_stream`` (default stdout)."""
     from ray import tune
     from ray.rllib.algorithms.ppo import PPOConfig
 
@@ -505,7 +506,7 @@ def train(scenario: Scenario, name: str, *, storage: str | None = None, resume: 
         tuner = tune.Tuner(trainable, param_space=config,
                            tune_config=tune.TuneConfig(num_samples=1, trial_dirname_creator=trial_dirname,
                                                        trial_name_creator=trial_dirname),
-                           run_config=run_config(exp, settings, settings.stop()))
+                           run_config=run_config(exp, settings, settings.stop(), iteration_stream=iteration_stream))
     t0 = time.time()
     try:
         grid = tuner.fit()

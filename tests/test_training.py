@@ -306,6 +306,19 @@ def test_every_echelon_learning_trains_and_evaluates_without_ray(tmp_path):
     assert result["policies"]["learned"]["cost_mean"] == pytest.approx(last["evaluation/env_runners/chain_cost"], rel=1e-9)
 
 
+def test_bench_train_json_is_the_only_stdout(tmp_path):
+    """`hmarl bench-train --json`: stdout is one JSON object (iteration lines go to stderr)."""
+    cfg = tiny_config(tmp_path)
+    proc = hmarl("bench-train", "--config", cfg, "--seconds", 6, "--storage", tmp_path / "runs", "--json", cwd=tmp_path)
+    r = json.loads(proc.stdout)
+    assert "iter " in proc.stderr
+    assert {"env_steps_per_s", "agent_steps_per_s", "iterations", "wall_s", "first_below_baseline_s"} <= set(r)
+    assert r["iterations"] >= 1 and r["wall_s"] >= 6
+    # 5 agents act every env step
+    assert r["agent_steps_per_s"] == pytest.approx(5 * r["env_steps_per_s"], rel=1e-6)
+    assert r["best_baseline"] in ("s_S", "base_stock")
+
+
 def test_learn_must_list_the_stores(tmp_path):
     cfg = tiny_config(tmp_path, learn=["warehouse"])
     proc = hmarl("train", "--config", cfg, "--stop-iters", 1, cwd=tmp_path, check=False)
