@@ -43,10 +43,10 @@ def cmd_train(args) -> int:
     from hmarl_rllib.config import load_config
 
     scenario = load_config(args.config)
-    settings = training.training_settings(scenario)
+    settings = training.training_settings(scenario, num_env_runners=args.num_env_runners,
+                                          envs_per_runner=args.envs_per_runner)
+    training.check_local_cpus(settings)  # before anything is printed: a refusal is one line
     name = args.name or scenario.name
-    training.check_local_cpus(training.training_settings(scenario, num_env_runners=args.num_env_runners,
-                                                         envs_per_runner=args.envs_per_runner))
     print(f"training {name}: scenario {scenario.name}, results under {training.experiment_dir(name, args.storage)}",
           flush=True)
     try:
