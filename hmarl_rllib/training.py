@@ -204,7 +204,7 @@ def build_algo_config(scenario: Scenario, settings: TrainingSettings | None = No
         # the driver's bundle is max(num_cpus_per_learner, num_cpus_for_main_process) with a local learner
         .learners(num_learners=0, num_cpus_per_learner=s.driver_cpus)
         .resources(num_cpus_for_main_process=s.driver_cpus)
-        .multi_agent(policies=set(learned) | set(scripted),
+        .multi_agent(policies=[*learned, *scripted],  # an ordered list: a set's order changes with the hash seed
                      policy_mapping_fn=partial(module_for_agent, learn=s.learners),
                      policies_to_train=list(learned))
         .rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs={**learned, **scripted}))
@@ -340,10 +340,12 @@ def init_ray() -> bool:
         ray.init(logging_level="ERROR", log_to_driver=False)
     else:
         # address="local": always a fresh local Ray, never a cluster that `ray start` left on
-        # this machine (attaching to one is what RAY_ADDRESS is for).
+        # this machine (attaching to one is what RAY_ADDRESS is for). A fixed PYTHONHASHSEED:
+        # RLlib iterates over sets of module ids when it samples actions, so with random string
+        # hashing a seeded run (training.seed) would draw its actions in another order each time.
         ray.init(address="local", include_dashboard=False, dashboard_host="127.0.0.1", logging_level="ERROR",
                  log_to_driver=False,
-                 runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}})
+                 runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}})
     return True
 
 
