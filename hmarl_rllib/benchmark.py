@@ -63,29 +63,30 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
     from hmarl_rllib.policies.tuning import tune_endgame, tuned_policy
 
     costs, summaries = {}, {}
-    warm = None
+
+    def run(name, order_fn, warmup_fn=None):  # one policy on the seeds: its summary and per-trace costs
+        summaries[name], twin = simulate.evaluate(scenario, order_fn, seeds, warmup_fn=warmup_fn)
+        costs[name] = reconciliation.chain_kpis(simulate.scored_ledger(twin), twin.n_stores)["cost"]
+
     if checkpoint is not None:
         from hmarl_rllib.evaluation import greedy_orders, load_trained
 
         trained = load_trained(checkpoint, scenario)
         scenario = trained.scenario
-        warm = trained.baseline.orders
         if progress:
             progress(f"learned policy: {episodes} episodes")
-        summaries["learned"], twin = simulate.evaluate(scenario, greedy_orders(trained), seeds, warmup_fn=warm)
-        costs["learned"] = reconciliation.chain_kpis(simulate.scored_ledger(twin), twin.n_stores)["cost"]
+        run("learned", greedy_orders(trained), warmup_fn=trained.baseline.orders)
+    tuned = {}
     for kind in POLICIES:
-        policy = tuned_policy(scenario, kind, progress=progress)
+        tuned[kind] = tuned_policy(scenario, kind, progress=progress)
         if progress:
             progress(f"{kind}: {episodes} episodes")
-        summaries[kind], twin = simulate.evaluate(scenario, policy.orders, seeds)
-        costs[kind] = reconciliation.chain_kpis(simulate.scored_ledger(twin), twin.n_stores)["cost"]
+        run(kind, tuned[kind].orders)
     best = min(POLICIES, key=lambda k: summaries[k]["cost_mean"])
     if progress:
         progress("s_S_endgame (reference): tuning the stop days")
-    endgame = tune_endgame(scenario, tuned_policy(scenario, "s_S"))
-    summaries[ENDGAME], twin = simulate.evaluate(scenario, endgame.orders, seeds)
-    costs[ENDGAME] = reconciliation.chain_kpis(simulate.scored_ledger(twin), twin.n_stores)["cost"]
+    endgame = tune_endgame(scenario, tuned["s_S"])
+    run(ENDGAME, endgame.orders)
     result = {
         "scenario": scenario.name,
         "checkpoint": None if checkpoint is None else str(checkpoint),

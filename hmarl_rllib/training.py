@@ -106,7 +106,7 @@ class TrainingSettings(BaseModel):
     @property
     def learners(self) -> tuple[str, ...]:
         """The upstream agent types that learn: a subset of ("warehouse", "supplier")."""
-        return tuple(t for t in ("warehouse", "supplier") if t in self.learn or (t == "warehouse" and self.phase2))
+        return tuple(t for t in SCRIPTED_TYPES if t in self.learn or (t == "warehouse" and self.phase2))
 
     def stop(self) -> dict:
         stop = {}
