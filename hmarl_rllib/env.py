@@ -152,10 +152,10 @@ class HMARLEnv(MultiAgentEnv):
 
             base = policy_from_dict(base, sc)
         self.baseline: ChainPolicy = base or rule_based_policy(sc, "s_S")
-        self.codecs = codecs(sc, self.baseline)
         self.episode_seeds = list(env_config.get("episode_seeds") or [])
         self._seed_cursor = int(env_config.get("worker_index", 0) or 0) * 7919
-        self.twin = SupplyChainTwin(sc, record=True)
+        self.chain = ChainDynamics(sc, self.baseline)
+        self.twin, self.codecs = self.chain.twin, self.chain.codecs
         self.N, self.K = self.twin.n_stores, self.twin.n_skus
         self.store_ids, self.wh_ids, self.sup_ids = agent_ids(sc)
         self.possible_agents = self.store_ids + self.wh_ids + self.sup_ids
@@ -165,8 +165,6 @@ class HMARLEnv(MultiAgentEnv):
         n_act = {t: c.n for t, c in self.codecs.items()}
         self.observation_spaces = {a: box[agent_type(a)] for a in self.possible_agents}
         self.action_spaces = {a: gym.spaces.Discrete(n_act[agent_type(a)]) for a in self.possible_agents}
-        self.observe = ObservationBuilder(sc)
-        self.cost_scale, self.team_weight = sc.reward.cost_scale, sc.reward.team_weight
         self._rng = np.random.default_rng()
 
     # -------------------------------------------------------------------------- gym API
@@ -181,42 +179,25 @@ class HMARLEnv(MultiAgentEnv):
         else:
             ep_seed = int(self._rng.integers(0, TUNE_SEED_BASE))
         self.episode_seed = ep_seed
-        self.twin.reset([ep_seed])
-        while self.twin.day < self.scenario.warmup_days:
-            self.twin.step(*self.baseline.orders(self.twin))
-        self._last_store_orders = np.zeros((1, self.N, self.K))
-        self._last_wh_order = np.zeros((1, self.K))
         self.agents = list(self.possible_agents)
-        return self._observations(), {}
+        return self._agent_dict(self.chain.reset([ep_seed])), {}
 
     def step(self, action_dict):
-        tw = self.twin
-        so = np.fromiter((action_dict.get(a, 0) for a in self.store_ids), np.int64, len(self.store_ids))
-        wo = np.fromiter((action_dict.get(a, 0) for a in self.wh_ids), np.int64, self.K)
-        pa = np.fromiter((action_dict.get(a, 0) for a in self.sup_ids), np.int64, self.K)
-        c = self.codecs
-        store_orders = c["store"].decode(so.reshape(1, self.N, self.K),
-                                         tw.store_position() if c["store"].needs_position else None)
-        wh_order = c["warehouse"].decode(wo.reshape(1, self.K),
-                                         tw.warehouse_position() if c["warehouse"].needs_position else None)
-        production = c["supplier"].decode(pa.reshape(1, self.K),
-                                          tw.supplier_position() if c["supplier"].needs_position else None)
-        row = tw.step(store_orders, wh_order, production)
-        self._last_store_orders = row[:, : self.N, :, F["order_placed"]]
-        self._last_wh_order = row[:, self.N, :, F["order_placed"]]
-        r = reconciliation.rewards(row, self.cost_scale, self.team_weight)[0]  # (M, K)
-        flat = np.concatenate([r[: self.N].reshape(-1), r[self.N], r[self.N + 1]])
+        N, K = self.N, self.K
+        so = np.fromiter((action_dict.get(a, 0) for a in self.store_ids), np.int64, N * K)
+        wo = np.fromiter((action_dict.get(a, 0) for a in self.wh_ids), np.int64, K)
+        pa = np.fromiter((action_dict.get(a, 0) for a in self.sup_ids), np.int64, K)
+        obs, r = self.chain.step(so.reshape(1, N, K), wo.reshape(1, K), pa.reshape(1, K))
+        flat = np.concatenate([r[0, :N].reshape(-1), r[0, N], r[0, N + 1]])
         rewards = dict(zip(self.possible_agents, flat.tolist()))
-        done = tw.done
-        obs = self._observations()
+        done = self.chain.done
         terminateds = {"__all__": done}
         truncateds = {"__all__": False}
-        infos = self._final_infos() if done else {}
-        return obs, rewards, terminateds, truncateds, infos
+        infos = self.chain.final_infos()[0] if done else {}
+        return self._agent_dict(obs), rewards, terminateds, truncateds, infos
 
-    # --------------------------------------------------------------------- observations
-    def _observations(self) -> dict:
-        obs = self.observe(self.twin, self._last_store_orders, self._last_wh_order)
+    def _agent_dict(self, obs) -> dict:
+        """Replica 0 of the chain's observation arrays, keyed by agent id."""
         out = dict(zip(self.store_ids, obs["store"][0].reshape(self.N * self.K, -1)))
         out.update(zip(self.wh_ids, obs["warehouse"][0]))
         out.update(zip(self.sup_ids, obs["supplier"][0]))
@@ -225,20 +206,80 @@ class HMARLEnv(MultiAgentEnv):
     # ------------------------------------------------------------------------ KPIs out
     def episode_ledger(self) -> np.ndarray:
         """The scored part of this episode's ledger, (T, 1, M, K, F)."""
+        return self.chain.episode_ledger()
+
+
+class ChainDynamics:
+    """What the env does, for a batch of B replicas at once, in arrays: reset to demand seeds
+    (and play the warm-up days with the baseline), decode actions into orders, step the twin,
+    compute rewards, build observations, and the episode's KPIs at the end.
+
+    :class:`HMARLEnv` is this with B = 1 behind RLlib's dict API; the batched sampler of
+    :mod:`hmarl_rllib.runner` uses it with one replica per episode.
+    """
+
+    def __init__(self, scenario: Scenario, baseline: ChainPolicy):
+        self.scenario = sc = scenario
+        self.baseline = baseline
+        self.codecs = codecs(sc, baseline)
+        self.twin = SupplyChainTwin(sc, record=True)
+        self.N, self.K = self.twin.n_stores, self.twin.n_skus
+        self.store_ids, self.wh_ids, self.sup_ids = agent_ids(sc)
+        self.observe = ObservationBuilder(sc)
+        self.cost_scale, self.team_weight = sc.reward.cost_scale, sc.reward.team_weight
+
+    @property
+    def done(self) -> bool:
+        return self.twin.done
+
+    def reset(self, seeds) -> dict:
+        """One replica per demand seed; returns the first observations (see :meth:`observations`)."""
+        tw = self.twin
+        tw.reset(seeds)
+        while tw.day < self.scenario.warmup_days:
+            tw.step(*self.baseline.orders(tw))
+        B = tw.batch
+        self._last_store_orders = np.zeros((B, self.N, self.K))
+        self._last_wh_order = np.zeros((B, self.K))
+        return self.observations()
+
+    def step(self, store_actions, wh_actions, sup_actions) -> tuple[dict, np.ndarray]:
+        """Integer actions (B, N, K), (B, K), (B, K) → (observations, rewards (B, N+2, K))."""
+        tw, c = self.twin, self.codecs
+        store_orders = c["store"].decode(store_actions, tw.store_position() if c["store"].needs_position else None)
+        wh_order = c["warehouse"].decode(wh_actions, tw.warehouse_position() if c["warehouse"].needs_position else None)
+        production = c["supplier"].decode(sup_actions, tw.supplier_position() if c["supplier"].needs_position else None)
+        row = tw.step(store_orders, wh_order, production)
+        self._last_store_orders = row[:, : self.N, :, F["order_placed"]]
+        self._last_wh_order = row[:, self.N, :, F["order_placed"]]
+        return self.observations(), reconciliation.rewards(row, self.cost_scale, self.team_weight)
+
+    def observations(self) -> dict:
+        """``{"store": (B, N, K, n_s), "warehouse": (B, K, n_w), "supplier": (B, K, n_p)}``."""
+        return self.observe(self.twin, self._last_store_orders, self._last_wh_order)
+
+    def episode_ledger(self) -> np.ndarray:
+        """The scored part of the episodes' ledger, (T, B, M, K, F)."""
         return self.twin.ledger[self.scenario.warmup_days: self.twin.day]
 
-    def _final_infos(self) -> dict:
-        """Episode KPIs per agent (its own node and SKU) and for the chain."""
+    def final_infos(self) -> list[dict]:
+        """Per replica: every agent's episode KPIs (its own node and SKU, ``kpi``) and the
+        chain's (``chain``, with ``episode_seed``)."""
         led = self.episode_ledger()
-        chain = {k: float(v[0]) for k, v in reconciliation.chain_kpis(led, self.N).items()}
-        chain["episode_seed"] = self.episode_seed
-        infos = {}
-        for k in range(self.K):
-            nodes = reconciliation.node_kpis(led[..., k:k + 1, :])  # (1, M) per KPI
-            ids = [self.store_ids[i * self.K + k] for i in range(self.N)] + [self.wh_ids[k], self.sup_ids[k]]
-            for m, aid in enumerate(ids):
-                infos[aid] = {"kpi": {name: float(v[0, m]) for name, v in nodes.items()}, "chain": chain}
-        return infos
+        N, K = self.N, self.K
+        chain = reconciliation.chain_kpis(led, N)
+        per_sku = [reconciliation.node_kpis(led[..., k:k + 1, :]) for k in range(K)]  # (B, M) per KPI
+        out = []
+        for b in range(self.twin.batch):
+            ch = {k: float(v[b]) for k, v in chain.items()}
+            ch["episode_seed"] = int(self.twin.seeds[b])
+            infos = {}
+            for k, nodes in enumerate(per_sku):
+                ids = [self.store_ids[i * K + k] for i in range(N)] + [self.wh_ids[k], self.sup_ids[k]]
+                for m, aid in enumerate(ids):
+                    infos[aid] = {"kpi": {name: float(v[b, m]) for name, v in nodes.items()}, "chain": ch}
+            out.append(infos)
+        return out
 
 
 class ObservationBuilder:
