@@ -174,6 +174,7 @@ def build_algo_config(scenario: Scenario, settings: TrainingSettings | None = No
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
     from hmarl_rllib import env as hmarl_env
+    from hmarl_rllib.learner import FastPPOTorchLearner
     from hmarl_rllib.runner import FastMultiAgentEnvRunner
     from hmarl_rllib.simulate import eval_seeds
 
@@ -208,7 +209,8 @@ def build_algo_config(scenario: Scenario, settings: TrainingSettings | None = No
                      policy_mapping_fn=partial(module_for_agent, learn=s.learners),
                      policies_to_train=list(learned))
         .rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs={**learned, **scripted}))
-        .training(**{arg: getattr(s, "lambda_" if key == "lambda" else key) for key, arg in PPO_KEYS.items()})
+        .training(learner_class=FastPPOTorchLearner,  # RLlib's PPO updates, less overhead (learner.py)
+                  **{arg: getattr(s, "lambda_" if key == "lambda" else key) for key, arg in PPO_KEYS.items()})
         # Evaluation: the algorithm's own process, one env, greedy actions, and the same
         # held-out seeds every time (the env cycles through episode_seeds in order).
         .evaluation(evaluation_interval=s.evaluation_interval, evaluation_duration=s.evaluation_episodes,
