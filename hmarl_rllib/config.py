@@ -9,6 +9,8 @@ Unknown keys are refused (a typo must never become a silent default).
 """
 from __future__ import annotations
 
+import re
+
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -65,6 +67,14 @@ class SKU(_Strict):
     stockout_penalty: NonNegativeFloat = 5.0
     backorder_cost: NonNegativeFloat = 1.0
     ordering_cost: OrderingCosts = OrderingCosts()
+
+    @field_validator("name")
+    @classmethod
+    def _file_safe(cls, v):
+        # agent ids are "<store>:<sku>" and checkpoint folders are named after module ids
+        if not re.fullmatch(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*", v):
+            raise ValueError("use letters, digits, '_', '-' and inner '.' only (it names agents and checkpoint folders)")
+        return v
 
 
 # ------------------------------------------------------------------------------------- demand

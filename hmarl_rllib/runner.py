@@ -47,6 +47,7 @@ from ray.rllib.utils.metrics import (
     NUM_EPISODES_LIFETIME,
     NUM_MODULE_STEPS_SAMPLED,
     NUM_MODULE_STEPS_SAMPLED_LIFETIME,
+    WEIGHTS_SEQ_NO,
 )
 
 
@@ -200,7 +201,8 @@ class _BatchedSampler:
             obs_hist[t].append(last)
         infos = chain.final_infos()
         rewards = np.stack(rew_hist, axis=1)  # (B, T, agents)
-        episodes = [self._episode(b, obs_hist, act_hist, logp_hist, dist_hist, rewards[b], infos[b])
+        seq_no = runner._weights_seq_no
+        episodes = [self._episode(b, obs_hist, act_hist, logp_hist, dist_hist, rewards[b], infos[b], seq_no)
                     for b in range(B)]
         self._finish(runner, episodes)
         return episodes
@@ -211,7 +213,7 @@ class _BatchedSampler:
             cols.setdefault(self.agent_module[aid], []).append(j)
         return cols
 
-    def _episode(self, b, obs_hist, act_hist, logp_hist, dist_hist, rewards, infos):
+    def _episode(self, b, obs_hist, act_hist, logp_hist, dist_hist, rewards, infos, seq_no):
         """One finished episode (replica ``b``) from the per-day arrays, through
         :class:`MultiAgentEpisode`'s own constructor (lists of per-step agent dicts)."""
         T = self.episode_steps
@@ -227,8 +229,10 @@ class _BatchedSampler:
             if day == T:
                 break
             actions.append({aid: a[day][i] for ids, _, a, _, _ in per_type for i, aid in enumerate(ids)})
-            extra.append({aid: ({Columns.ACTION_LOGP: lp[day][i], Columns.ACTION_DIST_INPUTS: d[day][i]}
-                                if lp is not None else {})
+            # learned agents only, as on RLlib's path (the weights' version feeds the learner's
+            # off-policyness metric)
+            extra.append({aid: ({Columns.ACTION_LOGP: lp[day][i], Columns.ACTION_DIST_INPUTS: d[day][i],
+                                 WEIGHTS_SEQ_NO: seq_no} if lp is not None else {})
                           for ids, _, _, lp, d in per_type for i, aid in enumerate(ids)})
         rew = [dict(zip(self.agents, row)) for row in rewards.tolist()]
         done = {aid: True for aid in self.agents}

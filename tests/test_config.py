@@ -72,6 +72,8 @@ BAD = [
     ("order_up_to < reorder_point", {"rule_based": {"store": {"reorder_point": 700, "order_up_to": 300}}},
      "rule_based.store", "700"),
     ("duplicate SKU names", {"skus": [{"name": "A"}, {"name": "A"}]}, "skus", "'A', 'A'"),
+    ("SKU name with a colon", {"skus": [{"name": "A:1"}]}, "skus[0].name", "A:1"),
+    ("SKU name with a slash", {"skus": [{"name": "a/b"}]}, "skus[0].name", "a/b"),
     ("duplicate store names", {"stores": [{"name": "x"}, {"name": "x"}]}, "stores", "'x', 'x'"),
     ("per-SKU demand with unknown SKU", {"stores": {"demand": {"Z": {"mean": 3}}}}, "stores", "Z"),
     ("per-SKU inventory with unknown SKU", {"stores": {"initial_inventory": {"Z": 3}}}, "stores[0].initial_inventory", "'Z'"),

@@ -87,7 +87,7 @@ def test_scripted_modules_equal_heuristic_rich_obs_two_skus_corrections():
     scenario = parse_config(data)
     policy = initial_guess(scenario, "base_stock")
     specs = scripted_module_specs(scenario, policy)
-    assert set(specs) == {"warehouse_scripted:A", "warehouse_scripted:B", "supplier_scripted:A", "supplier_scripted:B"}
+    assert set(specs) == {"warehouse_scripted_A", "warehouse_scripted_B", "supplier_scripted_A", "supplier_scripted_B"}
     assert _check_modules_match(scenario, policy) > 0
     s_S = initial_guess(scenario, "s_S")
     assert _check_modules_match(scenario.model_copy(update={"actions": scenario.actions.model_copy(
@@ -113,7 +113,7 @@ def test_policy_mapping():
     assert module_for_agent("store_2") == STORE_MODULE
     assert module_for_agent("store_2:B") == STORE_MODULE
     assert module_for_agent("warehouse") == "warehouse_scripted"
-    assert module_for_agent("warehouse:B", None) == "warehouse_scripted:B"
+    assert module_for_agent("warehouse:B", None) == "warehouse_scripted_B"
     assert module_for_agent("warehouse", phase2=True) == WAREHOUSE_MODULE
     assert module_for_agent("supplier", phase2=True) == "supplier_scripted"
     both = ("warehouse", "supplier")

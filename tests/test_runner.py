@@ -13,7 +13,14 @@ import pytest
 from hmarl_rllib.config import load_config
 from hmarl_rllib.env import HMARLEnv
 
-from conftest import DEFAULT_YAML
+from conftest import DEFAULT_YAML, WALKTHROUGH_YAML, scenario
+
+ALL = ["stores", "warehouse", "supplier"]
+# two SKUs (an agent per store and SKU, scripted modules per SKU), backorders, random lead
+# times and warm-up days: every branch of the env's dynamics
+TWO_SKUS = dict(episode_length=30, warmup_days=3, shortage="backorder", random_lead_times={"enabled": True},
+                skus=[{"name": "A"}, {"name": "B"}], observations={"mode": "rich"},
+                stores={"count": 2, "demand": {"A": {"mean": 60}, "B": {"mean": 20}}})
 
 
 @pytest.fixture
@@ -25,21 +32,29 @@ def local_ray():
     ray.shutdown()
 
 
-def _algo(learn, seed=None):
+def _algo(learn, seed=None, sc=None):
+    from hmarl_rllib.policies.heuristics import rule_based_policy
     from hmarl_rllib.training import build_algo_config
 
-    sc = load_config(DEFAULT_YAML)
-    config = build_algo_config(sc, num_env_runners=0, envs_per_runner=2, learn=learn, seed=seed, hidden=[16, 16],
-                               train_batch=90, minibatch=90, epochs=1)
+    sc = sc or load_config(DEFAULT_YAML)
+    baseline = None if sc.source_path else rule_based_policy(sc, "s_S")  # nothing to tune for a test scenario
+    config = build_algo_config(sc, baseline=baseline, num_env_runners=0, envs_per_runner=2, learn=learn, seed=seed,
+                               hidden=[16, 16], train_batch=90, minibatch=90, epochs=1)
     return config.build_algo(), config
 
 
-@pytest.mark.parametrize("learn", [["stores"], ["stores", "warehouse", "supplier"]])
-def test_batched_episodes_replay_exactly_in_the_env(local_ray, learn):
+@pytest.mark.parametrize("sc,learn", [
+    (None, ["stores"]),
+    (None, ALL),
+    (lambda: load_config(WALKTHROUGH_YAML), ["stores", "warehouse"]),
+    (lambda: scenario(**TWO_SKUS), ["stores"]),
+    (lambda: scenario(**TWO_SKUS), ALL),
+], ids=["default-stores", "default-all", "walkthrough-phase2", "2sku-backorder-stores", "2sku-backorder-all"])
+def test_batched_episodes_replay_exactly_in_the_env(local_ray, sc, learn):
     import torch
     from ray.rllib.core.columns import Columns
 
-    algo, config = _algo(learn)
+    algo, config = _algo(learn, sc=sc() if sc else None)
     try:
         runner = algo.env_runner
         episodes = runner.sample(num_timesteps=90)  # 3 whole 30-day episodes
@@ -80,9 +95,19 @@ def test_batched_episodes_replay_exactly_in_the_env(local_ray, learn):
                 got = sa.get_extra_model_outputs(Columns.ACTION_LOGP)
                 np.testing.assert_allclose(got, logp[np.arange(30), sa.get_actions()], rtol=1e-4, atol=1e-5)
         assert len(seeds) == 3  # three different demand paths
+        # the same columns, shapes and dtypes per agent as RLlib's own sampling path stores
+        runner._batched = False
+        theirs = runner.sample(num_timesteps=2 * 30)[0]
+        for aid, sa in theirs.agent_episodes.items():
+            ours = episodes[0].agent_episodes[aid]
+            assert {k: (v.data.dtype, v.data.shape) for k, v in ours.extra_model_outputs.items()} == \
+                {k: (v.data.dtype, v.data.shape) for k, v in sa.extra_model_outputs.items()}, aid
+            for col in ("observations", "actions", "rewards"):
+                a, b = getattr(ours, col).data, getattr(sa, col).data
+                assert (a.dtype, a.shape) == (b.dtype, b.shape), (aid, col)
         metrics = runner.get_metrics()
-        assert metrics["num_env_steps_sampled"].peek() == 90
-        assert metrics["num_episodes"].peek() == 3
+        assert metrics["num_env_steps_sampled"].peek() == 90 + 60
+        assert metrics["num_episodes"].peek() == 3 + 2
         assert np.isfinite(metrics["chain_cost"].peek())
     finally:
         algo.stop()
@@ -91,7 +116,7 @@ def test_batched_episodes_replay_exactly_in_the_env(local_ray, learn):
 def test_batched_sampling_is_seeded(local_ray):
     """With training.seed the sampled demand seeds and actions repeat; without it they differ."""
     def sample(seed):
-        algo, _ = _algo(["stores", "warehouse", "supplier"], seed=seed)
+        algo, _ = _algo(ALL, seed=seed)
         try:
             eps = algo.env_runner.sample(num_timesteps=60)
             return [(next(iter(ep.get_infos(-1).values()))["chain"]["episode_seed"],

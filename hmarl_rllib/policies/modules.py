@@ -81,11 +81,11 @@ class HeuristicModule(RLModule):
 
 # ----------------------------------------------------------------------- module ids / specs
 def scripted_module_id(agent_id: str) -> str:
-    """``warehouse`` → ``warehouse_scripted``; ``warehouse:A`` → ``warehouse_scripted:A``
+    """``warehouse`` → ``warehouse_scripted``; ``warehouse:A`` → ``warehouse_scripted_A``
     (one scripted module per SKU: the levels differ by SKU and the observation does not say
-    which SKU it is)."""
+    which SKU it is; RLlib refuses ``:`` in module ids, which name checkpoint folders)."""
     kind, _, sku = agent_id.partition(":")
-    return f"{kind}_scripted" + (f":{sku}" if sku else "")
+    return f"{kind}_scripted" + (f"_{sku}" if sku else "")
 
 
 def module_for_agent(agent_id, episode=None, *, phase2: bool = False, learn=("stores",), **kwargs) -> str:
