@@ -107,7 +107,7 @@ def cmd_tune_report(args) -> int:
 
 # -------------------------------------------------------------------------------- parser
 def register(sub) -> None:
-    t = sub.add_parser("train", help="train the store agents with PPO (Ray RLlib + Tune)")
+    t = sub.add_parser("train", help="train PPO agents: the stores, plus the echelons in training.learn (Ray RLlib + Tune)")
     t.add_argument("--config", required=True, help="scenario YAML with a training: section")
     t.add_argument("--name", help="experiment name: results under <storage>/<name>/ (default: scenario name)")
     t.add_argument("--storage", help="results root (default ./tune_results; give an absolute path on a cluster)")
