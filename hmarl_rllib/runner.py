@@ -11,7 +11,9 @@ actions as RLlib's ``GetActions`` connector does, and builds finished
 rewards, ``action_logp`` / ``action_dist_inputs`` and final infos as the env path, complete
 episodes only (episodes have a fixed length, so a request for n env steps plays
 ⌈n / episode_length⌉ episodes). ``on_episode_end`` callbacks and the episode metrics run as
-usual. Evaluation, greedy or random sampling, and envs other than ours take RLlib's own path.
+usual; ``on_episode_start`` / ``on_episode_step`` are not called (no day-by-day episode
+object exists). Evaluation, greedy or random sampling, fixed ``episode_seeds`` and envs other
+than ours take RLlib's own path.
 
 Two more costs of RLlib 2.60's ``MultiAgentEnvRunner._sample`` grow with the batch rather than with
 the work done:
