@@ -141,6 +141,13 @@ class _BatchedSampler:
         self.episode_steps = env.scenario.episode_length
         mapping = runner.config.policy_mapping_fn
         self.agent_module = {aid: mapping(aid, None) for aid in self.agents}
+        # per agent type: its agent ids (in the order of the type's observation array) and,
+        # per module, the columns of that array whose agents it acts for
+        self.groups = {"store": self.store_ids, "warehouse": self.wh_ids, "supplier": self.sup_ids}
+        self.columns = {t: {} for t in self.groups}
+        for t, ids in self.groups.items():
+            for j, aid in enumerate(ids):
+                self.columns[t].setdefault(self.agent_module[aid], []).append(j)
         self.obs_space, self.act_space = env.observation_spaces, env.action_spaces
         seed = runner.config.seed
         self.rng = np.random.default_rng(None if seed is None else [int(seed), int(runner.worker_index), 17])
@@ -164,9 +171,7 @@ class _BatchedSampler:
 
         chain, N, K, T = self.chain, self.N, self.K, self.episode_steps
         B = n_episodes
-        modules = runner.module
-        # per agent type: the (agent index within the type's array, agent id) pairs by module
-        groups = {"store": self.store_ids, "warehouse": self.wh_ids, "supplier": self.sup_ids}
+        modules, groups = runner.module, self.groups
         obs_hist = {t: [] for t in groups}
         act_hist = {t: [] for t in groups}
         logp_hist = {t: [] for t in groups}
@@ -177,12 +182,12 @@ class _BatchedSampler:
             flat = {"store": obs["store"].reshape(B, N * K, -1), "warehouse": obs["warehouse"],
                     "supplier": obs["supplier"]}
             acts = {}
-            for t, ids in groups.items():
+            for t in groups:
                 o = flat[t]  # (B, A, n_obs)
                 a = np.empty(o.shape[:2], np.int64)
                 lp = np.zeros(o.shape[:2], np.float32)
                 di = None
-                for mid, cols in self._columns(ids).items():
+                for mid, cols in self.columns[t].items():
                     x = np.ascontiguousarray(o[:, cols].reshape(-1, o.shape[-1]))
                     am, lpm, dm = self._act(modules[mid], x)
                     a[:, cols] = am.reshape(B, len(cols))
@@ -208,12 +213,6 @@ class _BatchedSampler:
                     for b in range(B)]
         self._finish(runner, episodes)
         return episodes
-
-    def _columns(self, ids) -> dict:
-        cols: dict = {}
-        for j, aid in enumerate(ids):
-            cols.setdefault(self.agent_module[aid], []).append(j)
-        return cols
 
     def _episode(self, b, obs_hist, act_hist, logp_hist, dist_hist, rewards, infos, seq_no):
         """One finished episode (replica ``b``) from the per-day arrays, through
