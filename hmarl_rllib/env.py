@@ -188,8 +188,7 @@ class HMARLEnv(MultiAgentEnv):
         wo = np.fromiter((action_dict.get(a, 0) for a in self.wh_ids), np.int64, K)
         pa = np.fromiter((action_dict.get(a, 0) for a in self.sup_ids), np.int64, K)
         obs, r = self.chain.step(so.reshape(1, N, K), wo.reshape(1, K), pa.reshape(1, K))
-        flat = np.concatenate([r[0, :N].reshape(-1), r[0, N], r[0, N + 1]])
-        rewards = dict(zip(self.possible_agents, flat.tolist()))
+        rewards = dict(zip(self.possible_agents, self.chain.agent_rewards(r)[0].tolist()))
         done = self.chain.done
         terminateds = {"__all__": done}
         truncateds = {"__all__": False}
@@ -253,6 +252,11 @@ class ChainDynamics:
         self._last_store_orders = row[:, : self.N, :, F["order_placed"]]
         self._last_wh_order = row[:, self.N, :, F["order_placed"]]
         return self.observations(), reconciliation.rewards(row, self.cost_scale, self.team_weight)
+
+    def agent_rewards(self, r: np.ndarray) -> np.ndarray:
+        """Rewards (B, N+2, K) as (B, agents), in the env's agent order (stores, warehouse, supplier)."""
+        B, N = r.shape[0], self.N
+        return np.concatenate([r[:, :N].reshape(B, -1), r[:, N], r[:, N + 1]], axis=1)
 
     def observations(self) -> dict:
         """``{"store": (B, N, K, n_s), "warehouse": (B, K, n_w), "supplier": (B, K, n_p)}``."""

@@ -202,7 +202,7 @@ class _BatchedSampler:
                 dist_hist[t].append(di)
                 acts[t] = a
             obs, r = chain.step(acts["store"].reshape(B, N, K), acts["warehouse"], acts["supplier"])
-            rew_hist.append(np.concatenate([r[:, :N].reshape(B, N * K), r[:, N], r[:, N + 1]], axis=1))
+            rew_hist.append(chain.agent_rewards(r))
         for t in groups:
             last = obs[t].reshape(B, N * K, -1) if t == "store" else obs[t]
             obs_hist[t].append(last)
