@@ -7,12 +7,18 @@ perfect-information bound (:mod:`hmarl_rllib.bound`) is solved on the first
 ``bound_episodes`` of those traces (a MILP per trace takes seconds), and the gap is measured on
 exactly those traces.
 
-One more row is a **reference**, not a baseline: ``s_S_endgame``, the tuned (s, S) that stops
-ordering a tuned number of days before the episode ends
-(:class:`hmarl_rllib.policies.heuristics.EndgamePolicy`). The scenarios score a finite horizon
-and leftover stock is worth nothing, so part of what a learned policy (which observes the
-share of the episode left) can gain is this end-of-horizon run-down; the row shows how much of
-the learned policy's advantage a one-line rule gets too (``ratio_to_endgame``).
+Rows that are **references**, not baselines (the classic static rules the issue names):
+
+- ``s_S_endgame``: the tuned (s, S) that stops ordering a tuned number of days before the
+  episode ends (:class:`hmarl_rllib.policies.heuristics.EndgamePolicy`). The scenarios score a
+  finite horizon and leftover stock is worth nothing, so part of what a learned policy (which
+  observes the share of the episode left) can gain is this end-of-horizon run-down; the row
+  shows how much of the learned policy's advantage a one-line rule gets too
+  (``ratio_to_endgame``).
+- ``s_S_seasonal`` (only when the demand model's mean changes over the episode): the (s, S)
+  whose levels follow the demand model's season (:class:`~hmarl_rllib.policies.heuristics.Forecast`),
+  tuned on tuning seeds: what the demand model's forecast alone is worth
+  (``ratio_to_seasonal``). A learned policy trained with ``baseline: s_S_seasonal`` corrects it.
 """
 from __future__ import annotations
 
@@ -25,7 +31,8 @@ import numpy as np
 from hmarl_rllib import reconciliation, report, simulate
 from hmarl_rllib.policies.heuristics import POLICIES
 
-ENDGAME = "s_S_endgame"  # the reference row (not a baseline)
+ENDGAME = "s_S_endgame"  # reference rows (not baselines)
+SEASONAL = "s_S_seasonal"
 BASELINE_NAMES = {"base_stock": "base_stock", "s_S": "s_S", "echelon_base_stock": "echelon_base_stock"}
 
 
@@ -35,6 +42,14 @@ def _bound_chunk(args):
     from hmarl_rllib.bound import perfect_information_bound
 
     return perfect_information_bound(scenario, seeds, time_limit=time_limit, with_status=True)
+
+
+def has_season(scenario) -> bool:
+    """True when the demand model's mean changes over the episode (a seasonal rule differs)."""
+    from hmarl_rllib.twin.demand import mean_path
+
+    mp = mean_path(scenario, scenario.warmup_days + scenario.episode_length)
+    return bool(np.ptp(mp, axis=0).max() > 1e-9 * max(1.0, float(mp.max())))
 
 
 def bound_costs(scenario, seeds, workers: int = 2, time_limit: float = 20.0, progress=None):
@@ -87,6 +102,12 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
         progress("s_S_endgame (reference): tuning the stop days")
     endgame = tune_endgame(scenario, tuned["s_S"])
     run(ENDGAME, endgame.orders)
+    seasonal = None
+    if has_season(scenario):
+        seasonal = tuned_policy(scenario, SEASONAL, progress=progress)
+        if progress:
+            progress(f"{SEASONAL} (reference): {episodes} episodes")
+        run(SEASONAL, seasonal.orders)
     result = {
         "scenario": scenario.name,
         "checkpoint": None if checkpoint is None else str(checkpoint),
@@ -99,6 +120,7 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
         "reference": {ENDGAME: {"stop_days": dict(zip(("store", "warehouse", "supplier"), endgame.stop_days))}},
         "ratio_to_best_baseline": None,
         "ratio_to_endgame": None,
+        "ratio_to_seasonal": None,
         "gap_to_bound": None,
         "ci_overlap": None,
     }
@@ -108,6 +130,10 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
         result["ratio_to_best_baseline"] = summaries["learned"]["cost_mean"] / summaries[best]["cost_mean"]
         result["ci_overlap"] = bool(hi >= blo and bhi >= lo)
         result["ratio_to_endgame"] = summaries["learned"]["cost_mean"] / summaries[ENDGAME]["cost_mean"]
+        if seasonal is not None:
+            result["ratio_to_seasonal"] = summaries["learned"]["cost_mean"] / summaries[SEASONAL]["cost_mean"]
+    if seasonal is not None:
+        result["reference"][SEASONAL] = {"forecast_windows": {e: list(w) for e, w in seasonal.forecast.windows.items()}}
     if bound_episodes > 0:
         n = min(bound_episodes, episodes)
         if progress:
@@ -135,7 +161,7 @@ def format_benchmark(result: dict) -> str:
     for name, s in pol.items():
         lo, hi = s["cost_ci95"]
         gap = f"{100 * gaps[name]:+.1f}%" if name in gaps else "-"
-        label = name + (" (ref.)" if name == ENDGAME else "")
+        label = name + (" (ref.)" if name in (ENDGAME, SEASONAL) else "")
         lines.append(f"{label:<20}{s['cost_mean']:>12,.1f}{f'[{lo:,.1f}, {hi:,.1f}]':>24}"
                      f"{100 * s['fill_rate_mean']:>10.2f}%{100 * s['service_level_mean']:>9.2f}%"
                      f"{s['holding_cost_mean']:>10,.1f}{s['stockout_cost_mean']:>10,.1f}{s['ordering_cost_mean']:>10,.1f}"
@@ -154,10 +180,15 @@ def format_benchmark(result: dict) -> str:
         lines.append(f"{ENDGAME} (reference, not a baseline): the tuned (s, S) that stops ordering"
                      f" {ref['stop_days']['store']}/{ref['stop_days']['warehouse']}/{ref['stop_days']['supplier']}"
                      " days before the end (store/warehouse/supplier): what knowing the horizon alone is worth")
+    if SEASONAL in (result.get("reference") or {}):
+        lines.append(f"{SEASONAL} (reference, not a baseline): the tuned (s, S) with levels that follow"
+                     " the demand model's season: what the model's forecast alone is worth")
     if result["ratio_to_best_baseline"] is not None:
         lines.append(f"learned / best baseline: {result['ratio_to_best_baseline']:.4f}"
                      f" (95% CIs {'overlap' if result['ci_overlap'] else 'do not overlap'});"
-                     f" learned / {ENDGAME}: {result['ratio_to_endgame']:.4f}")
+                     f" learned / {ENDGAME}: {result['ratio_to_endgame']:.4f}"
+                     + ("" if result.get("ratio_to_seasonal") is None else
+                        f"; learned / {SEASONAL}: {result['ratio_to_seasonal']:.4f}"))
     if result["gap_to_bound"] is not None:
         lines.append(f"learned gap to bound: {100 * result['gap_to_bound']:+.1f}%")
     return "\n".join(lines)

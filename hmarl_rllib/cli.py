@@ -12,7 +12,7 @@ import sys
 
 from hmarl_rllib.errors import InputError
 
-POLICY_CHOICES = ("base_stock", "s_S", "echelon_base_stock")
+POLICY_CHOICES = ("base_stock", "s_S", "echelon_base_stock", "base_stock_seasonal", "s_S_seasonal")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,10 +38,20 @@ def _progress(args):
 
 
 # ------------------------------------------------------------------------------ commands
+def _rule_based(scenario, name: str):
+    """The config's rule_based levels as policy ``name`` (an echelon policy gets the base-stock
+    levels; a ``*_seasonal`` one follows the season)."""
+    from hmarl_rllib.policies.heuristics import Forecast, rule_based_policy
+    from hmarl_rllib.policies.tuning import split_name
+
+    kind, seasonal = split_name(name)
+    policy = rule_based_policy(scenario, "s_S" if kind == "s_S" else "base_stock")
+    return policy.with_(forecast=Forecast.build(scenario)) if seasonal else policy
+
+
 def cmd_simulate(args) -> int:
     from hmarl_rllib import report, simulate
     from hmarl_rllib.config import load_config
-    from hmarl_rllib.policies.heuristics import rule_based_policy
     from hmarl_rllib.policies.tuning import load_policy, tuned_policy
     from hmarl_rllib.twin import write_ledger
 
@@ -53,12 +63,12 @@ def cmd_simulate(args) -> int:
         order_fn = simulate.random_policy(scenario, seed=int(seeds[0]))
     elif args.params:
         policy = load_policy(args.params, scenario)
-        if policy.kind != args.policy:
-            raise InputError(f"--params {args.params}: holds a {policy.kind} policy but --policy is {args.policy};"
+        if policy.name != args.policy:
+            raise InputError(f"--params {args.params}: holds a {policy.name} policy but --policy is {args.policy};"
                              " pass matching ones")
         order_fn = policy.orders
     elif args.rule_based:
-        order_fn = rule_based_policy(scenario, "s_S" if args.policy == "s_S" else "base_stock").orders
+        order_fn = _rule_based(scenario, args.policy).orders
     else:
         order_fn = tuned_policy(scenario, args.policy, progress=_progress(args)).orders
     summary, twin = simulate.evaluate(scenario, order_fn, seeds)
@@ -82,7 +92,6 @@ def cmd_simulate(args) -> int:
 def cmd_baseline(args) -> int:
     from hmarl_rllib import report, simulate
     from hmarl_rllib.config import load_config
-    from hmarl_rllib.policies.heuristics import rule_based_policy
     from hmarl_rllib.policies.tuning import params_path, policy_to_dict, save_policy, scenario_fingerprint, tune_policy
 
     scenario = load_config(args.config)
@@ -92,7 +101,7 @@ def cmd_baseline(args) -> int:
         out = args.out or params_path(scenario, args.policy)
         save_policy(policy, scenario, out)
     else:
-        policy = rule_based_policy(scenario, "s_S" if args.policy == "s_S" else "base_stock")
+        policy = _rule_based(scenario, args.policy)
         out = None
     summary, _ = simulate.evaluate(scenario, policy.orders, simulate.eval_seeds(args.episodes))
     if args.json:

@@ -245,9 +245,10 @@ class ChainDynamics:
     def step(self, store_actions, wh_actions, sup_actions) -> tuple[dict, np.ndarray]:
         """Integer actions (B, N, K), (B, K), (B, K) → (observations, rewards (B, N+2, K))."""
         tw, c = self.twin, self.codecs
-        store_orders = c["store"].decode(store_actions, tw.store_position() if c["store"].needs_position else None)
-        wh_order = c["warehouse"].decode(wh_actions, tw.warehouse_position() if c["warehouse"].needs_position else None)
-        production = c["supplier"].decode(sup_actions, tw.supplier_position() if c["supplier"].needs_position else None)
+        d = tw.day
+        store_orders = c["store"].decode(store_actions, tw.store_position() if c["store"].needs_position else None, d)
+        wh_order = c["warehouse"].decode(wh_actions, tw.warehouse_position() if c["warehouse"].needs_position else None, d)
+        production = c["supplier"].decode(sup_actions, tw.supplier_position() if c["supplier"].needs_position else None, d)
         row = tw.step(store_orders, wh_order, production)
         self._last_store_orders = row[:, : self.N, :, F["order_placed"]]
         self._last_wh_order = row[:, self.N, :, F["order_placed"]]

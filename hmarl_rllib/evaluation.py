@@ -196,9 +196,10 @@ def greedy_orders(trained: TrainedPolicy):
         so = obs["store"]
         a_store = module_actions(mods[STORE_MODULE], so.reshape(-1, so.shape[-1])).reshape(B, N, K)
         a_wh, a_sup = per_sku(obs["warehouse"], wh_ids), per_sku(obs["supplier"], sup_ids)
-        return (cods["store"].decode(a_store, twin.store_position()),
-                cods["warehouse"].decode(a_wh, twin.warehouse_position()),
-                cods["supplier"].decode(a_sup, twin.supplier_position()))
+        d = twin.day
+        return (cods["store"].decode(a_store, twin.store_position(), d),
+                cods["warehouse"].decode(a_wh, twin.warehouse_position(), d),
+                cods["supplier"].decode(a_sup, twin.supplier_position(), d))
 
     return orders
 
@@ -217,9 +218,11 @@ def evaluate_trained_policy(checkpoint, episodes: int = 100, seed: int | None = 
     runs = {"learned": simulate.evaluate(sc, greedy_orders(trained), seeds, warmup_fn=warm)}
     for kind in baselines:
         # the baseline the warehouse and supplier ran with in training; the others tuned (cached)
-        same = kind == trained.baseline.kind and trained.config_source == "checkpoint"
+        same = kind == trained.baseline.name and trained.config_source == "checkpoint"
         policy = trained.baseline if same else _tuned(sc, kind, progress)
         runs[kind] = simulate.evaluate(sc, policy.orders, seeds)
+    if trained.baseline.name not in runs:  # a seasonal rule the training corrected: shown beside them
+        runs[trained.baseline.name] = simulate.evaluate(sc, trained.baseline.orders, seeds)
     result = {"checkpoint": str(trained.checkpoint), "scenario": sc.name, "config": trained.config_source,
               "episodes": int(episodes), "seeds": [int(seeds[0]), int(seeds[-1])],
               "policies": {name: summary for name, (summary, _) in runs.items()}}

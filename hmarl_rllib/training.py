@@ -60,7 +60,9 @@ class TrainingSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    baseline: Literal["s_S", "base_stock", "auto"] = "s_S"  # warehouse/supplier policy; auto = cheaper
+    # the rule the warehouse/supplier follow and corrections correct; auto = the cheaper static
+    # one; *_seasonal: levels that follow the demand model's season (heuristics.Forecast)
+    baseline: Literal["s_S", "base_stock", "s_S_seasonal", "base_stock_seasonal", "auto"] = "s_S"
     phase2: bool = False  # the warehouse learns too (its own PPO module); = learn: [stores, warehouse]
     # who learns: the stores always (shared store_policy); the warehouse and the supplier each
     # get their own PPO module when listed, else they run the scripted baseline

@@ -2,15 +2,19 @@
 decisions, tuned levels that beat the config's rule-based ones on held-out seeds."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy.stats import poisson
 
 from hmarl_rllib import reconciliation, simulate
 from hmarl_rllib.errors import ConfigError
-from hmarl_rllib.policies.heuristics import (ChainPolicy, base_stock_order, initial_guess, rule_based_policy,
-                                             s_S_order)
-from hmarl_rllib.policies.tuning import load_policy, save_policy, tune_policy
+from hmarl_rllib.config import load_config
+from hmarl_rllib.policies.heuristics import (ChainPolicy, Forecast, base_stock_order, initial_guess,
+                                             rule_based_policy, s_S_order)
+from hmarl_rllib.policies.tuning import load_policy, params_path, save_policy, scenario_fingerprint, tune_policy
+from hmarl_rllib.twin import SupplyChainTwin
 from hmarl_rllib.twin.network import F
 
 from conftest import scenario
@@ -203,3 +207,80 @@ def test_tuned_endgame_is_never_worse_than_its_base_on_tuning_seeds(default_scen
     assert eg.meta["tuning_cost_mean"] == pytest.approx(simulate.chain_cost(sc, eg.orders, seeds).mean())
     assert eg.meta["tuning_cost_mean"] <= base
     assert all(0 <= d <= sc.episode_length for d in eg.stop_days)
+
+
+# ------------------------------------------------------------------------ seasonal levels
+SEASONAL_YAML = Path(__file__).resolve().parents[1] / "configs" / "seasonal.yaml"
+
+
+def test_forecast_is_the_demand_models_mean_over_each_window():
+    from hmarl_rllib.twin.demand import mean_path
+
+    sc = load_config(SEASONAL_YAML)
+    T = sc.episode_length
+    f = Forecast.build(sc, {"store": (0, 1), "warehouse": (2, 3), "supplier": (0, 5)})
+    mp = mean_path(sc, T + 10)
+    np.testing.assert_allclose(f.store, mp[:T] / mp[:T].mean(axis=0))
+    tot = mp.sum(axis=1)
+    np.testing.assert_allclose(f.warehouse[4], tot[6:9].mean(axis=0) / tot[:T].mean(axis=0))
+    np.testing.assert_allclose(f.supplier[T - 1], tot[T - 1:T + 4].mean(axis=0) / tot[:T].mean(axis=0))
+    default = Forecast.build(sc)  # the season climbs over the episode: so do the levels
+    assert default.warehouse[-1, 0] > 1.5 * default.warehouse[0, 0]
+    flat = Forecast.build(scenario(stores={"count": 2, "demand": {"mean": 30}}))  # stationary: no change
+    np.testing.assert_allclose(flat.store, 1.0)
+    np.testing.assert_allclose(flat.supplier, 1.0)
+
+
+def test_seasonal_policy_scales_every_level_by_the_days_forecast():
+    sc = load_config(SEASONAL_YAML)
+    base = initial_guess(sc, "s_S")
+    pol = base.with_(forecast=Forecast.build(sc))
+    twin = SupplyChainTwin(sc)
+    twin.reset([1, 2])
+    for _ in range(40):
+        twin.step(*pol.orders(twin))
+    fs, fw, fp = pol.forecast.at(twin.day)
+    so, wo, pr = pol.orders(twin)
+    np.testing.assert_array_equal(so, s_S_order(twin.store_position(), base.store_s * fs, base.store_S * fs))
+    np.testing.assert_array_equal(wo, s_S_order(twin.warehouse_position(), base.warehouse_s * fw, base.warehouse_S * fw))
+    np.testing.assert_array_equal(pr, s_S_order(twin.supplier_position(), base.supplier_s * fp, base.supplier_S * fp))
+
+
+def test_seasonal_params_round_trip_and_bad_windows(tmp_path):
+    sc = load_config(SEASONAL_YAML)
+    pol = initial_guess(sc, "s_S").with_(forecast=Forecast.build(sc, {"store": (1, 7), "warehouse": (2, 9),
+                                                                      "supplier": (6, 16)}))
+    path = tmp_path / "s.yaml"
+    save_policy(pol, sc, path)
+    back = load_policy(path, sc)
+    assert back.name == "s_S_seasonal" and back.forecast.windows == pol.forecast.windows
+    np.testing.assert_allclose(back.forecast.store, pol.forecast.store)
+    import yaml
+
+    d = yaml.safe_load(path.read_text())
+    d["forecast_windows"]["warehouse"] = [2, 0]
+    path.write_text(yaml.safe_dump(d))
+    with pytest.raises(ConfigError, match="forecast_windows must map store, warehouse and supplier"):
+        load_policy(path, sc)
+    with pytest.raises(ConfigError, match="unknown policy; choose one of .*s_S_seasonal"):
+        tune_policy(sc, "sS_seasonal")
+
+
+def test_seasonal_tuning_searches_both_levels_and_beats_the_static_rule(tmp_path):
+    """60 days on the rising half of a strong yearly swing (demand climbs 2.3×): the tuned
+    seasonal (s, S) (s and S searched with the season applied) beats the tuned static one on
+    held-out seeds (by about 5%)."""
+    sc = scenario(episode_length=60, stores={"count": 2, "demand": {"model": "poisson", "mean": 40,
+                                                                  "yearly_amplitude": 0.8, "yearly_peak_day": 120}},
+                  source_path=str(tmp_path / "s.yaml"))
+    static = tune_policy(sc, "s_S", n_seeds=32, rounds=2)
+    (tmp_path / "baselines").mkdir()
+    save_policy(static.with_(meta={**static.meta, "fingerprint": scenario_fingerprint(sc)}), sc,
+                params_path(sc, "s_S"))
+    seasonal = tune_policy(sc, "s_S_seasonal", n_seeds=32)
+    assert seasonal.name == "s_S_seasonal"
+    assert not np.allclose(seasonal.store_s, static.store_s)  # reorder points searched too
+    assert not np.allclose(seasonal.warehouse_S, static.warehouse_S)
+    seeds = simulate.eval_seeds(64)
+    ratio = simulate.chain_cost(sc, seasonal.orders, seeds).mean() / simulate.chain_cost(sc, static.orders, seeds).mean()
+    assert ratio < 0.98

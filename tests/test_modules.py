@@ -10,7 +10,7 @@ from hmarl_rllib.config import load_config, parse_config
 from hmarl_rllib.env import ObservationBuilder, agent_ids
 from hmarl_rllib.errors import ConfigError
 from hmarl_rllib.policies.actions import codecs
-from hmarl_rllib.policies.heuristics import initial_guess, rule_based_policy
+from hmarl_rllib.policies.heuristics import Forecast, initial_guess, rule_based_policy
 from hmarl_rllib.policies.modules import (
     STORE_MODULE,
     SUPPLIER_MODULE,
@@ -24,6 +24,7 @@ from hmarl_rllib.twin import SupplyChainTwin
 from hmarl_rllib.twin.network import F
 
 DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+SEASONAL = DEFAULT.with_name("seasonal.yaml")
 
 
 def _trajectory_states(scenario, policy, seeds, days=None):
@@ -51,15 +52,17 @@ def _check_modules_match(scenario, policy, seeds=range(16)):
     for twin, last_s, last_w in _trajectory_states(scenario, policy, list(seeds)):
         obs = builder(twin, last_s, last_w)
         _, wo, pr = policy.orders(twin)
-        want_w = cods["warehouse"].encode(wo, twin.warehouse_position())
-        want_p = cods["supplier"].encode(pr, twin.supplier_position())
-        for kind, ids, want in (("warehouse", wh_ids, want_w), ("supplier", sup_ids, want_p)):
+        for kind, ids, order, pos in (("warehouse", wh_ids, wo, twin.warehouse_position()),
+                                      ("supplier", sup_ids, pr, twin.supplier_position())):
+            # what the env would order for the module's action: the nearest the action set gets to the rule
+            want = cods[kind].decode(cods[kind].encode(order, pos, twin.day), pos, twin.day)
+            acts = np.empty(pos.shape, np.int64)
             for k, aid in enumerate(ids):
                 out = modules[scripted_module_id(aid)].forward_inference({Columns.OBS: torch.from_numpy(obs[kind][:, k])})
-                got = out[Columns.ACTIONS]
-                assert isinstance(got, torch.Tensor)
-                np.testing.assert_array_equal(got.numpy(), want[:, k], err_msg=f"{aid} day {twin.day}")
+                assert isinstance(out[Columns.ACTIONS], torch.Tensor)
+                acts[:, k] = out[Columns.ACTIONS].numpy()
                 checked += 1
+            np.testing.assert_array_equal(cods[kind].decode(acts, pos, twin.day), want, err_msg=f"{kind} day {twin.day}")
     return checked
 
 
@@ -92,6 +95,28 @@ def test_scripted_modules_equal_heuristic_rich_obs_two_skus_corrections():
     s_S = initial_guess(scenario, "s_S")
     assert _check_modules_match(scenario.model_copy(update={"actions": scenario.actions.model_copy(
         update={"warehouse": scenario.actions.supplier})}), s_S) > 0
+
+
+def test_scripted_modules_follow_a_seasonal_baseline():
+    """configs/seasonal.yaml with an (s, S) whose levels follow the season: the scripted
+    modules' actions decode, on each day, into exactly that day's seasonal order."""
+    scenario = load_config(SEASONAL)
+    base = initial_guess(scenario, "s_S")
+    policy = base.with_(forecast=Forecast.build(scenario))
+    assert policy.name == "s_S_seasonal"
+    assert _check_modules_match(scenario, policy, seeds=range(8)) > 0
+    differs = False  # the season matters here: some day's seasonal order differs from the static one
+    for twin, _, _ in _trajectory_states(scenario, policy, list(range(8))):
+        differs |= not np.array_equal(policy.orders(twin)[1], base.orders(twin)[1])
+    assert differs
+
+
+def test_seasonal_baseline_needs_correction_actions_for_scripted_echelons():
+    scenario = parse_config({"observations": {"mode": "rich"}})  # walkthrough quantities
+    policy = rule_based_policy(scenario, "s_S").with_(forecast=Forecast.build(scenario))
+    with pytest.raises(ConfigError, match="actions.warehouse.mode: baseline_correction"):
+        scripted_module_specs(scenario, policy)
+    scripted_module_specs(scenario, policy, types=())  # both learn: nothing scripted, accepted
 
 
 def test_scripted_module_orders_something_and_refuses_training():

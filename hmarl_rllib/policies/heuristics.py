@@ -11,6 +11,10 @@ All act on the **inventory position** IP = on hand + in transit − backorders, 
   (Clark & Scarf 1960; Chen & Zheng 1994).
 
 The supplier's "order" is the production it starts.
+
+A policy may also **follow the season** (:class:`Forecast`): each day, every echelon's levels
+are multiplied by the demand model's mean demand over that echelon's coming window, relative to
+the episode's mean (a forecast from the scenario's demand model, never from realised demand).
 """
 from __future__ import annotations
 
@@ -19,6 +23,55 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 POLICIES = ("base_stock", "s_S", "echelon_base_stock")
+ECHELONS = ("store", "warehouse", "supplier")
+
+
+def forecast_windows(scenario) -> dict[str, tuple[int, int]]:
+    """Each echelon's forecast window (offset, length) in days: with L the lead time from the
+    echelon to the shelf (store: its own; warehouse: + the warehouse's; supplier: + production),
+    the window starts L // 2 days ahead and spans L + 4 days, the demand its stock will serve.
+    (Chosen among a few such rules by simulation on tuning seeds of the seasonal scenario.)"""
+    ls = max(s.lead_time for s in scenario.store_list)
+    lw = ls + scenario.warehouse.lead_time
+    lp = lw + scenario.supplier.lead_time
+    return {e: (L // 2, L + 4) for e, L in zip(ECHELONS, (ls, lw, lp))}
+
+
+@dataclass
+class Forecast:
+    """Day-by-day multipliers of a policy's levels, from the demand model's mean path.
+
+    ``store[t]`` (N, K), ``warehouse[t]`` and ``supplier[t]`` (K,): the mean demand the echelon
+    faces over its window ``windows[echelon]`` = (offset, length) starting on day t, divided by
+    its mean over the scored days of the episode; 1 for a stationary model or a demand file.
+    """
+
+    windows: dict
+    store: np.ndarray  # (T, N, K)
+    warehouse: np.ndarray  # (T, K)
+    supplier: np.ndarray  # (T, K)
+
+    @classmethod
+    def build(cls, scenario, windows=None) -> "Forecast":
+        from hmarl_rllib.twin.demand import mean_path
+
+        windows = {e: (int(o), int(n)) for e, (o, n) in (windows or forecast_windows(scenario)).items()}
+        T, w = scenario.warmup_days + scenario.episode_length, scenario.warmup_days
+        mp = mean_path(scenario, T + max(o + n for o, n in windows.values()))  # (days, N, K)
+        out = {}
+        for e, arr in (("store", mp), ("warehouse", mp.sum(axis=1)), ("supplier", mp.sum(axis=1))):
+            off, n = windows[e]
+            cs = np.concatenate([np.zeros((1,) + arr.shape[1:]), np.cumsum(arr, axis=0)])
+            t = np.arange(T)
+            ahead = (cs[t + off + n] - cs[t + off]) / n
+            avg = arr[w:T].mean(axis=0)
+            out[e] = np.where(avg > 0, ahead / np.where(avg > 0, avg, 1.0), 1.0)
+        return cls(windows, out["store"], out["warehouse"], out["supplier"])
+
+    def at(self, day: int):
+        """The (store, warehouse, supplier) multipliers for ``day``."""
+        d = min(int(day), len(self.store) - 1)
+        return self.store[d], self.warehouse[d], self.supplier[d]
 
 
 @dataclass
@@ -38,6 +91,12 @@ class ChainPolicy:
     warehouse_s: np.ndarray | None = None  # [s_w]
     supplier_s: np.ndarray | None = None  # [s_p]
     meta: dict = field(default_factory=dict)
+    forecast: Forecast | None = None  # levels follow the season (see Forecast)
+
+    @property
+    def name(self) -> str:
+        """``kind``, with ``_seasonal`` when the levels follow the season."""
+        return self.kind + ("_seasonal" if self.forecast is not None else "")
 
     def __post_init__(self):
         if self.kind not in POLICIES:
@@ -53,19 +112,20 @@ class ChainPolicy:
     def orders(self, twin):
         """Today's orders (store (B,N,K), warehouse (B,K), production (B,K)) for the twin state."""
         store_ip = twin.store_position()
+        fs, fw, fp = (1.0, 1.0, 1.0) if self.forecast is None else self.forecast.at(twin.day)
         if self.kind == "s_S":
-            so = s_S_order(store_ip, self.store_s, self.store_S)
-            wo = s_S_order(twin.warehouse_position(), self.warehouse_s, self.warehouse_S)
-            pr = s_S_order(twin.supplier_position(), self.supplier_s, self.supplier_S)
+            so = s_S_order(store_ip, self.store_s * fs, self.store_S * fs)
+            wo = s_S_order(twin.warehouse_position(), self.warehouse_s * fw, self.warehouse_S * fw)
+            pr = s_S_order(twin.supplier_position(), self.supplier_s * fp, self.supplier_S * fp)
         elif self.kind == "base_stock":
-            so = base_stock_order(store_ip, self.store_S)
-            wo = base_stock_order(twin.warehouse_position(), self.warehouse_S)
-            pr = base_stock_order(twin.supplier_position(), self.supplier_S)
+            so = base_stock_order(store_ip, self.store_S * fs)
+            wo = base_stock_order(twin.warehouse_position(), self.warehouse_S * fw)
+            pr = base_stock_order(twin.supplier_position(), self.supplier_S * fp)
         else:
-            so = base_stock_order(store_ip, self.store_S)
+            so = base_stock_order(store_ip, self.store_S * fs)
             wh_echelon = twin.warehouse_position() + store_ip.sum(axis=1)
-            wo = base_stock_order(wh_echelon, self.warehouse_S)
-            pr = base_stock_order(twin.supplier_position() + wh_echelon, self.supplier_S)
+            wo = base_stock_order(wh_echelon, self.warehouse_S * fw)
+            pr = base_stock_order(twin.supplier_position() + wh_echelon, self.supplier_S * fp)
         return so, wo, pr
 
 

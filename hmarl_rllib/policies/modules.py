@@ -11,6 +11,10 @@ policy is an RLModule, so :class:`HeuristicModule` wraps the numpy heuristic:
 2. compute the heuristic order: base-stock ``max(0, S − IP)`` or (s, S) ``S − IP if IP ≤ s``;
 3. map it to the action whose decoded order is nearest (:meth:`ActionCodec.encode`).
 
+In ``baseline_correction`` mode the rule *is* the action with correction 0 (the env decodes it
+into the baseline's order, with today's levels for a seasonal baseline), so the module returns
+that action without decoding anything.
+
 The module returns ``actions`` directly, so RLlib samples nothing for it. Its parameters live
 in ``model_config`` (plain floats), so a checkpoint restores it without the scenario.
 """
@@ -51,10 +55,14 @@ class HeuristicModule(RLModule):
         self.position_scale = float(mc["position_scale"])
         c = mc["codec"]
         self.codec = ActionCodec(c["mode"], c["values"], c["mu"], c.get("base_level"), c.get("base_reorder"))
+        zero = np.flatnonzero(self.codec.values == 0)
+        self.rule_action = int(zero[0]) if c["mode"] == "baseline_correction" and len(zero) else None
 
     def actions_for(self, obs: np.ndarray) -> np.ndarray:
         """Integer actions for a (B, n_obs) array of observations."""
         obs = np.asarray(obs, dtype=np.float64)
+        if self.rule_action is not None:
+            return np.full(len(obs), self.rule_action, dtype=np.int64)
         position = np.rint((obs[:, 0] + obs[:, 1]) * self.position_scale)
         if self.kind == "s_S":
             order = s_S_order(position, self.reorder_point, self.order_up_to)
@@ -100,17 +108,24 @@ def module_for_agent(agent_id, episode=None, *, phase2: bool = False, learn=("st
     return scripted_module_id(agent_id)
 
 
-def check_baseline(baseline: ChainPolicy) -> None:
+def check_baseline(baseline: ChainPolicy, scenario=None, types=SCRIPTED_TYPES) -> None:
     if baseline.kind not in ("base_stock", "s_S"):
         raise ConfigError(f"training.baseline: {baseline.kind} needs downstream positions the"
                           " warehouse/supplier observations do not hold; use base_stock or s_S")
+    if baseline.forecast is not None and scenario is not None:
+        for kind in types:
+            mode = getattr(scenario.actions, kind).mode
+            if mode != "baseline_correction":
+                raise ConfigError(f"training.baseline: {baseline.name} scripts the {kind} with seasonal levels,"
+                                  f" which needs actions.{kind}.mode: baseline_correction (is {mode});"
+                                  f" set it, let the {kind} learn, or use a static baseline")
 
 
 def scripted_module_specs(scenario, baseline: ChainPolicy, types=SCRIPTED_TYPES) -> dict[str, RLModuleSpec]:
     """One :class:`HeuristicModule` spec per warehouse / supplier agent (per SKU) of the scenario."""
     import gymnasium as gym
 
-    check_baseline(baseline)
+    check_baseline(baseline, scenario, types)
     cods = codecs(scenario, baseline)
     mu_w = observation_units(scenario)[1]  # (K,): the observations' stock unit is 10·μ_w
     _, wh_ids, sup_ids = agent_ids(scenario)

@@ -17,7 +17,9 @@ import yaml
 
 from hmarl_rllib import simulate
 from hmarl_rllib.errors import ConfigError
-from hmarl_rllib.policies.heuristics import POLICIES, ChainPolicy, EndgamePolicy, initial_guess
+from hmarl_rllib.policies.heuristics import POLICIES, ChainPolicy, EndgamePolicy, Forecast, initial_guess
+
+SEASONAL = "_seasonal"  # suffix of a policy name whose levels follow the season (Forecast)
 
 
 def _store_groups(scenario) -> list[list[int]]:
@@ -117,17 +119,26 @@ def _search_sS(scenario, policy, agent, idx, seeds, points=7):
 
 
 def tune_policy(scenario, kind: str, n_seeds: int = 256, rounds: int = 3, progress=None) -> ChainPolicy:
-    """Search the parameters of ``kind`` (base_stock, s_S, echelon_base_stock) on tuning seeds."""
-    if kind not in POLICIES:
-        raise ConfigError(f"--policy {kind}: unknown policy; choose one of {', '.join(POLICIES)}")
+    """Search the parameters of ``kind`` (base_stock, s_S, echelon_base_stock) on tuning seeds,
+    from the textbook :func:`initial_guess`. ``kind`` + ``_seasonal``: the levels follow the
+    season (:class:`Forecast`) and the search starts from the tuned static rule's levels."""
+    base, seasonal = split_name(kind)
+    if base not in POLICIES:
+        choices = ", ".join(POLICIES + tuple(k + SEASONAL for k in POLICIES))
+        raise ConfigError(f"--policy {kind}: unknown policy; choose one of {choices}")
     seeds = simulate.tune_seeds(n_seeds)
-    policy = initial_guess(scenario, kind)
+    if seasonal:
+        static = tuned_policy(scenario, base, n_seeds, progress)
+        policy = static.with_(forecast=Forecast.build(scenario), meta={})
+        rounds = min(rounds, 2)
+    else:
+        policy = initial_guess(scenario, kind)
     cost = float(_costs(scenario, policy, seeds, 1)[0])
     coords = _coordinates(policy, scenario)
     for r in range(rounds):
         before = cost
         for agent, idx in coords:
-            if kind == "s_S":
+            if base == "s_S":
                 policy, cost = _search_sS(scenario, policy, agent, idx, seeds)
             else:
                 policy, cost = _search_S(scenario, policy, agent, idx, seeds)
@@ -158,6 +169,8 @@ def policy_to_dict(policy: ChainPolicy, scenario) -> dict:
         out["store"]["reorder_point"] = arr(policy.store_s)
         out["warehouse"]["reorder_point"] = arr(policy.warehouse_s)
         out["supplier"]["reorder_point"] = arr(policy.supplier_s)
+    if policy.forecast is not None:  # levels are multiplied by the forecast of these windows
+        out["forecast_windows"] = {e: list(w) for e, w in policy.forecast.windows.items()}
     out.update({k: v for k, v in policy.meta.items()})
     return out
 
@@ -204,7 +217,17 @@ def policy_from_dict(d, scenario, path: str = "params") -> ChainPolicy:
     except (KeyError, TypeError) as err:
         raise ConfigError(f"--params {path}: missing field {err}; re-run `hmarl baseline --tune`") from None
     meta = {"source": str(path), **{k: d[k] for k in ("fingerprint", "tuned_on", "tuning_cost_mean") if k in d}}
-    return ChainPolicy(kind=d["policy"], meta=meta, **kw)
+    forecast = None
+    if d.get("forecast_windows") is not None:
+        w = d["forecast_windows"]
+        ok = isinstance(w, dict) and set(w) == {"store", "warehouse", "supplier"} and all(
+            isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) for x in v) and v[0] >= 0 and v[1] >= 1
+            for v in w.values())
+        if not ok:
+            raise ConfigError(f"--params {path}: forecast_windows must map store, warehouse and supplier to"
+                              " [offset >= 0, length >= 1] (whole days); re-run `hmarl baseline --tune`")
+        forecast = Forecast.build(scenario, w)
+    return ChainPolicy(kind=d["policy"], meta=meta, forecast=forecast, **kw)
 
 
 # ----------------------------------------------------------------------- tuned baselines
@@ -217,6 +240,11 @@ def scenario_fingerprint(scenario) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def split_name(name: str) -> tuple[str, bool]:
+    """``s_S_seasonal`` → (``s_S``, True); ``s_S`` → (``s_S``, False)."""
+    return (name[: -len(SEASONAL)], True) if name.endswith(SEASONAL) else (name, False)
+
+
 def params_path(scenario, kind: str) -> Path:
     """Where ``hmarl baseline --tune`` writes (and other commands read) tuned parameters:
     ``<config dir>/baselines/<scenario name>_<policy>.yaml``."""
@@ -226,7 +254,10 @@ def params_path(scenario, kind: str) -> Path:
 
 def tuned_policy(scenario, kind: str, n_seeds: int = 256, progress=None) -> ChainPolicy:
     """The tuned parameters of ``kind`` for this scenario: read from :func:`params_path` when
-    they were tuned for this very scenario (same fingerprint), else tuned now and saved."""
+    they were tuned for this very scenario (same fingerprint), else tuned now and saved.
+
+    ``kind`` + ``_seasonal`` (e.g. ``s_S_seasonal``): the same rule with levels that follow the
+    season (:class:`Forecast`), tuned from the static rule's levels."""
     path = params_path(scenario, kind)
     if path.is_file():
         try:
