@@ -238,3 +238,43 @@ def test_action_codec_decodes_and_encodes_every_mode():
         a = np.array([[0, 1, 2]])
         orders = codec.decode(a, ip)
         np.testing.assert_array_equal(codec.decode(codec.encode(orders, ip), ip), orders)
+
+
+def test_seasonal_correction_decodes_with_the_days_levels():
+    from hmarl_rllib.policies.actions import ActionCodec
+
+    scale = np.array([0.5, 1.0, 2.0])  # three days
+    c = ActionCodec("baseline_correction", [-1, 0, 1], mu=10, base_level=200, base_reorder=100, scale=scale)
+    ip = np.array([[60.0, 120.0, 250.0]])
+    zero = np.ones((1, 3), np.int64)
+    # day 0: s, S = 50, 100; day 2: 200, 400 (an (s, S) order only at or below s)
+    np.testing.assert_array_equal(c.decode(zero, ip, day=0), [[0, 0, 0]])
+    np.testing.assert_array_equal(c.decode(zero, ip, day=2), [[340, 280, 0]])
+    np.testing.assert_array_equal(c.decode(zero + 1, ip, day=2), [[350, 290, 10]])
+    np.testing.assert_array_equal(c.decode(zero, ip, day=9), c.decode(zero, ip, day=2))  # past the end: last day
+    with pytest.raises(ValueError, match="needs the day"):
+        c.decode(zero, ip)
+
+
+def test_env_with_a_seasonal_baseline_plays_it_exactly_on_correction_zero():
+    """configs/seasonal.yaml's design (baseline_correction everywhere) over an (s, S) that
+    follows the season: correction 0 for every agent is, day by day, exactly that rule."""
+    from pathlib import Path
+
+    from hmarl_rllib import simulate
+    from hmarl_rllib.config import load_config
+    from hmarl_rllib.env import ChainDynamics
+    from hmarl_rllib.policies.heuristics import Forecast, initial_guess
+
+    sc = load_config(Path(DEFAULT_YAML).with_name("seasonal.yaml"))
+    rule = initial_guess(sc, "s_S").with_(forecast=Forecast.build(sc))
+    seeds = [5, 6, 7]
+    chain = ChainDynamics(sc, rule)
+    chain.reset(seeds)
+    zero = {k: int(np.flatnonzero(chain.codecs[k].values == 0)[0]) for k in ("store", "warehouse", "supplier")}
+    B, N, K = len(seeds), len(sc.store_list), len(sc.skus)
+    while not chain.twin.done:
+        chain.step(np.full((B, N, K), zero["store"]), np.full((B, K), zero["warehouse"]),
+                   np.full((B, K), zero["supplier"]))
+    twin = simulate.run(sc, rule.orders, seeds)
+    np.testing.assert_array_equal(chain.twin.ledger, twin.ledger)

@@ -263,7 +263,9 @@ def tuned_policy(scenario, kind: str, n_seeds: int = 256, progress=None) -> Chai
         try:
             meta = yaml.safe_load(path.read_text()) or {}
             if meta.get("fingerprint") == scenario_fingerprint(scenario):
-                return load_policy(path, scenario)
+                cached = load_policy(path, scenario)
+                if cached.name == kind:  # (a file of another policy is tuned over)
+                    return cached
         except (ConfigError, yaml.YAMLError, AttributeError):
             pass
     if progress:
