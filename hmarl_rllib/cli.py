@@ -112,6 +112,10 @@ def cmd_baseline(args) -> int:
     print(f"{args.policy} parameters ({'tuned' if args.tune else 'rule_based section of the config'}):")
     for agent in ("store", "warehouse", "supplier"):
         print(f"  {agent:<10} " + ", ".join(f"{k} = {v}" for k, v in d[agent].items()))
+    if "forecast_windows" in d:
+        print("  levels follow the season: x the demand model's mean over days "
+              + ", ".join(f"{e} {o}-{o + n - 1} ahead" for e, (o, n) in d["forecast_windows"].items())
+              + " (relative to the episode's mean)")
     if out:
         print(f"written to {out}")
     print(f"\nheld-out evaluation on {args.episodes} episodes:")

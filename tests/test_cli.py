@@ -142,3 +142,25 @@ def test_bench_twin_json_shape(capsys):
     assert [row["stores"] for row in out["twin"]] == [3, 30, 300]
     assert all(row["replicas"] > 1 and row["store_days_per_s"] > 0 for row in out["twin"])
     assert out["env_steps_per_s"] > 0
+
+
+def test_seasonal_policy_tune_print_and_params_check(tmp_path):
+    """`--policy s_S_seasonal`: tuned (after the static rule it starts from), written with its
+    forecast windows, printed, replayed from --params; a file of it refused for --policy s_S."""
+    seasonal_demand = {"model": "poisson", "mean": 60, "yearly_amplitude": 0.5, "yearly_peak_day": 150}
+    data = yaml.safe_load(DEFAULT_YAML.read_text())
+    data["stores"]["demand"] = seasonal_demand
+    cfg = _small_config(tmp_path, stores=data["stores"])
+    params = tmp_path / "seasonal.yaml"
+    proc = _run("baseline", "--config", cfg, "--policy", "s_S_seasonal", "--tune", "--tune-episodes", 8,
+                "--episodes", 10, "--out", params)
+    assert proc.returncode == 0, proc.stderr
+    assert "levels follow the season" in proc.stdout and "store 1-7 ahead" in proc.stdout
+    saved = yaml.safe_load(params.read_text())
+    assert saved["policy"] == "s_S" and set(saved["forecast_windows"]) == {"store", "warehouse", "supplier"}
+    assert (tmp_path / "baselines" / "small_s_S.yaml").is_file()  # the static rule it started from, cached
+    proc = _run("simulate", "--config", cfg, "--policy", "s_S_seasonal", "--params", params, "--episodes", 4, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["policy"] == "s_S_seasonal"
+    proc = _run("simulate", "--config", cfg, "--policy", "s_S", "--params", params, "--episodes", 4)
+    _assert_one_error_line(proc, "holds a s_S_seasonal policy but --policy is s_S")
