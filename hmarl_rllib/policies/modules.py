@@ -55,8 +55,7 @@ class HeuristicModule(RLModule):
         self.position_scale = float(mc["position_scale"])
         c = mc["codec"]
         self.codec = ActionCodec(c["mode"], c["values"], c["mu"], c.get("base_level"), c.get("base_reorder"))
-        zero = np.flatnonzero(self.codec.values == 0)
-        self.rule_action = int(zero[0]) if c["mode"] == "baseline_correction" and len(zero) else None
+        self.rule_action = warm_start_action(self.codec) if c["mode"] == "baseline_correction" else None
 
     def actions_for(self, obs: np.ndarray) -> np.ndarray:
         """Integer actions for a (B, n_obs) array of observations."""
