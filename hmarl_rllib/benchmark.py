@@ -201,8 +201,9 @@ def bench_train(scenario, seconds: float = 120.0, storage: str | None = None, nu
 
     ``env_steps_per_s`` / ``agent_steps_per_s``: sampled steps over the training wall time
     (Tune's ``time_total_s``, so Ray start-up is excluded); ``first_below_baseline_s``: the
-    training time of the first evaluation whose chain cost (on the run's fixed held-out
-    evaluation seeds) was below the best tuned baseline's cost on the same seeds (None if never).
+    training time of the first evaluation whose chain cost (on the run's fixed validation
+    seeds, disjoint from the held-out ones) was below the best tuned baseline's cost on the
+    same seeds (None if never).
     """
     import tempfile
     from pathlib import Path
@@ -223,7 +224,7 @@ def bench_train(scenario, seconds: float = 120.0, storage: str | None = None, nu
     env_steps = float(last["env_runners/num_env_steps_sampled_lifetime"])
     agent_cols = [c for c in df.columns if c.startswith("env_runners/num_agent_steps_sampled_lifetime/")]
     agent_steps = float(last[agent_cols].sum()) if agent_cols else float("nan")
-    seeds = simulate.eval_seeds(settings.evaluation_episodes)
+    seeds = simulate.validation_seeds(settings.evaluation_episodes)
     base = {k: float(simulate.chain_cost(scenario, tuned_policy(scenario, k).orders, seeds).mean())
             for k in ("s_S", "base_stock")}
     best_kind = min(base, key=base.get)

@@ -6,7 +6,7 @@ trial in every figure, against sampled env steps (``training_iteration`` if a ru
 them). Figures, each written only when its columns are in the file:
 
 - ``training_curve.png``: chain cost per episode, training episodes and greedy evaluation on
-  the held-out seeds (``env_runners/chain_cost``, ``eval_chain_cost``);
+  the validation seeds (``env_runners/chain_cost``, ``eval_chain_cost``);
 - ``fill_rate.png``: chain fill rate, training and evaluation;
 - ``returns.png``: mean episode return of the learned store module and of all agents;
 - ``losses.png``: the store module's PPO policy loss, value-function loss and entropy;
@@ -40,7 +40,7 @@ class Panel:
 FIGURES: dict[str, tuple[Panel, ...]] = {
     "training_curve.png": (
         Panel("chain cost per episode", (("env_runners/chain_cost", "training episodes"),
-                                         ("eval_chain_cost", "evaluation (greedy, held-out seeds)"))),
+                                         ("eval_chain_cost", "evaluation (greedy, validation seeds)"))),
     ),
     "fill_rate.png": (
         Panel("chain fill rate", (("env_runners/fill_rate", "training episodes"),

@@ -7,6 +7,8 @@ orders from the twin's state day by day, on the same demand for the same seeds.
 Seed ranges (disjoint, so that nothing is tuned or trained on evaluation demand):
 
 - :data:`TUNE_SEED_BASE` + i: baseline parameter search;
+- :data:`VALIDATION_SEED_BASE` + i: the greedy evaluations during training, by which the best
+  checkpoint is chosen (model selection must not see the held-out seeds either);
 - :data:`EVAL_SEED_BASE` + i: held-out evaluation (``--seed`` shifts the start);
 - RL training draws env seeds below :data:`TUNE_SEED_BASE`.
 """
@@ -20,6 +22,7 @@ from hmarl_rllib import reconciliation
 from hmarl_rllib.twin import SupplyChainTwin
 
 TUNE_SEED_BASE = 1_000_000
+VALIDATION_SEED_BASE = 1_500_000
 EVAL_SEED_BASE = 2_000_000
 
 OrderFn = Callable[[SupplyChainTwin], tuple]
@@ -27,6 +30,10 @@ OrderFn = Callable[[SupplyChainTwin], tuple]
 
 def tune_seeds(n: int) -> np.ndarray:
     return TUNE_SEED_BASE + np.arange(n)
+
+
+def validation_seeds(n: int) -> np.ndarray:
+    return VALIDATION_SEED_BASE + np.arange(n)
 
 
 def eval_seeds(n: int, start: int | None = None) -> np.ndarray:

@@ -94,7 +94,7 @@ class TrainingSettings(BaseModel):
     runner_cpus: Annotated[float, Field(gt=0.0)] = 1.0
     # evaluation and checkpoints
     evaluation_interval: PositiveInt = 5  # iterations between evaluations
-    evaluation_episodes: PositiveInt = 30  # fixed held-out seeds (simulate.eval_seeds)
+    evaluation_episodes: PositiveInt = 30  # fixed validation seeds (simulate.validation_seeds)
     checkpoint_frequency: PositiveInt = 5  # iterations; must be a multiple of evaluation_interval
     keep_checkpoints: PositiveInt = 3  # the best N by evaluation chain cost (+ the latest)
     final_eval_episodes: PositiveInt = 100  # the KPI table printed at the end
@@ -178,7 +178,7 @@ def build_algo_config(scenario: Scenario, settings: TrainingSettings | None = No
     from hmarl_rllib import env as hmarl_env
     from hmarl_rllib.learner import FastPPOTorchLearner
     from hmarl_rllib.runner import FastMultiAgentEnvRunner
-    from hmarl_rllib.simulate import eval_seeds
+    from hmarl_rllib.simulate import validation_seeds
 
     s = training_settings(scenario, **overrides) if settings is None else \
         settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
@@ -197,7 +197,7 @@ def build_algo_config(scenario: Scenario, settings: TrainingSettings | None = No
     learned.update({LEARNED_MODULES[t]: learned_spec(t) for t in s.learners})
     train_env = env_config(scenario, baseline)
     # merged into env_config by RLlib: the scenario stays in one place (Tune samples it once)
-    eval_env = {"episode_seeds": [int(x) for x in eval_seeds(s.evaluation_episodes)]}
+    eval_env = {"episode_seeds": [int(x) for x in validation_seeds(s.evaluation_episodes)]}
     config = (
         PPOConfig()
         .environment(ENV_NAME, env_config=train_env, normalize_actions=False, clip_actions=False)  # Discrete actions
@@ -214,7 +214,8 @@ def build_algo_config(scenario: Scenario, settings: TrainingSettings | None = No
         .training(learner_class=FastPPOTorchLearner,  # RLlib's PPO updates, less overhead (learner.py)
                   **{arg: getattr(s, "lambda_" if key == "lambda" else key) for key, arg in PPO_KEYS.items()})
         # Evaluation: the algorithm's own process, one env, greedy actions, and the same
-        # held-out seeds every time (the env cycles through episode_seeds in order).
+        # validation seeds every time (the env cycles through episode_seeds in order). They pick
+        # the best checkpoint, so they are disjoint from the held-out seeds of evaluate/benchmark.
         .evaluation(evaluation_interval=s.evaluation_interval, evaluation_duration=s.evaluation_episodes,
                     evaluation_duration_unit="episodes", evaluation_num_env_runners=0,
                     evaluation_config=PPOConfig.overrides(explore=False, env_config=eval_env,

@@ -119,9 +119,12 @@ def test_kpi_columns_for_training_and_evaluation(tiny_run):
 # ---------------------------------------------------------------------------- evaluate
 def test_evaluate_cli_restores_without_ray_and_matches_training_evaluation(tiny_run):
     """The checkpoint of the last iteration, played greedily on the twin (batched, no Ray),
-    costs exactly what RLlib's own evaluation measured on the same held-out seeds."""
+    costs exactly what RLlib's own evaluation measured on the same (validation) seeds."""
+    from hmarl_rllib.simulate import VALIDATION_SEED_BASE
+
     ckpt = max(checkpoints(tiny_run["trial"]))
-    proc = hmarl("evaluate", "--checkpoint", ckpt, "--episodes", 6, "--json", cwd=tiny_run["root"])
+    proc = hmarl("evaluate", "--checkpoint", ckpt, "--episodes", 6, "--seed", VALIDATION_SEED_BASE, "--json",
+                 cwd=tiny_run["root"])
     result = json.loads(proc.stdout)
     assert result["checkpoint"] == str(ckpt) and result["episodes"] == 6
     assert set(result["policies"]) == {"learned", "s_S", "base_stock"}
@@ -294,6 +297,8 @@ def test_upstream_learners_train_their_own_modules(tmp_path, training, learned, 
 def test_every_echelon_learning_trains_and_evaluates_without_ray(tmp_path):
     """learn: [stores, warehouse, supplier]: the checkpoint holds the three PPO modules and
     `hmarl evaluate` plays all of them, matching RLlib's own evaluation on the same seeds."""
+    from hmarl_rllib.simulate import VALIDATION_SEED_BASE
+
     cfg = tiny_config(tmp_path, learn=["stores", "warehouse", "supplier"], warm_start=1.0)
     hmarl("train", "--config", cfg, "--name", "every", "--storage", tmp_path / "runs", "--stop-iters", 2, cwd=tmp_path)
     trial = trial_dir(tmp_path / "runs", "every")
@@ -301,9 +306,24 @@ def test_every_echelon_learning_trains_and_evaluates_without_ray(tmp_path):
     modules = {p.name for p in (ckpt / "learner_group" / "learner" / "rl_module").iterdir()}
     assert {"store_policy", "warehouse_policy", "supplier_policy"} <= modules
     assert not {"warehouse_scripted", "supplier_scripted"} & modules
-    result = json.loads(hmarl("evaluate", "--checkpoint", ckpt, "--episodes", 6, "--json", cwd=tmp_path).stdout)
+    result = json.loads(hmarl("evaluate", "--checkpoint", ckpt, "--episodes", 6, "--seed", VALIDATION_SEED_BASE,
+                              "--json", cwd=tmp_path).stdout)
     last = pd.read_csv(trial / "progress.csv").iloc[-1]
     assert result["policies"]["learned"]["cost_mean"] == pytest.approx(last["evaluation/env_runners/chain_cost"], rel=1e-9)
+
+
+def test_checkpoint_selection_never_sees_held_out_or_tuning_seeds(tmp_path):
+    """The evaluations during training pick the best checkpoint: their demand seeds must be
+    disjoint from the held-out seeds of evaluate/benchmark and from the baselines' tuning seeds."""
+    from hmarl_rllib import simulate
+    from hmarl_rllib.config import load_config
+    from hmarl_rllib.training import build_algo_config
+
+    config = build_algo_config(load_config(REPO / "configs" / "default.yaml"), num_env_runners=0, evaluation_episodes=500)
+    seeds = set(config.evaluation_config["env_config"]["episode_seeds"])
+    assert len(seeds) == 500
+    assert not seeds & set(simulate.eval_seeds(5000).tolist())
+    assert not seeds & set(simulate.tune_seeds(5000).tolist())
 
 
 def test_bench_train_json_is_the_only_stdout(tmp_path):
