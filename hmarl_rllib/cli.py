@@ -12,7 +12,8 @@ import sys
 
 from hmarl_rllib.errors import InputError
 
-POLICY_CHOICES = ("base_stock", "s_S", "echelon_base_stock", "base_stock_seasonal", "s_S_seasonal")
+POLICY_CHOICES = ("base_stock", "s_S", "echelon_base_stock", "echelon_s_S", "base_stock_seasonal", "s_S_seasonal",
+                  "echelon_s_S_seasonal")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,13 +40,15 @@ def _progress(args):
 
 # ------------------------------------------------------------------------------ commands
 def _rule_based(scenario, name: str):
-    """The config's rule_based levels as policy ``name`` (an echelon policy gets the base-stock
-    levels; a ``*_seasonal`` one follows the season)."""
-    from hmarl_rllib.policies.heuristics import Forecast, rule_based_policy
+    """The config's rule_based levels as policy ``name`` (an echelon policy gets them moved onto
+    echelon positions, :func:`to_echelon`; a ``*_seasonal`` one follows the season)."""
+    from hmarl_rllib.policies.heuristics import Forecast, rule_based_policy, to_echelon
     from hmarl_rllib.policies.tuning import split_name
 
     kind, seasonal = split_name(name)
-    policy = rule_based_policy(scenario, "s_S" if kind == "s_S" else "base_stock")
+    policy = rule_based_policy(scenario, "s_S" if kind.endswith("s_S") else "base_stock")
+    if kind.startswith("echelon"):
+        policy = to_echelon(policy, kind).with_(meta=policy.meta)
     return policy.with_(forecast=Forecast.build(scenario)) if seasonal else policy
 
 

@@ -12,7 +12,7 @@ from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
 from hmarl_rllib import reconciliation
 from hmarl_rllib.config import Scenario, load_config, parse_config
-from hmarl_rllib.policies.actions import codecs
+from hmarl_rllib.policies.actions import codecs, decode_orders
 from hmarl_rllib.policies.heuristics import ChainPolicy, rule_based_policy
 from hmarl_rllib.simulate import TUNE_SEED_BASE
 from hmarl_rllib.twin import SupplyChainTwin
@@ -244,12 +244,8 @@ class ChainDynamics:
 
     def step(self, store_actions, wh_actions, sup_actions) -> tuple[dict, np.ndarray]:
         """Integer actions (B, N, K), (B, K), (B, K) → (observations, rewards (B, N+2, K))."""
-        tw, c = self.twin, self.codecs
-        d = tw.day
-        store_orders = c["store"].decode(store_actions, tw.store_position() if c["store"].needs_position else None, d)
-        wh_order = c["warehouse"].decode(wh_actions, tw.warehouse_position() if c["warehouse"].needs_position else None, d)
-        production = c["supplier"].decode(sup_actions, tw.supplier_position() if c["supplier"].needs_position else None, d)
-        row = tw.step(store_orders, wh_order, production)
+        tw = self.twin
+        row = tw.step(*decode_orders(self.codecs, tw, store_actions, wh_actions, sup_actions))
         self._last_store_orders = row[:, : self.N, :, F["order_placed"]]
         self._last_wh_order = row[:, self.N, :, F["order_placed"]]
         return self.observations(), reconciliation.rewards(row, self.cost_scale, self.team_weight)

@@ -32,13 +32,13 @@ from hmarl_rllib import reconciliation, report, simulate
 from hmarl_rllib.config import Scenario, parse_config
 from hmarl_rllib.env import ObservationBuilder, agent_ids, obs_sizes
 from hmarl_rllib.errors import CheckpointError, ConfigError
-from hmarl_rllib.policies.actions import codecs
+from hmarl_rllib.policies.actions import codecs, decode_orders
 from hmarl_rllib.policies.heuristics import ChainPolicy
 from hmarl_rllib.policies.modules import LEARNED_MODULES, STORE_MODULE, module_for_agent
 from hmarl_rllib.twin.network import F
 
 MODULE_DIR = Path("learner_group", "learner", "rl_module")
-BASELINES = ("s_S", "base_stock")
+BASELINES = ("s_S", "base_stock", "echelon_s_S")
 
 
 @dataclass
@@ -196,10 +196,7 @@ def greedy_orders(trained: TrainedPolicy):
         so = obs["store"]
         a_store = module_actions(mods[STORE_MODULE], so.reshape(-1, so.shape[-1])).reshape(B, N, K)
         a_wh, a_sup = per_sku(obs["warehouse"], wh_ids), per_sku(obs["supplier"], sup_ids)
-        d = twin.day
-        return (cods["store"].decode(a_store, twin.store_position(), d),
-                cods["warehouse"].decode(a_wh, twin.warehouse_position(), d),
-                cods["supplier"].decode(a_sup, twin.supplier_position(), d))
+        return decode_orders(cods, twin, a_store, a_wh, a_sup)
 
     return orders
 

@@ -60,9 +60,12 @@ class TrainingSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    # the rule the warehouse/supplier follow and corrections correct; auto = the cheaper static
-    # one; *_seasonal: levels that follow the demand model's season (heuristics.Forecast)
-    baseline: Literal["s_S", "base_stock", "s_S_seasonal", "base_stock_seasonal", "auto"] = "s_S"
+    # the rule the warehouse/supplier follow and corrections correct; auto = the cheaper of s_S
+    # and base_stock; echelon_*: the warehouse and supplier review echelon positions;
+    # *_seasonal: levels that follow the demand model's season (heuristics.Forecast)
+    baseline: Literal["s_S", "base_stock", "echelon_s_S", "echelon_base_stock", "s_S_seasonal",
+                      "base_stock_seasonal", "echelon_s_S_seasonal", "echelon_base_stock_seasonal",
+                      "auto"] = "s_S"
     phase2: bool = False  # the warehouse learns too (its own PPO module); = learn: [stores, warehouse]
     # who learns: the stores always (shared store_policy); the warehouse and the supplier each
     # get their own PPO module when listed, else they run the scripted baseline

@@ -284,3 +284,70 @@ def test_seasonal_tuning_searches_both_levels_and_beats_the_static_rule(tmp_path
     seeds = simulate.eval_seeds(64)
     ratio = simulate.chain_cost(sc, seasonal.orders, seeds).mean() / simulate.chain_cost(sc, static.orders, seeds).mean()
     assert ratio < 0.98
+
+
+# ------------------------------------------------------------------------ echelon (s, S)
+def test_echelon_s_S_reviews_echelon_positions():
+    """The warehouse's (s, S) acts on its own position plus every store's, the supplier's on its
+    own plus the warehouse's echelon position; the stores keep their installation (s, S)."""
+    from hmarl_rllib.policies.heuristics import to_echelon
+
+    sc = load_config(SEASONAL_YAML)
+    inst = initial_guess(sc, "s_S")
+    ech = to_echelon(inst)
+    assert ech.kind == "echelon_s_S" and ech.echelon and not inst.echelon
+    down = ((inst.store_s + inst.store_S) / 2).sum(axis=0)  # the stores' typical position
+    np.testing.assert_allclose(ech.warehouse_S, inst.warehouse_S + down)
+    np.testing.assert_allclose(ech.supplier_s - inst.supplier_s, (ech.warehouse_s + ech.warehouse_S) / 2)
+    twin = SupplyChainTwin(sc)
+    twin.reset(list(range(16)))
+    differs = False
+    for _ in range(50):
+        so, wo, pr = ech.orders(twin)
+        w_e = twin.warehouse_position() + twin.store_position().sum(axis=1)
+        np.testing.assert_array_equal(so, s_S_order(twin.store_position(), inst.store_s, inst.store_S))
+        np.testing.assert_array_equal(wo, s_S_order(w_e, ech.warehouse_s, ech.warehouse_S))
+        np.testing.assert_array_equal(pr, s_S_order(twin.supplier_position() + w_e, ech.supplier_s, ech.supplier_S))
+        # the same levels on the warehouse's own position would order on other days
+        differs |= not np.array_equal(wo, s_S_order(twin.warehouse_position(), ech.warehouse_s, ech.warehouse_S))
+        twin.step(so, wo, pr)
+    assert differs
+
+
+def test_echelon_s_S_params_round_trip_and_tuning_starts_from_the_tuned_s_S(tmp_path):
+    from hmarl_rllib.policies.heuristics import to_echelon
+
+    sc = scenario(episode_length=30, stores={"count": 2, "demand": {"model": "poisson", "mean": 20}},
+                  source_path=str(tmp_path / "s.yaml"))
+    static = tune_policy(sc, "s_S", n_seeds=16, rounds=1)
+    (tmp_path / "baselines").mkdir()
+    save_policy(static.with_(meta={**static.meta, "fingerprint": scenario_fingerprint(sc)}), sc,
+                params_path(sc, "s_S"))
+    start = to_echelon(static)
+    seeds = simulate.tune_seeds(16)
+    ech = tune_policy(sc, "echelon_s_S", n_seeds=16, rounds=1)
+    assert ech.kind == "echelon_s_S"
+    assert ech.meta["tuning_cost_mean"] <= simulate.chain_cost(sc, start.orders, seeds).mean() + 1e-6
+    path = tmp_path / "e.yaml"
+    save_policy(ech, sc, path)
+    back = load_policy(path, sc)
+    assert back.kind == "echelon_s_S" and back.forecast is None
+    for name in ("store_s", "store_S", "warehouse_s", "warehouse_S", "supplier_s", "supplier_S"):
+        np.testing.assert_allclose(getattr(back, name), getattr(ech, name), atol=1e-3)
+
+
+@pytest.mark.slow
+def test_benchmark_on_a_seasonal_scenario_adds_the_seasonal_references():
+    """configs/seasonal.yaml (baselines cached beside it): the four static rules are the
+    baselines; the seasonal (s, S) and seasonal echelon (s, S) are reference rows, never the
+    best baseline, and the cheaper of them is ``best_seasonal``."""
+    from hmarl_rllib.benchmark import format_benchmark, run_benchmark
+
+    r = run_benchmark(load_config(SEASONAL_YAML), episodes=6, bound_episodes=0)
+    pol = r["policies"]
+    static = ("base_stock", "s_S", "echelon_base_stock", "echelon_s_S")
+    assert set(pol) == {*static, "s_S_endgame", "s_S_seasonal", "echelon_s_S_seasonal"}
+    assert r["best_baseline"] == min(static, key=lambda k: pol[k]["cost_mean"])
+    assert r["best_seasonal"] == min(("s_S_seasonal", "echelon_s_S_seasonal"), key=lambda k: pol[k]["cost_mean"])
+    assert r["reference"]["echelon_s_S_seasonal"]["forecast_windows"]["warehouse"] == [2, 9]
+    assert "echelon_s_S_seasonal (ref.)" in format_benchmark(r)

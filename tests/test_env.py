@@ -256,18 +256,25 @@ def test_seasonal_correction_decodes_with_the_days_levels():
         c.decode(zero, ip)
 
 
-def test_env_with_a_seasonal_baseline_plays_it_exactly_on_correction_zero():
-    """configs/seasonal.yaml's design (baseline_correction everywhere) over an (s, S) that
-    follows the season: correction 0 for every agent is, day by day, exactly that rule."""
+@pytest.mark.parametrize("kind", ["s_S_seasonal", "echelon_s_S", "echelon_s_S_seasonal", "echelon_base_stock"])
+def test_env_with_a_seasonal_or_echelon_baseline_plays_it_exactly_on_correction_zero(kind):
+    """configs/seasonal.yaml's design (baseline_correction everywhere) over a rule that follows
+    the season and/or reviews echelon positions: correction 0 for every agent is, day by day,
+    exactly that rule (the env decodes the warehouse's and supplier's corrections on the
+    position the rule reviews)."""
     from pathlib import Path
 
     from hmarl_rllib import simulate
     from hmarl_rllib.config import load_config
     from hmarl_rllib.env import ChainDynamics
     from hmarl_rllib.policies.heuristics import Forecast, initial_guess
+    from hmarl_rllib.policies.tuning import split_name
 
     sc = load_config(Path(DEFAULT_YAML).with_name("seasonal.yaml"))
-    rule = initial_guess(sc, "s_S").with_(forecast=Forecast.build(sc))
+    base, seasonal = split_name(kind)
+    rule = initial_guess(sc, base)
+    rule = rule.with_(forecast=Forecast.build(sc)) if seasonal else rule
+    assert rule.name == kind
     seeds = [5, 6, 7]
     chain = ChainDynamics(sc, rule)
     chain.reset(seeds)

@@ -111,9 +111,16 @@ def test_scripted_modules_follow_a_seasonal_baseline():
     assert differs
 
 
-def test_seasonal_baseline_needs_correction_actions_for_scripted_echelons():
+@pytest.mark.parametrize("kind", ["s_S_seasonal", "echelon_s_S"])
+def test_seasonal_or_echelon_baseline_needs_correction_actions_for_scripted_echelons(kind):
+    """A scripted module sees its own position only: a seasonal or echelon rule is played through
+    the env's baseline_correction decoding, so other action modes are refused."""
+    from hmarl_rllib.policies.heuristics import to_echelon
+
     scenario = parse_config({"observations": {"mode": "rich"}})  # walkthrough quantities
-    policy = rule_based_policy(scenario, "s_S").with_(forecast=Forecast.build(scenario))
+    policy = rule_based_policy(scenario, "s_S")
+    policy = policy.with_(forecast=Forecast.build(scenario)) if kind == "s_S_seasonal" else to_echelon(policy)
+    assert policy.name == kind
     with pytest.raises(ConfigError, match="actions.warehouse.mode: baseline_correction"):
         scripted_module_specs(scenario, policy)
     scripted_module_specs(scenario, policy, types=())  # both learn: nothing scripted, accepted
@@ -148,10 +155,14 @@ def test_policy_mapping():
     assert module_for_agent("warehouse", learn=("supplier",)) == "warehouse_scripted"
 
 
-def test_echelon_baseline_refused():
+def test_echelon_baseline_scripted_through_correction_zero():
+    """configs/default.yaml corrects the baseline everywhere: an echelon baseline is accepted,
+    and its scripted modules play correction 0 (the env decodes it on the echelon position)."""
     scenario = load_config(DEFAULT)
-    with pytest.raises(ConfigError, match="base_stock or s_S"):
-        scripted_module_specs(scenario, initial_guess(scenario, "echelon_base_stock"))
+    specs = scripted_module_specs(scenario, initial_guess(scenario, "echelon_base_stock"))
+    module = specs["warehouse_scripted"].build()
+    zero = int(np.flatnonzero(np.asarray(scenario.actions.warehouse.values) == 0)[0])
+    assert (module.actions_for(np.random.default_rng(0).normal(size=(5, module.observation_space.shape[0]))) == zero).all()
 
 
 @pytest.mark.parametrize("kind, agent", [("store", "store_2"), ("supplier", "supplier")])

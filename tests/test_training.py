@@ -127,7 +127,7 @@ def test_evaluate_cli_restores_without_ray_and_matches_training_evaluation(tiny_
                  cwd=tiny_run["root"])
     result = json.loads(proc.stdout)
     assert result["checkpoint"] == str(ckpt) and result["episodes"] == 6
-    assert set(result["policies"]) == {"learned", "s_S", "base_stock"}
+    assert set(result["policies"]) == {"learned", "s_S", "base_stock", "echelon_s_S"}
     for p in result["policies"].values():
         assert set(p) == {"cost_mean", "cost_ci95", "fill_rate_mean", "service_level_mean"}
     last = tiny_run["progress"].iloc[-1]
@@ -141,10 +141,12 @@ def test_benchmark_json_compares_learned_baselines_reference_and_bound(tiny_run)
                  "--bound-episodes", 2, "--bound-time-limit", 10, "--json", cwd=tiny_run["root"])
     r = json.loads(proc.stdout)
     pol = r["policies"]
-    assert set(pol) == {"learned", "base_stock", "s_S", "echelon_base_stock", "s_S_endgame"}
-    assert r["best_baseline"] in ("base_stock", "s_S", "echelon_base_stock")  # the reference never is
+    baselines = ("base_stock", "s_S", "echelon_base_stock", "echelon_s_S")
+    assert set(pol) == {"learned", *baselines, "s_S_endgame"}  # stationary demand: no seasonal rows
+    assert r["best_baseline"] in baselines  # the reference never is
+    assert r["best_seasonal"] is None and r["ratio_to_seasonal"] is None
     best = pol[r["best_baseline"]]["cost_mean"]
-    assert best == min(pol[k]["cost_mean"] for k in ("base_stock", "s_S", "echelon_base_stock"))
+    assert best == min(pol[k]["cost_mean"] for k in baselines)
     assert r["ratio_to_best_baseline"] == pytest.approx(pol["learned"]["cost_mean"] / best)
     assert r["ratio_to_endgame"] == pytest.approx(pol["learned"]["cost_mean"] / pol["s_S_endgame"]["cost_mean"])
     assert set(r["reference"]["s_S_endgame"]["stop_days"]) == {"store", "warehouse", "supplier"}
@@ -336,7 +338,7 @@ def test_bench_train_json_is_the_only_stdout(tmp_path):
     assert r["iterations"] >= 1 and r["wall_s"] >= 6
     # 5 agents act every env step
     assert r["agent_steps_per_s"] == pytest.approx(5 * r["env_steps_per_s"], rel=1e-6)
-    assert r["best_baseline"] in ("s_S", "base_stock")
+    assert r["best_baseline"] in ("s_S", "base_stock", "echelon_base_stock", "echelon_s_S")
 
 
 def test_a_seeded_run_reproduces(tmp_path):

@@ -10,15 +10,17 @@ Modes (per agent type, ``actions:`` in the scenario; see :class:`hmarl_rllib.con
   base-stock.
 
 μ is the mean daily demand the agent faces: its store's demand for a store; the sum over stores
-for the warehouse and the supplier. IP is the agent's own inventory position. When the baseline
-follows the season (``s_S_seasonal``), S* and s are today's seasonal levels, so the decoded
-order depends on the day too.
+for the warehouse and the supplier. IP is the agent's own inventory position, or, when an
+``echelon_*`` baseline is corrected, the warehouse's and the supplier's echelon position (the
+position the rule reviews). When the baseline follows the season (``*_seasonal``), S* and s are
+today's seasonal levels, so the decoded order depends on the day too. :func:`decode_orders`
+decodes all three agent types from a twin state.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from hmarl_rllib.policies.heuristics import s_S_order
+from hmarl_rllib.policies.heuristics import WITH_REORDER_POINT, s_S_order
 
 AGENT_TYPES = ("store", "warehouse", "supplier")
 
@@ -29,11 +31,13 @@ class ActionCodec:
     ``mu`` and ``base_level`` broadcast against the positions passed in ((B, N, K) for stores,
     (B, K) otherwise). ``scale`` (T, ...): per-day multipliers of the baseline's levels (a
     seasonal baseline's :class:`~hmarl_rllib.policies.heuristics.Forecast`); then :meth:`decode`
-    needs the day.
+    needs the day. ``echelon``: the baseline's levels apply to the agent's echelon position
+    (:func:`decode_orders` passes it).
     """
 
-    def __init__(self, mode: str, values, mu, base_level=None, base_reorder=None, scale=None):
+    def __init__(self, mode: str, values, mu, base_level=None, base_reorder=None, scale=None, echelon=False):
         self.mode = mode
+        self.echelon = bool(echelon)
         self.values = np.asarray(values, dtype=float)
         self.mu = np.asarray(mu, dtype=float)
         self.base_level = None if base_level is None else np.asarray(base_level, dtype=float)
@@ -98,20 +102,32 @@ def codecs(scenario, base_policy=None) -> dict[str, ActionCodec]:
             src = base if base.kind == "base_stock" else initial_guess(scenario, "base_stock")
             level = getattr(src, f"{kind}_S")
         elif spec.mode == "baseline_correction":
-            if base.kind == "echelon_base_stock":
-                raise ValueError("baseline_correction corrects a base_stock or s_S baseline, not an echelon one")
             level = getattr(base, f"{kind}_S")
-            reorder = getattr(base, f"{kind}_s") if base.kind == "s_S" else None
+            reorder = getattr(base, f"{kind}_s") if base.kind in WITH_REORDER_POINT else None
             scale = None if base.forecast is None else getattr(base.forecast, kind)
-        out[kind] = ActionCodec(spec.mode, spec.values, mus[kind], level, reorder, scale)
+        echelon = spec.mode == "baseline_correction" and base.echelon and kind != "store"
+        out[kind] = ActionCodec(spec.mode, spec.values, mus[kind], level, reorder, scale, echelon)
     return out
+
+
+def decode_orders(c: dict[str, ActionCodec], twin, store_actions, wh_actions, sup_actions):
+    """Orders (store (B,N,K), warehouse (B,K), production (B,K)) for integer actions on the
+    twin's current day: each agent type's codec gets the position its rule reviews."""
+    d = twin.day
+    sp = twin.store_position() if any(x.needs_position for x in c.values()) else None
+    wp = pp = None
+    if c["warehouse"].needs_position or c["supplier"].needs_position:
+        wp, pp = twin.warehouse_position(), twin.supplier_position()
+        if c["warehouse"].echelon or c["supplier"].echelon:
+            wp_e = wp + sp.sum(axis=1)
+            pp = pp + wp_e if c["supplier"].echelon else pp
+            wp = wp_e if c["warehouse"].echelon else wp
+    return (c["store"].decode(store_actions, sp, d), c["warehouse"].decode(wh_actions, wp, d),
+            c["supplier"].decode(sup_actions, pp, d))
 
 
 def random_orders(scenario, twin, rng, c: dict[str, ActionCodec]):
     """Orders from uniformly random actions for every agent (the ``random`` policy)."""
     B, N, K = twin.batch, twin.n_stores, twin.n_skus
-    d = twin.day
-    so = c["store"].decode(rng.integers(0, c["store"].n, (B, N, K)), twin.store_position(), d)
-    wo = c["warehouse"].decode(rng.integers(0, c["warehouse"].n, (B, K)), twin.warehouse_position(), d)
-    pr = c["supplier"].decode(rng.integers(0, c["supplier"].n, (B, K)), twin.supplier_position(), d)
-    return so, wo, pr
+    return decode_orders(c, twin, rng.integers(0, c["store"].n, (B, N, K)), rng.integers(0, c["warehouse"].n, (B, K)),
+                         rng.integers(0, c["supplier"].n, (B, K)))

@@ -8,7 +8,11 @@ All act on the **inventory position** IP = on hand + in transit − backorders, 
   level] (Scarf 1960);
 - echelon base-stock: the warehouse (and the supplier) order up to ``S_e`` on their *echelon*
   inventory position, i.e. their own IP plus the IP of every node downstream
-  (Clark & Scarf 1960; Chen & Zheng 1994).
+  (Clark & Scarf 1960; Chen & Zheng 1994);
+- echelon (s, S): the stores' (s, S), and the warehouse and the supplier run (s, S) on their
+  echelon inventory position (Chen & Zheng 1994, echelon-stock (s, S) policies for
+  distribution systems): an upstream order is triggered by the stock of the whole chain below
+  it, not only by its own shelf.
 
 The supplier's "order" is the production it starts.
 
@@ -22,7 +26,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-POLICIES = ("base_stock", "s_S", "echelon_base_stock")
+POLICIES = ("base_stock", "s_S", "echelon_base_stock", "echelon_s_S")
+WITH_REORDER_POINT = ("s_S", "echelon_s_S")  # the (s, S) kinds
 ECHELONS = ("store", "warehouse", "supplier")
 
 
@@ -80,13 +85,14 @@ class ChainPolicy:
 
     Arrays broadcast against the twin's batch: store levels are (N, K) or (B, N, K); warehouse
     and supplier levels (K,) or (B, K). For ``base_stock`` and ``echelon_base_stock`` the
-    reorder points are ignored (s = S − 1: order every day).
+    reorder points are ignored (s = S − 1: order every day). The ``echelon_*`` kinds' warehouse
+    and supplier levels apply to echelon positions (:meth:`positions`).
     """
 
     kind: str
     store_S: np.ndarray  # [S_i]
-    warehouse_S: np.ndarray  # [S_w] (echelon level for echelon_base_stock)
-    supplier_S: np.ndarray  # [S_p] (echelon level for echelon_base_stock)
+    warehouse_S: np.ndarray  # [S_w] (echelon level for the echelon_* kinds)
+    supplier_S: np.ndarray  # [S_p] (echelon level for the echelon_* kinds)
     store_s: np.ndarray | None = None  # [s_i]
     warehouse_s: np.ndarray | None = None  # [s_w]
     supplier_s: np.ndarray | None = None  # [s_p]
@@ -109,24 +115,51 @@ class ChainPolicy:
     def with_(self, **kw) -> "ChainPolicy":
         return replace(self, **kw)
 
+    @property
+    def echelon(self) -> bool:
+        """True when the warehouse and the supplier review echelon positions."""
+        return self.kind.startswith("echelon")
+
+    def positions(self, twin):
+        """The positions the rule reviews: (store (B,N,K), warehouse (B,K), supplier (B,K))."""
+        return review_positions(twin, self.echelon)
+
     def orders(self, twin):
         """Today's orders (store (B,N,K), warehouse (B,K), production (B,K)) for the twin state."""
-        store_ip = twin.store_position()
+        sp, wp, pp = self.positions(twin)
         fs, fw, fp = (1.0, 1.0, 1.0) if self.forecast is None else self.forecast.at(twin.day)
-        if self.kind == "s_S":
-            so = s_S_order(store_ip, self.store_s * fs, self.store_S * fs)
-            wo = s_S_order(twin.warehouse_position(), self.warehouse_s * fw, self.warehouse_S * fw)
-            pr = s_S_order(twin.supplier_position(), self.supplier_s * fp, self.supplier_S * fp)
-        elif self.kind == "base_stock":
-            so = base_stock_order(store_ip, self.store_S * fs)
-            wo = base_stock_order(twin.warehouse_position(), self.warehouse_S * fw)
-            pr = base_stock_order(twin.supplier_position(), self.supplier_S * fp)
-        else:
-            so = base_stock_order(store_ip, self.store_S * fs)
-            wh_echelon = twin.warehouse_position() + store_ip.sum(axis=1)
-            wo = base_stock_order(wh_echelon, self.warehouse_S * fw)
-            pr = base_stock_order(twin.supplier_position() + wh_echelon, self.supplier_S * fp)
-        return so, wo, pr
+        if self.kind in WITH_REORDER_POINT:
+            return (s_S_order(sp, self.store_s * fs, self.store_S * fs),
+                    s_S_order(wp, self.warehouse_s * fw, self.warehouse_S * fw),
+                    s_S_order(pp, self.supplier_s * fp, self.supplier_S * fp))
+        return (base_stock_order(sp, self.store_S * fs), base_stock_order(wp, self.warehouse_S * fw),
+                base_stock_order(pp, self.supplier_S * fp))
+
+
+def review_positions(twin, echelon: bool = False):
+    """Inventory positions (store (B,N,K), warehouse (B,K), supplier (B,K)); with ``echelon``
+    the warehouse's adds every store's and the supplier's adds the warehouse's echelon position."""
+    sp, wp, pp = twin.store_position(), twin.warehouse_position(), twin.supplier_position()
+    if echelon:
+        wp = wp + sp.sum(axis=1)
+        pp = pp + wp
+    return sp, wp, pp
+
+
+def to_echelon(policy: ChainPolicy, kind: str = "echelon_s_S") -> ChainPolicy:
+    """An installation (s, S) or base-stock policy's levels moved onto echelon positions: the
+    warehouse's (and then the supplier's) levels are raised by the typical position downstream
+    (the middle of the stores' [s, S] bands; S for base-stock). A starting point for tuning."""
+    def mid(s, S):
+        return S if s is None else (s + S) / 2
+
+    down_w = mid(policy.store_s, policy.store_S).sum(axis=-2)
+    w_s = None if policy.warehouse_s is None else policy.warehouse_s + down_w
+    w_S = policy.warehouse_S + down_w
+    down_p = mid(w_s, w_S)
+    return policy.with_(kind=kind, warehouse_s=w_s, warehouse_S=w_S,
+                        supplier_s=None if policy.supplier_s is None else policy.supplier_s + down_p,
+                        supplier_S=policy.supplier_S + down_p, meta={})
 
 
 def base_stock_order(position, order_up_to):
@@ -166,6 +199,8 @@ def initial_guess(scenario, kind: str) -> ChainPolicy:
     if kind == "echelon_base_stock":
         wh_S = wh_S + store_S.sum(axis=0)
         sup_S = sup_S + wh_S
+    if kind == "echelon_s_S":
+        return to_echelon(initial_guess(scenario, "s_S"))
     pol = ChainPolicy(kind=kind, store_S=store_S, warehouse_S=wh_S, supplier_S=sup_S)
     if kind == "s_S":
         pol = pol.with_(store_s=store_S - mu * 3, warehouse_s=wh_S - tot * 5, supplier_s=sup_S - tot * 5)

@@ -107,17 +107,20 @@ def module_for_agent(agent_id, episode=None, *, phase2: bool = False, learn=("st
     return scripted_module_id(agent_id)
 
 
-def check_baseline(baseline: ChainPolicy, scenario=None, types=SCRIPTED_TYPES) -> None:
-    if baseline.kind not in ("base_stock", "s_S"):
-        raise ConfigError(f"training.baseline: {baseline.kind} needs downstream positions the"
-                          " warehouse/supplier observations do not hold; use base_stock or s_S")
-    if baseline.forecast is not None and scenario is not None:
-        for kind in types:
-            mode = getattr(scenario.actions, kind).mode
-            if mode != "baseline_correction":
-                raise ConfigError(f"training.baseline: {baseline.name} scripts the {kind} with seasonal levels,"
-                                  f" which needs actions.{kind}.mode: baseline_correction (is {mode});"
-                                  f" set it, let the {kind} learn, or use a static baseline")
+def check_baseline(baseline: ChainPolicy, scenario, types=SCRIPTED_TYPES) -> None:
+    """A scripted warehouse / supplier plays its rule from its own observation, which holds its
+    own position only; a rule on echelon positions or with seasonal levels is played through
+    the env's ``baseline_correction`` decoding instead (correction 0), so it needs that mode."""
+    why = [w for cond, w in ((baseline.echelon, "on echelon positions"),
+                             (baseline.forecast is not None, "with seasonal levels")) if cond]
+    if not why:
+        return
+    for kind in types:
+        mode = getattr(scenario.actions, kind).mode
+        if mode != "baseline_correction":
+            raise ConfigError(f"training.baseline: {baseline.name} scripts the {kind} {' and '.join(why)},"
+                              f" which needs actions.{kind}.mode: baseline_correction (is {mode});"
+                              f" set it, let the {kind} learn, or use s_S or base_stock")
 
 
 def scripted_module_specs(scenario, baseline: ChainPolicy, types=SCRIPTED_TYPES) -> dict[str, RLModuleSpec]:
@@ -144,7 +147,7 @@ def scripted_module_specs(scenario, baseline: ChainPolicy, types=SCRIPTED_TYPES)
                 "agent_type": kind,
                 "kind": baseline.kind,
                 "order_up_to": float(S[k]),
-                "reorder_point": None if s is None or baseline.kind != "s_S" else float(s[k]),
+                "reorder_point": None if s is None else float(s[k]),
                 "position_scale": float(SCALE_DAYS * mu_w[k]),
                 "codec": {"mode": codec.mode, "values": codec.values.tolist(),
                           "mu": float(np.broadcast_to(codec.mu, mu_w.shape)[k]), "base_level": base,

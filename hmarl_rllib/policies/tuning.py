@@ -17,7 +17,8 @@ import yaml
 
 from hmarl_rllib import simulate
 from hmarl_rllib.errors import ConfigError
-from hmarl_rllib.policies.heuristics import POLICIES, ChainPolicy, EndgamePolicy, Forecast, initial_guess
+from hmarl_rllib.policies.heuristics import (POLICIES, WITH_REORDER_POINT, ChainPolicy, EndgamePolicy, Forecast,
+                                             initial_guess, to_echelon)
 
 SEASONAL = "_seasonal"  # suffix of a policy name whose levels follow the season (Forecast)
 
@@ -119,9 +120,10 @@ def _search_sS(scenario, policy, agent, idx, seeds, points=7):
 
 
 def tune_policy(scenario, kind: str, n_seeds: int = 256, rounds: int = 3, progress=None) -> ChainPolicy:
-    """Search the parameters of ``kind`` (base_stock, s_S, echelon_base_stock) on tuning seeds,
-    from the textbook :func:`initial_guess`. ``kind`` + ``_seasonal``: the levels follow the
-    season (:class:`Forecast`) and the search starts from the tuned static rule's levels."""
+    """Search the parameters of ``kind`` (base_stock, s_S, echelon_base_stock, echelon_s_S) on
+    tuning seeds, from the textbook :func:`initial_guess` (echelon_s_S: from the tuned (s, S)
+    moved onto echelon positions, :func:`to_echelon`). ``kind`` + ``_seasonal``: the levels
+    follow the season (:class:`Forecast`) and the search starts from the tuned static rule's."""
     base, seasonal = split_name(kind)
     if base not in POLICIES:
         choices = ", ".join(POLICIES + tuple(k + SEASONAL for k in POLICIES))
@@ -131,6 +133,8 @@ def tune_policy(scenario, kind: str, n_seeds: int = 256, rounds: int = 3, progre
         static = tuned_policy(scenario, base, n_seeds, progress)
         policy = static.with_(forecast=Forecast.build(scenario), meta={})
         rounds = min(rounds, 2)
+    elif base == "echelon_s_S":
+        policy = to_echelon(tuned_policy(scenario, "s_S", n_seeds, progress))
     else:
         policy = initial_guess(scenario, kind)
     cost = float(_costs(scenario, policy, seeds, 1)[0])
@@ -138,7 +142,7 @@ def tune_policy(scenario, kind: str, n_seeds: int = 256, rounds: int = 3, progre
     for r in range(rounds):
         before = cost
         for agent, idx in coords:
-            if base == "s_S":
+            if base in WITH_REORDER_POINT:
                 policy, cost = _search_sS(scenario, policy, agent, idx, seeds)
             else:
                 policy, cost = _search_S(scenario, policy, agent, idx, seeds)
@@ -165,7 +169,7 @@ def policy_to_dict(policy: ChainPolicy, scenario) -> dict:
         "warehouse": {"order_up_to": arr(policy.warehouse_S)},
         "supplier": {"order_up_to": arr(policy.supplier_S)},
     }
-    if policy.kind == "s_S":
+    if policy.kind in WITH_REORDER_POINT:
         out["store"]["reorder_point"] = arr(policy.store_s)
         out["warehouse"]["reorder_point"] = arr(policy.warehouse_s)
         out["supplier"]["reorder_point"] = arr(policy.supplier_s)
@@ -210,7 +214,7 @@ def policy_from_dict(d, scenario, path: str = "params") -> ChainPolicy:
         kw = dict(store_S=get("store", "order_up_to", (N, K)),
                   warehouse_S=get("warehouse", "order_up_to", (K,)),
                   supplier_S=get("supplier", "order_up_to", (K,)))
-        if d["policy"] == "s_S":
+        if d["policy"] in WITH_REORDER_POINT:
             kw.update(store_s=get("store", "reorder_point", (N, K)),
                       warehouse_s=get("warehouse", "reorder_point", (K,)),
                       supplier_s=get("supplier", "reorder_point", (K,)))
