@@ -77,7 +77,7 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
                   progress=None) -> dict:
     """Evaluate everything on the same held-out seeds; see the module docstring."""
     seeds = simulate.eval_seeds(episodes, seed)
-    from hmarl_rllib.policies.tuning import tune_endgame, tuned_policy
+    from hmarl_rllib.policies.tuning import tuned_policy
 
     costs, summaries = {}, {}
 
@@ -102,7 +102,7 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
     best = min(POLICIES, key=lambda k: summaries[k]["cost_mean"])
     if progress:
         progress("s_S_endgame (reference): tuning the stop days")
-    endgame = tune_endgame(scenario, tuned["s_S"])
+    endgame = tuned_policy(scenario, ENDGAME, progress=progress)  # the tuned (s, S) + tuned stop days
     run(ENDGAME, endgame.orders)
     seasonal = {}
     if has_season(scenario):
@@ -216,7 +216,7 @@ def bench_train(scenario, seconds: float = 120.0, storage: str | None = None, nu
 
     import pandas as pd
 
-    from hmarl_rllib.policies.tuning import tune_endgame, tuned_policy
+    from hmarl_rllib.policies.tuning import tuned_policy
     from hmarl_rllib.training import train, training_settings
 
     settings = training_settings(scenario)

@@ -12,8 +12,11 @@ import sys
 
 from hmarl_rllib.errors import InputError
 
-POLICY_CHOICES = ("base_stock", "s_S", "echelon_base_stock", "echelon_s_S", "base_stock_seasonal", "s_S_seasonal",
-                  "echelon_s_S_seasonal")
+# a classic policy, + _seasonal (levels follow the season), + _endgame (stops before the end)
+POLICY_CHOICES = tuple(k + sea + end for sea in ("", "_seasonal") for end in ("", "_endgame")
+                       for k in ("base_stock", "s_S", "echelon_base_stock", "echelon_s_S"))
+POLICY_HELP = ("base_stock, s_S, echelon_base_stock or echelon_s_S; + _seasonal: levels follow the demand"
+               " model's season; + _endgame: no orders in the last (tuned) days; e.g. echelon_s_S_seasonal_endgame")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,6 +48,9 @@ def _rule_based(scenario, name: str):
     from hmarl_rllib.policies.heuristics import Forecast, rule_based_policy, to_echelon
     from hmarl_rllib.policies.tuning import split_name
 
+    if name.endswith("_endgame"):
+        raise InputError(f"--rule-based: the config's rule_based section has no stop days for {name};"
+                         f" drop --rule-based or use --policy {name[:-len('_endgame')]}")
     kind, seasonal = split_name(name)
     policy = rule_based_policy(scenario, "s_S" if kind.endswith("s_S") else "base_stock")
     if kind.startswith("echelon"):
@@ -119,6 +125,9 @@ def cmd_baseline(args) -> int:
         print("  levels follow the season: x the demand model's mean over days "
               + ", ".join(f"{e} {o}-{o + n - 1} ahead" for e, (o, n) in d["forecast_windows"].items())
               + " (relative to the episode's mean)")
+    if "stop_days" in d:
+        print("  no orders in the last " + ", ".join(f"{e} {n}" for e, n in d["stop_days"].items())
+              + " days of the episode")
     if out:
         print(f"written to {out}")
     print(f"\nheld-out evaluation on {args.episodes} episodes:")
@@ -186,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("simulate", help="run the twin with a policy and print KPIs")
     s.add_argument("--config", required=True, help="scenario YAML, e.g. configs/default.yaml")
-    s.add_argument("--policy", required=True, choices=POLICY_CHOICES + ("random",))
+    s.add_argument("--policy", required=True, choices=POLICY_CHOICES + ("random",), metavar="POLICY",
+                   help=POLICY_HELP + "; or random")
     s.add_argument("--params", help="parameters YAML from `hmarl baseline --tune` (default: the tuned"
                                     " file for this scenario, tuned now if missing)")
     s.add_argument("--rule-based", action="store_true", help="use the config's rule_based levels instead")
@@ -198,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("baseline", help="evaluate or tune (--tune) a classic policy")
     b.add_argument("--config", required=True)
-    b.add_argument("--policy", required=True, choices=POLICY_CHOICES)
+    b.add_argument("--policy", required=True, choices=POLICY_CHOICES, metavar="POLICY", help=POLICY_HELP)
     b.add_argument("--tune", action="store_true", help="search the parameters on tuning seeds and write them")
     b.add_argument("--tune-episodes", type=_positive_int, default=256, help="tuning seeds per candidate")
     b.add_argument("--out", help="parameters YAML (default: <config dir>/baselines/<scenario>_<policy>.yaml)")

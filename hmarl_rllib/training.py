@@ -40,12 +40,15 @@ from hmarl_rllib.config import Scenario
 from hmarl_rllib.env import ENV_NAME, agent_type
 from hmarl_rllib.errors import ConfigError, InputError
 from hmarl_rllib.policies.actions import codecs
+from hmarl_rllib.policies.heuristics import POLICIES
 from hmarl_rllib.policies.modules import (LEARNED_MODULES, SCRIPTED_TYPES, STORE_MODULE, WarmStartPPOModule,
                                          module_for_agent, scripted_module_specs, warm_start_action)
 
 EVAL_METRIC = "eval_chain_cost"
 RUN_FILE = "hmarl_run.yaml"  # the scenario and baseline of a run, beside its trials
 # training key -> PPOConfig.training() argument (hmarl_rllib.search samples the same keys)
+# training.baseline: a classic policy, + _seasonal, + _endgame (e.g. echelon_s_S_seasonal_endgame), or auto
+BASELINE_NAMES = tuple(k + sea + end for k in POLICIES for sea in ("", "_seasonal") for end in ("", "_endgame")) + ("auto",)
 PPO_KEYS = {"lr": "lr", "gamma": "gamma", "lambda": "lambda_", "clip": "clip_param", "vf_clip": "vf_clip_param",
             "entropy": "entropy_coeff", "grad_clip": "grad_clip", "epochs": "num_epochs",
             "minibatch": "minibatch_size", "train_batch": "train_batch_size_per_learner"}
@@ -62,10 +65,9 @@ class TrainingSettings(BaseModel):
 
     # the rule the warehouse/supplier follow and corrections correct; auto = the cheaper of s_S
     # and base_stock; echelon_*: the warehouse and supplier review echelon positions;
-    # *_seasonal: levels that follow the demand model's season (heuristics.Forecast)
-    baseline: Literal["s_S", "base_stock", "echelon_s_S", "echelon_base_stock", "s_S_seasonal",
-                      "base_stock_seasonal", "echelon_s_S_seasonal", "echelon_base_stock_seasonal",
-                      "auto"] = "s_S"
+    # + _seasonal: levels that follow the demand model's season (heuristics.Forecast);
+    # + _endgame: no orders in the last days of the episode (tuned stop days)
+    baseline: Literal[BASELINE_NAMES] = "s_S"
     phase2: bool = False  # the warehouse learns too (its own PPO module); = learn: [stores, warehouse]
     # who learns: the stores always (shared store_policy); the warehouse and the supplier each
     # get their own PPO module when listed, else they run the scripted baseline

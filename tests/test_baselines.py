@@ -351,3 +351,33 @@ def test_benchmark_on_a_seasonal_scenario_adds_the_seasonal_references():
     assert r["best_seasonal"] == min(("s_S_seasonal", "echelon_s_S_seasonal"), key=lambda k: pol[k]["cost_mean"])
     assert r["reference"]["echelon_s_S_seasonal"]["forecast_windows"]["warehouse"] == [2, 9]
     assert "echelon_s_S_seasonal (ref.)" in format_benchmark(r)
+
+
+# -------------------------------------------------------------------- stopping before the end
+def test_a_policy_with_stop_days_is_the_endgame_policy_and_round_trips(tmp_path):
+    """``stop_days`` on a ChainPolicy orders exactly as EndgamePolicy (the benchmark's reference
+    and its search), stops orders the rule would place, and is saved and read back."""
+    from hmarl_rllib.policies.heuristics import EndgamePolicy
+
+    sc = load_config(SEASONAL_YAML)
+    base = initial_guess(sc, "s_S")
+    pol = base.with_(stop_days=(4, 9, 15))
+    assert pol.name == "s_S_endgame"
+    seeds = list(range(8))
+    a, b, c = (simulate.run(sc, p.orders, seeds) for p in (pol, EndgamePolicy(base, (4, 9, 15)), base))
+    np.testing.assert_array_equal(a.ledger, b.ledger)
+    T = sc.episode_length
+    placed = lambda twin, node: twin.ledger[:, :, node, :, F["order_placed"]]  # noqa: E731
+    assert placed(a, sc.stores.count)[T - 9:].sum() == 0  # the warehouse: nothing in its last 9 days
+    assert placed(c, sc.stores.count)[T - 9:].sum() > 0  # the rule alone would have ordered
+    path = tmp_path / "e.yaml"
+    save_policy(pol, sc, path)
+    back = load_policy(path, sc)
+    assert back.stop_days == (4, 9, 15) and back.name == "s_S_endgame"
+    import yaml
+
+    d = yaml.safe_load(path.read_text())
+    d["stop_days"]["store"] = -1
+    path.write_text(yaml.safe_dump(d))
+    with pytest.raises(ConfigError, match="stop_days must map store, warehouse and supplier"):
+        load_policy(path, sc)

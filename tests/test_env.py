@@ -256,12 +256,13 @@ def test_seasonal_correction_decodes_with_the_days_levels():
         c.decode(zero, ip)
 
 
-@pytest.mark.parametrize("kind", ["s_S_seasonal", "echelon_s_S", "echelon_s_S_seasonal", "echelon_base_stock"])
+@pytest.mark.parametrize("kind", ["s_S_seasonal", "echelon_s_S", "echelon_s_S_seasonal", "echelon_base_stock",
+                                  "s_S_endgame", "base_stock_endgame", "echelon_s_S_seasonal_endgame"])
 def test_env_with_a_seasonal_or_echelon_baseline_plays_it_exactly_on_correction_zero(kind):
     """configs/seasonal.yaml's design (baseline_correction everywhere) over a rule that follows
-    the season and/or reviews echelon positions: correction 0 for every agent is, day by day,
-    exactly that rule (the env decodes the warehouse's and supplier's corrections on the
-    position the rule reviews)."""
+    the season, reviews echelon positions and/or stops before the end: correction 0 for every
+    agent is, day by day, exactly that rule (the env decodes the warehouse's and supplier's
+    corrections on the position the rule reviews, and the rule's order is 0 once it stops)."""
     from pathlib import Path
 
     from hmarl_rllib import simulate
@@ -274,6 +275,7 @@ def test_env_with_a_seasonal_or_echelon_baseline_plays_it_exactly_on_correction_
     base, seasonal = split_name(kind)
     rule = initial_guess(sc, base)
     rule = rule.with_(forecast=Forecast.build(sc)) if seasonal else rule
+    rule = rule.with_(stop_days=(4, 9, 15)) if kind.endswith("_endgame") else rule
     assert rule.name == kind
     seeds = [5, 6, 7]
     chain = ChainDynamics(sc, rule)

@@ -13,7 +13,8 @@ Modes (per agent type, ``actions:`` in the scenario; see :class:`hmarl_rllib.con
 for the warehouse and the supplier. IP is the agent's own inventory position, or, when an
 ``echelon_*`` baseline is corrected, the warehouse's and the supplier's echelon position (the
 position the rule reviews). When the baseline follows the season (``*_seasonal``), S* and s are
-today's seasonal levels, so the decoded order depends on the day too. :func:`decode_orders`
+today's seasonal levels, so the decoded order depends on the day too; so it does when the
+baseline stops ordering before the end (``*_endgame``): from then on ``rule`` is 0. :func:`decode_orders`
 decodes all three agent types from a twin state.
 """
 from __future__ import annotations
@@ -32,12 +33,15 @@ class ActionCodec:
     (B, K) otherwise). ``scale`` (T, ...): per-day multipliers of the baseline's levels (a
     seasonal baseline's :class:`~hmarl_rllib.policies.heuristics.Forecast`); then :meth:`decode`
     needs the day. ``echelon``: the baseline's levels apply to the agent's echelon position
-    (:func:`decode_orders` passes it).
+    (:func:`decode_orders` passes it). ``active`` (T,) booleans: the days on which the
+    baseline's rule orders at all (``baseline_correction`` only; an ``*_endgame`` baseline).
     """
 
-    def __init__(self, mode: str, values, mu, base_level=None, base_reorder=None, scale=None, echelon=False):
+    def __init__(self, mode: str, values, mu, base_level=None, base_reorder=None, scale=None, echelon=False,
+                 active=None):
         self.mode = mode
         self.echelon = bool(echelon)
+        self.active = None if active is None or mode != "baseline_correction" else np.asarray(active, dtype=bool)
         self.values = np.asarray(values, dtype=float)
         self.mu = np.asarray(mu, dtype=float)
         self.base_level = None if base_level is None else np.asarray(base_level, dtype=float)
@@ -63,13 +67,15 @@ class ActionCodec:
         if self.mode == "order_up_to":
             return np.maximum(0.0, v * self.mu - position)
         level, reorder = self.base_level, self.base_reorder
+        if (self.scale is not None or self.active is not None) and day is None:
+            raise ValueError("a seasonal or endgame baseline's correction needs the day to decode")
         if self.scale is not None:
-            if day is None:
-                raise ValueError("a seasonal baseline's correction needs the day to decode")
             f = self.scale[min(int(day), len(self.scale) - 1)]
             level, reorder = level * f, None if reorder is None else reorder * f
-        if self.mode == "baseline_correction" and reorder is not None:
-            rule = s_S_order(position, reorder, level)
+        if self.mode == "baseline_correction":
+            rule = s_S_order(position, reorder, level) if reorder is not None else level - position
+            if self.active is not None and not self.active[min(int(day), len(self.active) - 1)]:
+                rule = np.zeros_like(rule)
             return np.maximum(0.0, rule + v * self.mu)
         return np.maximum(0.0, level - position + v * self.mu)
 
@@ -106,7 +112,9 @@ def codecs(scenario, base_policy=None) -> dict[str, ActionCodec]:
             reorder = getattr(base, f"{kind}_s") if base.kind in WITH_REORDER_POINT else None
             scale = None if base.forecast is None else getattr(base.forecast, kind)
         echelon = spec.mode == "baseline_correction" and base.echelon and kind != "store"
-        out[kind] = ActionCodec(spec.mode, spec.values, mus[kind], level, reorder, scale, echelon)
+        act = base.active(scenario.warmup_days + scenario.episode_length)
+        active = None if act is None else act[:, AGENT_TYPES.index(kind)]
+        out[kind] = ActionCodec(spec.mode, spec.values, mus[kind], level, reorder, scale, echelon, active)
     return out
 
 

@@ -19,6 +19,8 @@ The supplier's "order" is the production it starts.
 A policy may also **follow the season** (:class:`Forecast`): each day, every echelon's levels
 are multiplied by the demand model's mean demand over that echelon's coming window, relative to
 the episode's mean (a forecast from the scenario's demand model, never from realised demand).
+And it may **stop before the end** (``stop_days``): an echelon places no order once that many
+days or fewer are left in the finite episode (see :class:`EndgamePolicy`).
 """
 from __future__ import annotations
 
@@ -98,11 +100,22 @@ class ChainPolicy:
     supplier_s: np.ndarray | None = None  # [s_p]
     meta: dict = field(default_factory=dict)
     forecast: Forecast | None = None  # levels follow the season (see Forecast)
+    stop_days: tuple[int, int, int] | None = None  # (store, warehouse, supplier): no orders this close to the end
 
     @property
     def name(self) -> str:
-        """``kind``, with ``_seasonal`` when the levels follow the season."""
-        return self.kind + ("_seasonal" if self.forecast is not None else "")
+        """``kind``, + ``_seasonal`` when the levels follow the season, + ``_endgame`` when it
+        stops ordering before the end."""
+        return (self.kind + ("_seasonal" if self.forecast is not None else "")
+                + ("_endgame" if self.stop_days is not None else ""))
+
+    def active(self, days_total: int) -> np.ndarray | None:
+        """(days_total, 3) booleans: does (store, warehouse, supplier) order on day t? None
+        when the policy never stops."""
+        if self.stop_days is None:
+            return None
+        left = days_total - np.arange(days_total)
+        return left[:, None] > np.asarray(self.stop_days)[None, :]
 
     def __post_init__(self):
         if self.kind not in POLICIES:
@@ -129,11 +142,16 @@ class ChainPolicy:
         sp, wp, pp = self.positions(twin)
         fs, fw, fp = (1.0, 1.0, 1.0) if self.forecast is None else self.forecast.at(twin.day)
         if self.kind in WITH_REORDER_POINT:
-            return (s_S_order(sp, self.store_s * fs, self.store_S * fs),
-                    s_S_order(wp, self.warehouse_s * fw, self.warehouse_S * fw),
-                    s_S_order(pp, self.supplier_s * fp, self.supplier_S * fp))
-        return (base_stock_order(sp, self.store_S * fs), base_stock_order(wp, self.warehouse_S * fw),
-                base_stock_order(pp, self.supplier_S * fp))
+            out = (s_S_order(sp, self.store_s * fs, self.store_S * fs),
+                   s_S_order(wp, self.warehouse_s * fw, self.warehouse_S * fw),
+                   s_S_order(pp, self.supplier_s * fp, self.supplier_S * fp))
+        else:
+            out = (base_stock_order(sp, self.store_S * fs), base_stock_order(wp, self.warehouse_S * fw),
+                   base_stock_order(pp, self.supplier_S * fp))
+        if self.stop_days is None:
+            return out
+        left = twin.days_total - twin.day
+        return tuple(o if left > d else np.zeros_like(o) for o, d in zip(out, self.stop_days))
 
 
 def review_positions(twin, echelon: bool = False):

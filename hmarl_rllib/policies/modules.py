@@ -109,10 +109,12 @@ def module_for_agent(agent_id, episode=None, *, phase2: bool = False, learn=("st
 
 def check_baseline(baseline: ChainPolicy, scenario, types=SCRIPTED_TYPES) -> None:
     """A scripted warehouse / supplier plays its rule from its own observation, which holds its
-    own position only; a rule on echelon positions or with seasonal levels is played through
-    the env's ``baseline_correction`` decoding instead (correction 0), so it needs that mode."""
+    own position only; a rule on echelon positions, with seasonal levels or with an
+    end-of-horizon stop is played through the env's ``baseline_correction`` decoding instead
+    (correction 0), so it needs that mode."""
     why = [w for cond, w in ((baseline.echelon, "on echelon positions"),
-                             (baseline.forecast is not None, "with seasonal levels")) if cond]
+                             (baseline.forecast is not None, "with seasonal levels"),
+                             (baseline.stop_days is not None, "with an end-of-horizon stop")) if cond]
     if not why:
         return
     for kind in types:

@@ -21,6 +21,7 @@ from hmarl_rllib.policies.heuristics import (POLICIES, WITH_REORDER_POINT, Chain
                                              initial_guess, to_echelon)
 
 SEASONAL = "_seasonal"  # suffix of a policy name whose levels follow the season (Forecast)
+ENDGAME = "_endgame"  # suffix of a policy name that stops ordering before the end (stop_days)
 
 
 def _store_groups(scenario) -> list[list[int]]:
@@ -127,7 +128,14 @@ def tune_policy(scenario, kind: str, n_seeds: int = 256, rounds: int = 3, progre
     base, seasonal = split_name(kind)
     if base not in POLICIES:
         choices = ", ".join(POLICIES + tuple(k + SEASONAL for k in POLICIES))
-        raise ConfigError(f"--policy {kind}: unknown policy; choose one of {choices}")
+        raise ConfigError(f"--policy {kind}: unknown policy; choose one of {choices}"
+                          f" (each may end in {ENDGAME})")
+    if kind.endswith(ENDGAME):  # the rule without it, tuned (cached), then the stop days searched
+        rule = tuned_policy(scenario, kind[: -len(ENDGAME)], n_seeds, progress)
+        if progress:
+            progress(f"{kind}: searching the stop days")
+        eg = tune_endgame(scenario, rule, n_seeds=n_seeds)
+        return rule.with_(stop_days=eg.stop_days, meta=dict(eg.meta))
     seeds = simulate.tune_seeds(n_seeds)
     if seasonal:
         static = tuned_policy(scenario, base, n_seeds, progress)
@@ -175,6 +183,8 @@ def policy_to_dict(policy: ChainPolicy, scenario) -> dict:
         out["supplier"]["reorder_point"] = arr(policy.supplier_s)
     if policy.forecast is not None:  # levels are multiplied by the forecast of these windows
         out["forecast_windows"] = {e: list(w) for e, w in policy.forecast.windows.items()}
+    if policy.stop_days is not None:  # no orders this close to the end
+        out["stop_days"] = dict(zip(("store", "warehouse", "supplier"), (int(d) for d in policy.stop_days)))
     out.update({k: v for k, v in policy.meta.items()})
     return out
 
@@ -231,7 +241,15 @@ def policy_from_dict(d, scenario, path: str = "params") -> ChainPolicy:
             raise ConfigError(f"--params {path}: forecast_windows must map store, warehouse and supplier to"
                               " [offset >= 0, length >= 1] (whole days); re-run `hmarl baseline --tune`")
         forecast = Forecast.build(scenario, w)
-    return ChainPolicy(kind=d["policy"], meta=meta, forecast=forecast, **kw)
+    stop = None
+    if d.get("stop_days") is not None:
+        st = d["stop_days"]
+        if not (isinstance(st, dict) and set(st) == {"store", "warehouse", "supplier"}
+                and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in st.values())):
+            raise ConfigError(f"--params {path}: stop_days must map store, warehouse and supplier to whole"
+                              " days >= 0; re-run `hmarl baseline --tune`")
+        stop = (st["store"], st["warehouse"], st["supplier"])
+    return ChainPolicy(kind=d["policy"], meta=meta, forecast=forecast, stop_days=stop, **kw)
 
 
 # ----------------------------------------------------------------------- tuned baselines
@@ -245,7 +263,9 @@ def scenario_fingerprint(scenario) -> str:
 
 
 def split_name(name: str) -> tuple[str, bool]:
-    """``s_S_seasonal`` → (``s_S``, True); ``s_S`` → (``s_S``, False)."""
+    """``s_S_seasonal`` → (``s_S``, True); ``s_S`` → (``s_S``, False); an ``_endgame`` suffix is
+    dropped first (``s_S_seasonal_endgame`` → (``s_S``, True))."""
+    name = name[: -len(ENDGAME)] if name.endswith(ENDGAME) else name
     return (name[: -len(SEASONAL)], True) if name.endswith(SEASONAL) else (name, False)
 
 
