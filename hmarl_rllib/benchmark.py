@@ -20,8 +20,10 @@ Rows that are **references**, not baselines (the baselines are the static classi
   the episode): the (s, S) and echelon (s, S) whose levels follow the demand model's season
   (:class:`~hmarl_rllib.policies.heuristics.Forecast`), tuned on tuning seeds: what the demand
   model's forecast alone is worth (``ratio_to_seasonal``: learned / the cheaper of the two,
-  named by ``best_seasonal``). A learned policy trained with ``baseline: echelon_s_S_seasonal``
-  corrects it.
+  named by ``best_seasonal``).
+- the rule the learned policy corrects (``corrected_rule``: its training baseline, which its
+  correction 0 plays, e.g. ``echelon_s_S_seasonal_endgame``), when no other row is that rule:
+  ``ratio_to_corrected_rule`` is what the learned corrections add to it.
 """
 from __future__ import annotations
 
@@ -112,6 +114,13 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
                 progress(f"{name} (reference): {episodes} episodes")
             run(name, seasonal[name].orders)
     best_seasonal = min(seasonal, key=lambda k: summaries[k]["cost_mean"]) if seasonal else None
+    corrected = None  # the rule the learned policy corrects (its correction 0), when no row shows it yet
+    if checkpoint is not None:
+        corrected = trained.baseline.name
+        if corrected not in summaries:
+            if progress:
+                progress(f"{corrected} (reference: the rule the learned policy corrects): {episodes} episodes")
+            run(corrected, trained.baseline.orders)
     result = {
         "scenario": scenario.name,
         "checkpoint": None if checkpoint is None else str(checkpoint),
@@ -122,10 +131,12 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
                             "ordering_cost_mean": s["ordering_cost_mean"]} for name, s in summaries.items()},
         "best_baseline": best,
         "best_seasonal": best_seasonal,
+        "corrected_rule": corrected,
         "reference": {ENDGAME: {"stop_days": dict(zip(("store", "warehouse", "supplier"), endgame.stop_days))}},
         "ratio_to_best_baseline": None,
         "ratio_to_endgame": None,
         "ratio_to_seasonal": None,
+        "ratio_to_corrected_rule": None,
         "gap_to_bound": None,
         "ci_overlap": None,
     }
@@ -135,6 +146,7 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
         result["ratio_to_best_baseline"] = summaries["learned"]["cost_mean"] / summaries[best]["cost_mean"]
         result["ci_overlap"] = bool(hi >= blo and bhi >= lo)
         result["ratio_to_endgame"] = summaries["learned"]["cost_mean"] / summaries[ENDGAME]["cost_mean"]
+        result["ratio_to_corrected_rule"] = summaries["learned"]["cost_mean"] / summaries[corrected]["cost_mean"]
         if best_seasonal is not None:
             result["ratio_to_seasonal"] = summaries["learned"]["cost_mean"] / summaries[best_seasonal]["cost_mean"]
     for name, pol in seasonal.items():
@@ -159,21 +171,22 @@ def format_benchmark(result: dict) -> str:
     pol = result["policies"]
     gaps = (result.get("bound") or {}).get("gap_by_policy", {})
     best = pol[result["best_baseline"]]["cost_mean"]
-    head = f"{'policy':<27}{'chain cost':>12}{'95% CI':>24}{'fill rate':>11}{'service':>10}" \
+    w = max([20] + [len(n) + 9 for n in pol])  # room for the longest name + " (ref.)"
+    head = f"{'policy':<{w}}{'chain cost':>12}{'95% CI':>24}{'fill rate':>11}{'service':>10}" \
            f"{'holding':>10}{'stockout':>10}{'ordering':>10}{'vs best':>9}{'vs bound':>10}"
     lines = [f"scenario {result['scenario']}: {result['episodes']} held-out episodes,"
              f" seeds {result['seeds'][0]}..{result['seeds'][1]}", head, "-" * len(head)]
     for name, s in pol.items():
         lo, hi = s["cost_ci95"]
         gap = f"{100 * gaps[name]:+.1f}%" if name in gaps else "-"
-        label = name + (" (ref.)" if name in (ENDGAME, *SEASONAL) else "")
-        lines.append(f"{label:<27}{s['cost_mean']:>12,.1f}{f'[{lo:,.1f}, {hi:,.1f}]':>24}"
+        label = name + (" (ref.)" if name in (ENDGAME, *SEASONAL, result.get("corrected_rule")) else "")
+        lines.append(f"{label:<{w}}{s['cost_mean']:>12,.1f}{f'[{lo:,.1f}, {hi:,.1f}]':>24}"
                      f"{100 * s['fill_rate_mean']:>10.2f}%{100 * s['service_level_mean']:>9.2f}%"
                      f"{s['holding_cost_mean']:>10,.1f}{s['stockout_cost_mean']:>10,.1f}{s['ordering_cost_mean']:>10,.1f}"
                      f"{s['cost_mean'] / best:>9.3f}{gap:>10}")
     if result.get("bound"):
         b = result["bound"]
-        lines.append(f"{'perfect-info bound':<27}{b['cost_mean']:>12,.1f}   (on the first {b['episodes']} traces;"
+        lines.append(f"{'perfect-info bound':<{w}}{b['cost_mean']:>12,.1f}   (on the first {b['episodes']} traces;"
                      f" 'vs bound' compares each policy on those traces)")
         if b["solved_to_optimality"] < b["episodes"]:
             lines.append(f"  only {b['solved_to_optimality']}/{b['episodes']} programs solved to optimality within"
@@ -194,7 +207,9 @@ def format_benchmark(result: dict) -> str:
                      f" (95% CIs {'overlap' if result['ci_overlap'] else 'do not overlap'});"
                      f" learned / {ENDGAME}: {result['ratio_to_endgame']:.4f}"
                      + ("" if result.get("ratio_to_seasonal") is None else
-                        f"; learned / {result['best_seasonal']}: {result['ratio_to_seasonal']:.4f}"))
+                        f"; learned / {result['best_seasonal']}: {result['ratio_to_seasonal']:.4f}")
+                     + f"; learned / {result['corrected_rule']} (the rule it corrects):"
+                       f" {result['ratio_to_corrected_rule']:.4f}")
     if result["gap_to_bound"] is not None:
         lines.append(f"learned gap to bound: {100 * result['gap_to_bound']:+.1f}%")
     return "\n".join(lines)

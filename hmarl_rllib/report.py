@@ -10,13 +10,14 @@ def _fmt(v, pct=False):
 
 def chain_table(summaries: dict[str, dict]) -> str:
     """One row per policy: chain cost mean ± CI, fill rate, service level, cost breakdown."""
-    head = f"{'policy':<22}{'chain cost':>12}{'95% CI':>22}{'fill rate':>11}{'service':>10}" \
+    w = max([22] + [len(n) + 2 for n in summaries])  # the name column fits the longest policy name
+    head = f"{'policy':<{w}}{'chain cost':>12}{'95% CI':>22}{'fill rate':>11}{'service':>10}" \
            f"{'holding':>10}{'stockout':>10}{'ordering':>10}{'stores':>10}{'warehouse':>11}{'supplier':>10}"
     lines = [head, "-" * len(head)]
     for name, s in summaries.items():
         lo, hi = s["cost_ci95"]
         lines.append(
-            f"{name:<22}{s['cost_mean']:>12,.1f}{f'[{lo:,.1f}, {hi:,.1f}]':>22}"
+            f"{name:<{w}}{s['cost_mean']:>12,.1f}{f'[{lo:,.1f}, {hi:,.1f}]':>22}"
             f"{_fmt(s['fill_rate_mean'], True):>11}{_fmt(s['service_level_mean'], True):>10}"
             f"{s['holding_cost_mean']:>10,.1f}{s['stockout_cost_mean']:>10,.1f}{s['ordering_cost_mean']:>10,.1f}"
             f"{s['store_cost_mean']:>10,.1f}{s['warehouse_cost_mean']:>11,.1f}{s['supplier_cost_mean']:>10,.1f}")

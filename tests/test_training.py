@@ -127,7 +127,8 @@ def test_evaluate_cli_restores_without_ray_and_matches_training_evaluation(tiny_
                  cwd=tiny_run["root"])
     result = json.loads(proc.stdout)
     assert result["checkpoint"] == str(ckpt) and result["episodes"] == 6
-    assert set(result["policies"]) == {"learned", "s_S", "base_stock", "echelon_s_S"}
+    # the baselines, and the rule the run corrected (default.yaml: s_S_endgame) under its own name
+    assert set(result["policies"]) == {"learned", "s_S", "base_stock", "echelon_s_S", "s_S_endgame"}
     for p in result["policies"].values():
         assert set(p) == {"cost_mean", "cost_ci95", "fill_rate_mean", "service_level_mean"}
     last = tiny_run["progress"].iloc[-1]
@@ -149,6 +150,8 @@ def test_benchmark_json_compares_learned_baselines_reference_and_bound(tiny_run)
     assert best == min(pol[k]["cost_mean"] for k in baselines)
     assert r["ratio_to_best_baseline"] == pytest.approx(pol["learned"]["cost_mean"] / best)
     assert r["ratio_to_endgame"] == pytest.approx(pol["learned"]["cost_mean"] / pol["s_S_endgame"]["cost_mean"])
+    assert r["corrected_rule"] == "s_S_endgame"  # default.yaml's training baseline: the endgame row itself
+    assert r["ratio_to_corrected_rule"] == pytest.approx(r["ratio_to_endgame"])
     assert set(r["reference"]["s_S_endgame"]["stop_days"]) == {"store", "warehouse", "supplier"}
     assert r["bound"]["episodes"] == 2 and r["bound"]["violations"] == 0
     assert r["gap_to_bound"] == pytest.approx(r["bound"]["gap_by_policy"]["learned"]) and r["gap_to_bound"] >= 0
