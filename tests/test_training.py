@@ -127,8 +127,7 @@ def test_evaluate_cli_restores_without_ray_and_matches_training_evaluation(tiny_
                  cwd=tiny_run["root"])
     result = json.loads(proc.stdout)
     assert result["checkpoint"] == str(ckpt) and result["episodes"] == 6
-    # the baselines, and the rule the run corrected (default.yaml: s_S_endgame) under its own name
-    assert set(result["policies"]) == {"learned", "s_S", "base_stock", "echelon_s_S", "s_S_endgame"}
+    assert set(result["policies"]) == {"learned", "s_S", "base_stock", "echelon_s_S"}  # the run corrected s_S
     for p in result["policies"].values():
         assert set(p) == {"cost_mean", "cost_ci95", "fill_rate_mean", "service_level_mean"}
     last = tiny_run["progress"].iloc[-1]
@@ -150,8 +149,8 @@ def test_benchmark_json_compares_learned_baselines_reference_and_bound(tiny_run)
     assert best == min(pol[k]["cost_mean"] for k in baselines)
     assert r["ratio_to_best_baseline"] == pytest.approx(pol["learned"]["cost_mean"] / best)
     assert r["ratio_to_endgame"] == pytest.approx(pol["learned"]["cost_mean"] / pol["s_S_endgame"]["cost_mean"])
-    assert r["corrected_rule"] == "s_S_endgame"  # default.yaml's training baseline: the endgame row itself
-    assert r["ratio_to_corrected_rule"] == pytest.approx(r["ratio_to_endgame"])
+    assert r["corrected_rule"] == "s_S"  # the tiny run's training baseline (the default): its row is already there
+    assert r["ratio_to_corrected_rule"] == pytest.approx(pol["learned"]["cost_mean"] / pol["s_S"]["cost_mean"])
     assert set(r["reference"]["s_S_endgame"]["stop_days"]) == {"store", "warehouse", "supplier"}
     assert r["bound"]["episodes"] == 2 and r["bound"]["violations"] == 0
     assert r["gap_to_bound"] == pytest.approx(r["bound"]["gap_by_policy"]["learned"]) and r["gap_to_bound"] >= 0
@@ -300,11 +299,13 @@ def test_upstream_learners_train_their_own_modules(tmp_path, training, learned, 
 
 
 def test_every_echelon_learning_trains_and_evaluates_without_ray(tmp_path):
-    """learn: [stores, warehouse, supplier]: the checkpoint holds the three PPO modules and
-    `hmarl evaluate` plays all of them, matching RLlib's own evaluation on the same seeds."""
+    """learn: [stores, warehouse, supplier], correcting the shipped default's rule (s_S_endgame,
+    whose order is 0 in the last days): the checkpoint holds the three PPO modules and `hmarl
+    evaluate` plays all of them, matching RLlib's own evaluation on the same seeds, and shows
+    the corrected rule beside the baselines."""
     from hmarl_rllib.simulate import VALIDATION_SEED_BASE
 
-    cfg = tiny_config(tmp_path, learn=["stores", "warehouse", "supplier"], warm_start=1.0)
+    cfg = tiny_config(tmp_path, learn=["stores", "warehouse", "supplier"], warm_start=1.0, baseline="s_S_endgame")
     hmarl("train", "--config", cfg, "--name", "every", "--storage", tmp_path / "runs", "--stop-iters", 2, cwd=tmp_path)
     trial = trial_dir(tmp_path / "runs", "every")
     ckpt = max(checkpoints(trial))
@@ -315,6 +316,7 @@ def test_every_echelon_learning_trains_and_evaluates_without_ray(tmp_path):
                               "--json", cwd=tmp_path).stdout)
     last = pd.read_csv(trial / "progress.csv").iloc[-1]
     assert result["policies"]["learned"]["cost_mean"] == pytest.approx(last["evaluation/env_runners/chain_cost"], rel=1e-9)
+    assert "s_S_endgame" in result["policies"]
 
 
 def test_checkpoint_selection_never_sees_held_out_or_tuning_seeds(tmp_path):
