@@ -150,8 +150,9 @@ class ChainPolicy:
                    base_stock_order(pp, self.supplier_S * fp))
         if self.stop_days is None:
             return out
-        left = twin.days_total - twin.day
-        return tuple(o if left > d else np.zeros_like(o) for o, d in zip(out, self.stop_days))
+        left = twin.days_total - twin.day  # a stop day may be one number or one per replica (B,)
+        return tuple(np.where((left > np.asarray(d)).reshape((-1,) + (1,) * (o.ndim - 1)), o, 0.0)
+                     for o, d in zip(out, self.stop_days))
 
 
 def review_positions(twin, echelon: bool = False):
@@ -249,8 +250,4 @@ class EndgamePolicy:
         return f"{self.base.kind}_endgame"
 
     def orders(self, twin):
-        so, wo, pr = self.base.orders(twin)
-        left = twin.days_total - twin.day
-        st, wh, sp = (np.asarray(d) for d in self.stop_days)
-        return (np.where((left > st).reshape(-1, 1, 1), so, 0.0), np.where((left > wh).reshape(-1, 1), wo, 0.0),
-                np.where((left > sp).reshape(-1, 1), pr, 0.0))
+        return self.base.with_(stop_days=self.stop_days).orders(twin)
