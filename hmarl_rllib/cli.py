@@ -11,10 +11,9 @@ import os
 import sys
 
 from hmarl_rllib.errors import InputError
+from hmarl_rllib.policies.heuristics import RULE_NAMES
 
-# a classic policy, + _seasonal (levels follow the season), + _endgame (stops before the end)
-POLICY_CHOICES = tuple(k + sea + end for sea in ("", "_seasonal") for end in ("", "_endgame")
-                       for k in ("base_stock", "s_S", "echelon_base_stock", "echelon_s_S"))
+POLICY_CHOICES = RULE_NAMES  # a classic policy, + _seasonal, + _endgame
 POLICY_HELP = ("base_stock, s_S, echelon_base_stock or echelon_s_S; + _seasonal: levels follow the demand"
                " model's season; + _endgame: no orders in the last (tuned) days; e.g. echelon_s_S_seasonal_endgame")
 

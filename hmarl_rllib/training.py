@@ -40,7 +40,7 @@ from hmarl_rllib.config import Scenario
 from hmarl_rllib.env import ENV_NAME, agent_type
 from hmarl_rllib.errors import ConfigError, InputError
 from hmarl_rllib.policies.actions import codecs
-from hmarl_rllib.policies.heuristics import POLICIES
+from hmarl_rllib.policies.heuristics import RULE_NAMES
 from hmarl_rllib.policies.modules import (LEARNED_MODULES, SCRIPTED_TYPES, STORE_MODULE, WarmStartPPOModule,
                                          module_for_agent, scripted_module_specs, warm_start_action)
 
@@ -48,7 +48,7 @@ EVAL_METRIC = "eval_chain_cost"
 RUN_FILE = "hmarl_run.yaml"  # the scenario and baseline of a run, beside its trials
 # training key -> PPOConfig.training() argument (hmarl_rllib.search samples the same keys)
 # training.baseline: a classic policy, + _seasonal, + _endgame (e.g. echelon_s_S_seasonal_endgame), or auto
-BASELINE_NAMES = tuple(k + sea + end for k in POLICIES for sea in ("", "_seasonal") for end in ("", "_endgame")) + ("auto",)
+BASELINE_NAMES = RULE_NAMES + ("auto",)
 PPO_KEYS = {"lr": "lr", "gamma": "gamma", "lambda": "lambda_", "clip": "clip_param", "vf_clip": "vf_clip_param",
             "entropy": "entropy_coeff", "grad_clip": "grad_clip", "epochs": "num_epochs",
             "minibatch": "minibatch_size", "train_batch": "train_batch_size_per_learner"}

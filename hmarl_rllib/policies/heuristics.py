@@ -30,6 +30,8 @@ import numpy as np
 
 POLICIES = ("base_stock", "s_S", "echelon_base_stock", "echelon_s_S")
 WITH_REORDER_POINT = ("s_S", "echelon_s_S")  # the (s, S) kinds
+# every rule name: a policy, + _seasonal (levels follow the season), + _endgame (stops before the end)
+RULE_NAMES = tuple(k + sea + end for sea in ("", "_seasonal") for end in ("", "_endgame") for k in POLICIES)
 ECHELONS = ("store", "warehouse", "supplier")
 
 
