@@ -13,9 +13,10 @@ import sys
 from hmarl_rllib.errors import InputError
 from hmarl_rllib.policies.heuristics import RULE_NAMES
 
-POLICY_CHOICES = RULE_NAMES  # a classic policy, + _seasonal, + _endgame
+POLICY_CHOICES = RULE_NAMES  # a classic policy, + _seasonal, + _endgame, + _schedule
 POLICY_HELP = ("base_stock, s_S, echelon_base_stock or echelon_s_S; + _seasonal: levels follow the demand"
-               " model's season; + _endgame: no orders in the last (tuned) days; e.g. echelon_s_S_seasonal_endgame")
+               " model's season; + _endgame: no orders in the last (tuned) days; + _schedule: levels x tuned"
+               " factors per period of the episode; e.g. echelon_s_S_seasonal_endgame_schedule")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,9 +48,10 @@ def _rule_based(scenario, name: str):
     from hmarl_rllib.policies.heuristics import Forecast, rule_based_policy, to_echelon
     from hmarl_rllib.policies.tuning import split_name
 
-    if name.endswith("_endgame"):
-        raise InputError(f"--rule-based: the config's rule_based section has no stop days for {name};"
-                         f" drop --rule-based or use --policy {name[:-len('_endgame')]}")
+    for suffix, what in (("_schedule", "schedule"), ("_endgame", "stop days")):
+        if name.endswith(suffix):
+            raise InputError(f"--rule-based: the config's rule_based section has no {what} for {name};"
+                             f" drop --rule-based or use --policy {name[:-len(suffix)]}")
     kind, seasonal = split_name(name)
     policy = rule_based_policy(scenario, "s_S" if kind.endswith("s_S") else "base_stock")
     if kind.startswith("echelon"):
@@ -127,6 +129,10 @@ def cmd_baseline(args) -> int:
     if "stop_days" in d:
         print("  no orders in the last " + ", ".join(f"{e} {n}" for e, n in d["stop_days"].items())
               + " days of the episode")
+    if "schedule" in d:
+        sch = d["schedule"]
+        print(f"  levels x a tuned schedule: {len(sch['store'])} periods of {sch['period_days']} days, per echelon"
+              " a factor of s and one of S - s (see the parameters file)")
     if out:
         print(f"written to {out}")
     print(f"\nheld-out evaluation on {args.episodes} episodes:")

@@ -47,7 +47,7 @@ from hmarl_rllib.policies.modules import (LEARNED_MODULES, SCRIPTED_TYPES, STORE
 EVAL_METRIC = "eval_chain_cost"
 RUN_FILE = "hmarl_run.yaml"  # the scenario and baseline of a run, beside its trials
 # training key -> PPOConfig.training() argument (hmarl_rllib.search samples the same keys)
-# training.baseline: a classic policy, + _seasonal, + _endgame (e.g. echelon_s_S_seasonal_endgame), or auto
+# training.baseline: a classic policy, + _seasonal, + _endgame, + _schedule (e.g. s_S_endgame_schedule), or auto
 BASELINE_NAMES = RULE_NAMES + ("auto",)
 PPO_KEYS = {"lr": "lr", "gamma": "gamma", "lambda": "lambda_", "clip": "clip_param", "vf_clip": "vf_clip_param",
             "entropy": "entropy_coeff", "grad_clip": "grad_clip", "epochs": "num_epochs",
@@ -66,7 +66,8 @@ class TrainingSettings(BaseModel):
     # the rule the warehouse/supplier follow and corrections correct; auto = the cheaper of s_S
     # and base_stock; echelon_*: the warehouse and supplier review echelon positions;
     # + _seasonal: levels that follow the demand model's season (heuristics.Forecast);
-    # + _endgame: no orders in the last days of the episode (tuned stop days)
+    # + _endgame: no orders in the last days of the episode (tuned stop days);
+    # + _schedule: levels x tuned factors per period of the episode (a time-varying rule)
     baseline: Literal[BASELINE_NAMES] = "s_S"
     phase2: bool = False  # the warehouse learns too (its own PPO module); = learn: [stores, warehouse]
     # who learns: the stores always (shared store_policy); the warehouse and the supplier each

@@ -381,3 +381,65 @@ def test_a_policy_with_stop_days_is_the_endgame_policy_and_round_trips(tmp_path)
     path.write_text(yaml.safe_dump(d))
     with pytest.raises(ConfigError, match="stop_days must map store, warehouse and supplier"):
         load_policy(path, sc)
+
+
+# ---------------------------------------------------------------- levels on a tuned schedule
+def test_a_schedule_multiplies_s_and_the_order_quantity_of_its_period(default_scenario, tmp_path):
+    """A schedule's factors apply to s and to S − s (base-stock: to S) of their echelon in their
+    period only; all ones is the rule itself; one schedule per replica equals separate runs; it
+    is saved, read back and refused when malformed."""
+    import yaml
+
+    sc = default_scenario
+    rule = initial_guess(sc, "s_S")
+    sch = np.ones((5, 3, 2))
+    sch[2, 0] = (0.5, 2.0)  # stores, days 6..8 (3-day periods)
+    sch[4, 1] = (1.5, 0.25)  # warehouse, days 12.. (the last period runs to the end)
+    pol = rule.with_(schedule=sch, period_days=3)
+    assert pol.name == "s_S_schedule"
+    (s0, S0), (w0, W0), _ = rule.levels(0)
+    assert [np.array_equal(a, b) for a, b in zip(pol.levels(5)[0], (s0, S0))] == [True, True]
+    s, S = pol.levels(7)[0]
+    np.testing.assert_allclose(s, 0.5 * s0)
+    np.testing.assert_allclose(S - s, 2.0 * (S0 - s0))
+    w, W = pol.levels(29)[1]
+    np.testing.assert_allclose((w, W - w), (1.5 * w0, 0.25 * (W0 - w0)))
+    np.testing.assert_array_equal(pol.levels(29)[2][1], rule.levels(29)[2][1])  # supplier untouched
+    bs = initial_guess(sc, "base_stock")
+    np.testing.assert_allclose(bs.with_(schedule=sch, period_days=3).levels(7)[0][1], 0.5 * bs.store_S)
+
+    seeds = simulate.eval_seeds(4)
+    ones = simulate.run(sc, rule.with_(schedule=np.ones((5, 3, 2)), period_days=3).orders, seeds)
+    np.testing.assert_array_equal(ones.ledger, simulate.run(sc, rule.orders, seeds).ledger)
+    per = rule.with_(schedule=np.stack([sch, np.ones_like(sch)]), period_days=3)  # replica 0: sch; 1: ones
+    costs = simulate.chain_cost(sc, per.orders, seeds[:2])
+    assert costs[0] == simulate.chain_cost(sc, pol.orders, seeds[:1])[0]
+    assert costs[1] == simulate.chain_cost(sc, rule.orders, seeds[1:2])[0]
+    assert costs[0] != simulate.chain_cost(sc, rule.orders, seeds[:1])[0]
+
+    path = tmp_path / "sch.yaml"
+    save_policy(pol, sc, path)
+    back = load_policy(path, sc)
+    assert back.name == "s_S_schedule" and back.period_days == 3
+    np.testing.assert_allclose(back.schedule, sch)
+    d = yaml.safe_load(path.read_text())
+    for field, value in (("period_days", 0), ("store", [[1.0, -0.5]] * 5), ("warehouse", [[1.0, 1.0]] * 4)):
+        bad = {**d, "schedule": {**d["schedule"], field: value}}
+        path.write_text(yaml.safe_dump(bad))
+        with pytest.raises(ConfigError, match="schedule must hold period_days"):
+            load_policy(path, sc)
+
+
+def test_tuned_schedule_is_never_worse_than_its_rule_on_tuning_seeds(default_scenario, tuned_s_S):
+    """The search only keeps factors that lower the mean cost on the tuning seeds, and the cost
+    it reports is the returned policy's; on the 30-day default scenario (stock to build and run
+    down) it finds factors other than 1."""
+    from hmarl_rllib.policies.tuning import tune_schedule
+
+    sc = default_scenario
+    pol = tune_schedule(sc, tuned_s_S, n_seeds=16, periods=5, steps=(0.1,), rounds=1)
+    seeds = simulate.tune_seeds(16)
+    assert pol.name == "s_S_schedule" and pol.schedule.shape == (5, 3, 2) and pol.period_days == 6
+    assert pol.meta["tuning_cost_mean"] == pytest.approx(simulate.chain_cost(sc, pol.orders, seeds).mean())
+    assert pol.meta["tuning_cost_mean"] < simulate.chain_cost(sc, tuned_s_S.orders, seeds).mean()
+    assert (pol.schedule >= 0).all() and (pol.schedule != 1).any()

@@ -66,6 +66,8 @@ def test_bad_inputs_in_process_give_exit_2(tmp_path, capsys):
         (["simulate", "--config", cfg, "--policy", "s_S", "--episodes", "0"], "--episodes"),
         (["simulate", "--config", cfg, "--policy", "magic"], "--policy"),
         (["baseline", "--config", cfg], "--policy"),
+        (["simulate", "--config", cfg, "--policy", "s_S_endgame_schedule", "--rule-based"], "has no schedule"),
+        (["simulate", "--config", cfg, "--policy", "s_S_endgame", "--rule-based"], "has no stop days"),
     ]
     for argv, needle in cases:
         try:

@@ -243,8 +243,9 @@ def test_action_codec_decodes_and_encodes_every_mode():
 def test_seasonal_correction_decodes_with_the_days_levels():
     from hmarl_rllib.policies.actions import ActionCodec
 
-    scale = np.array([0.5, 1.0, 2.0])  # three days
-    c = ActionCodec("baseline_correction", [-1, 0, 1], mu=10, base_level=200, base_reorder=100, scale=scale)
+    scale = np.array([0.5, 1.0, 2.0])  # three days' levels
+    c = ActionCodec("baseline_correction", [-1, 0, 1], mu=10, base_level=200 * scale, base_reorder=100 * scale,
+                    daily=True)
     ip = np.array([[60.0, 120.0, 250.0]])
     zero = np.ones((1, 3), np.int64)
     # day 0: s, S = 50, 100; day 2: 200, 400 (an (s, S) order only at or below s)
@@ -257,10 +258,13 @@ def test_seasonal_correction_decodes_with_the_days_levels():
 
 
 @pytest.mark.parametrize("kind", ["s_S_seasonal", "echelon_s_S", "echelon_s_S_seasonal", "echelon_base_stock",
-                                  "s_S_endgame", "base_stock_endgame", "echelon_s_S_seasonal_endgame"])
+                                  "s_S_endgame", "base_stock_endgame", "echelon_s_S_seasonal_endgame",
+                                  "s_S_endgame_schedule", "base_stock_schedule",
+                                  "echelon_s_S_seasonal_endgame_schedule"])
 def test_env_with_a_seasonal_or_echelon_baseline_plays_it_exactly_on_correction_zero(kind):
     """configs/seasonal.yaml's design (baseline_correction everywhere) over a rule that follows
-    the season, reviews echelon positions and/or stops before the end: correction 0 for every
+    the season, reviews echelon positions, stops before the end and/or follows a schedule of its
+    levels: correction 0 for every
     agent is, day by day, exactly that rule (the env decodes the warehouse's and supplier's
     corrections on the position the rule reviews, and the rule's order is 0 once it stops)."""
     from pathlib import Path
@@ -275,7 +279,10 @@ def test_env_with_a_seasonal_or_echelon_baseline_plays_it_exactly_on_correction_
     base, seasonal = split_name(kind)
     rule = initial_guess(sc, base)
     rule = rule.with_(forecast=Forecast.build(sc)) if seasonal else rule
-    rule = rule.with_(stop_days=(4, 9, 15)) if kind.endswith("_endgame") else rule
+    rule = rule.with_(stop_days=(4, 9, 15)) if "_endgame" in kind else rule
+    if kind.endswith("_schedule"):  # factors that differ by period, echelon and level
+        sch = 1 + 0.4 * np.sin(np.arange(10 * 3 * 2)).reshape(10, 3, 2)
+        rule = rule.with_(schedule=sch, period_days=9)
     assert rule.name == kind
     seeds = [5, 6, 7]
     chain = ChainDynamics(sc, rule)

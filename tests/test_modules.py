@@ -111,15 +111,16 @@ def test_scripted_modules_follow_a_seasonal_baseline():
     assert differs
 
 
-@pytest.mark.parametrize("kind", ["s_S_seasonal", "echelon_s_S"])
+@pytest.mark.parametrize("kind", ["s_S_seasonal", "echelon_s_S", "s_S_schedule"])
 def test_seasonal_or_echelon_baseline_needs_correction_actions_for_scripted_echelons(kind):
-    """A scripted module sees its own position only: a seasonal or echelon rule is played through
-    the env's baseline_correction decoding, so other action modes are refused."""
+    """A scripted module sees its own position only: a seasonal, echelon or scheduled rule is
+    played through the env's baseline_correction decoding, so other action modes are refused."""
     from hmarl_rllib.policies.heuristics import to_echelon
 
     scenario = parse_config({"observations": {"mode": "rich"}})  # walkthrough quantities
     policy = rule_based_policy(scenario, "s_S")
-    policy = policy.with_(forecast=Forecast.build(scenario)) if kind == "s_S_seasonal" else to_echelon(policy)
+    policy = {"s_S_seasonal": lambda p: p.with_(forecast=Forecast.build(scenario)), "echelon_s_S": to_echelon,
+              "s_S_schedule": lambda p: p.with_(schedule=np.ones((3, 3, 2)), period_days=5)}[kind](policy)
     assert policy.name == kind
     with pytest.raises(ConfigError, match="actions.warehouse.mode: baseline_correction"):
         scripted_module_specs(scenario, policy)

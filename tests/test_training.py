@@ -299,13 +299,14 @@ def test_upstream_learners_train_their_own_modules(tmp_path, training, learned, 
 
 
 def test_every_echelon_learning_trains_and_evaluates_without_ray(tmp_path):
-    """learn: [stores, warehouse, supplier], correcting the shipped default's rule (s_S_endgame,
-    whose order is 0 in the last days): the checkpoint holds the three PPO modules and `hmarl
+    """learn: [stores, warehouse, supplier], correcting the shipped default's rule
+    (s_S_endgame_schedule: levels on a schedule, order 0 in the last days): the checkpoint holds the three PPO modules and `hmarl
     evaluate` plays all of them, matching RLlib's own evaluation on the same seeds, and shows
     the corrected rule beside the baselines."""
     from hmarl_rllib.simulate import VALIDATION_SEED_BASE
 
-    cfg = tiny_config(tmp_path, learn=["stores", "warehouse", "supplier"], warm_start=1.0, baseline="s_S_endgame")
+    cfg = tiny_config(tmp_path, learn=["stores", "warehouse", "supplier"], warm_start=1.0,
+                      baseline="s_S_endgame_schedule")
     hmarl("train", "--config", cfg, "--name", "every", "--storage", tmp_path / "runs", "--stop-iters", 2, cwd=tmp_path)
     trial = trial_dir(tmp_path / "runs", "every")
     ckpt = max(checkpoints(trial))
@@ -316,7 +317,7 @@ def test_every_echelon_learning_trains_and_evaluates_without_ray(tmp_path):
                               "--json", cwd=tmp_path).stdout)
     last = pd.read_csv(trial / "progress.csv").iloc[-1]
     assert result["policies"]["learned"]["cost_mean"] == pytest.approx(last["evaluation/env_runners/chain_cost"], rel=1e-9)
-    assert "s_S_endgame" in result["policies"]
+    assert "s_S_endgame_schedule" in result["policies"]
 
 
 def test_checkpoint_selection_never_sees_held_out_or_tuning_seeds(tmp_path):

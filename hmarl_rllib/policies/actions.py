@@ -12,9 +12,9 @@ Modes (per agent type, ``actions:`` in the scenario; see :class:`hmarl_rllib.con
 μ is the mean daily demand the agent faces: its store's demand for a store; the sum over stores
 for the warehouse and the supplier. IP is the agent's own inventory position, or, when an
 ``echelon_*`` baseline is corrected, the warehouse's and the supplier's echelon position (the
-position the rule reviews). When the baseline follows the season (``*_seasonal``), S* and s are
-today's seasonal levels, so the decoded order depends on the day too; so it does when the
-baseline stops ordering before the end (``*_endgame``): from then on ``rule`` is 0. :func:`decode_orders`
+position the rule reviews). When the baseline follows the season (``*_seasonal``) or a schedule
+(``*_schedule``), S* and s are today's levels, so the decoded order depends on the day too; so it
+does when the baseline stops ordering before the end (``*_endgame``): from then on ``rule`` is 0. :func:`decode_orders`
 decodes all three agent types from a twin state.
 """
 from __future__ import annotations
@@ -30,14 +30,14 @@ class ActionCodec:
     """Decode / encode actions for one agent type.
 
     ``mu`` and ``base_level`` broadcast against the positions passed in ((B, N, K) for stores,
-    (B, K) otherwise). ``scale`` (T, ...): per-day multipliers of the baseline's levels (a
-    seasonal baseline's :class:`~hmarl_rllib.policies.heuristics.Forecast`); then :meth:`decode`
-    needs the day. ``echelon``: the baseline's levels apply to the agent's echelon position
+    (B, K) otherwise). ``daily``: ``base_level`` and ``base_reorder`` are per-day tables (T, ...)
+    (a seasonal or scheduled baseline's :meth:`~hmarl_rllib.policies.heuristics.ChainPolicy.level_table`);
+    then :meth:`decode` needs the day. ``echelon``: the baseline's levels apply to the agent's echelon position
     (:func:`decode_orders` passes it). ``active`` (T,) booleans: the days on which the
     baseline's rule orders at all (``baseline_correction`` only; an ``*_endgame`` baseline).
     """
 
-    def __init__(self, mode: str, values, mu, base_level=None, base_reorder=None, scale=None, echelon=False,
+    def __init__(self, mode: str, values, mu, base_level=None, base_reorder=None, daily=False, echelon=False,
                  active=None):
         self.mode = mode
         self.echelon = bool(echelon)
@@ -46,7 +46,7 @@ class ActionCodec:
         self.mu = np.asarray(mu, dtype=float)
         self.base_level = None if base_level is None else np.asarray(base_level, dtype=float)
         self.base_reorder = None if base_reorder is None else np.asarray(base_reorder, dtype=float)
-        self.scale = None if scale is None or not mode.endswith("_correction") else np.asarray(scale, dtype=float)
+        self.daily = bool(daily) and mode.endswith("_correction")
         if mode.endswith("_correction") and self.base_level is None:
             raise ValueError(f"{mode} needs the baseline's order-up-to level")
 
@@ -67,11 +67,11 @@ class ActionCodec:
         if self.mode == "order_up_to":
             return np.maximum(0.0, v * self.mu - position)
         level, reorder = self.base_level, self.base_reorder
-        if (self.scale is not None or self.active is not None) and day is None:
-            raise ValueError("a seasonal or endgame baseline's correction needs the day to decode")
-        if self.scale is not None:
-            f = self.scale[min(int(day), len(self.scale) - 1)]
-            level, reorder = level * f, None if reorder is None else reorder * f
+        if (self.daily or self.active is not None) and day is None:
+            raise ValueError("a seasonal, scheduled or endgame baseline's correction needs the day to decode")
+        if self.daily:
+            d = min(int(day), len(level) - 1)
+            level, reorder = level[d], None if reorder is None else reorder[d]
         if self.mode == "baseline_correction":
             rule = s_S_order(position, reorder, level) if reorder is not None else level - position
             if self.active is not None and not self.active[min(int(day), len(self.active) - 1)]:
@@ -101,20 +101,26 @@ def codecs(scenario, base_policy=None) -> dict[str, ActionCodec]:
     mus = {"store": mu, "warehouse": mu.sum(axis=0), "supplier": mu.sum(axis=0)}
     base = base_policy or rule_based_policy(scenario, "s_S")
     out = {}
-    for kind in AGENT_TYPES:
+    days_total = scenario.warmup_days + scenario.episode_length
+    daily = base.forecast is not None or base.schedule is not None  # levels change by the day
+    table = base.level_table(days_total) if daily else None
+    for i, kind in enumerate(AGENT_TYPES):
         spec = getattr(scenario.actions, kind)
-        level = reorder = scale = None
+        level = reorder = None
         if spec.mode == "base_stock_correction":
             src = base if base.kind == "base_stock" else initial_guess(scenario, "base_stock")
             level = getattr(src, f"{kind}_S")
         elif spec.mode == "baseline_correction":
-            level = getattr(base, f"{kind}_S")
-            reorder = getattr(base, f"{kind}_s") if base.kind in WITH_REORDER_POINT else None
-            scale = None if base.forecast is None else getattr(base.forecast, kind)
+            if daily:
+                reorder, level = table[i]
+            else:
+                level = getattr(base, f"{kind}_S")
+                reorder = getattr(base, f"{kind}_s") if base.kind in WITH_REORDER_POINT else None
+        per_day = daily and spec.mode == "baseline_correction"
         echelon = spec.mode == "baseline_correction" and base.echelon and kind != "store"
-        act = base.active(scenario.warmup_days + scenario.episode_length)
-        active = None if act is None else act[:, AGENT_TYPES.index(kind)]
-        out[kind] = ActionCodec(spec.mode, spec.values, mus[kind], level, reorder, scale, echelon, active)
+        act = base.active(days_total)
+        active = None if act is None else act[:, i]
+        out[kind] = ActionCodec(spec.mode, spec.values, mus[kind], level, reorder, per_day, echelon, active)
     return out
 
 

@@ -20,7 +20,12 @@ A policy may also **follow the season** (:class:`Forecast`): each day, every ech
 are multiplied by the demand model's mean demand over that echelon's coming window, relative to
 the episode's mean (a forecast from the scenario's demand model, never from realised demand).
 And it may **stop before the end** (``stop_days``): an echelon places no order once that many
-days or fewer are left in the finite episode (see :class:`EndgamePolicy`).
+days or fewer are left in the finite episode (see :class:`EndgamePolicy`). And its levels may
+follow a **schedule** (``schedule``): the horizon is cut into periods of ``period_days`` days and,
+in each, every echelon's reorder point s and order quantity S − s are multiplied by their own
+factor, tuned by simulation (a time-varying (s_t, S_t) policy, the classic optimal form for
+non-stationary demand with fixed order costs; Scarf 1960, Veinott 1966): the rule's answer to a
+short horizon's start-up and run-down and to a season's climb.
 """
 from __future__ import annotations
 
@@ -30,8 +35,10 @@ import numpy as np
 
 POLICIES = ("base_stock", "s_S", "echelon_base_stock", "echelon_s_S")
 WITH_REORDER_POINT = ("s_S", "echelon_s_S")  # the (s, S) kinds
-# every rule name: a policy, + _seasonal (levels follow the season), + _endgame (stops before the end)
-RULE_NAMES = tuple(k + sea + end for sea in ("", "_seasonal") for end in ("", "_endgame") for k in POLICIES)
+# every rule name: a policy, + _seasonal (levels follow the season), + _endgame (stops before the
+# end), + _schedule (levels x tuned per-period factors), in that order
+RULE_NAMES = tuple(k + sea + end + sch for sch in ("", "_schedule") for sea in ("", "_seasonal")
+                   for end in ("", "_endgame") for k in POLICIES)
 ECHELONS = ("store", "warehouse", "supplier")
 
 
@@ -103,13 +110,18 @@ class ChainPolicy:
     meta: dict = field(default_factory=dict)
     forecast: Forecast | None = None  # levels follow the season (see Forecast)
     stop_days: tuple[int, int, int] | None = None  # (store, warehouse, supplier): no orders this close to the end
+    # (P, 3, 2) or (B, P, 3, 2): per period of period_days days, per echelon (store, warehouse,
+    # supplier), the factors of (s, S − s); base-stock kinds: of S (the second is unused)
+    schedule: np.ndarray | None = None
+    period_days: int = 1
 
     @property
     def name(self) -> str:
         """``kind``, + ``_seasonal`` when the levels follow the season, + ``_endgame`` when it
-        stops ordering before the end."""
+        stops ordering before the end, + ``_schedule`` when its levels follow a schedule."""
         return (self.kind + ("_seasonal" if self.forecast is not None else "")
-                + ("_endgame" if self.stop_days is not None else ""))
+                + ("_endgame" if self.stop_days is not None else "")
+                + ("_schedule" if self.schedule is not None else ""))
 
     def active(self, days_total: int) -> np.ndarray | None:
         """(days_total, 3) booleans: does (store, warehouse, supplier) order on day t? None
@@ -122,7 +134,7 @@ class ChainPolicy:
     def __post_init__(self):
         if self.kind not in POLICIES:
             raise ValueError(f"policy must be one of {POLICIES}, got {self.kind!r}")
-        for name in ("store_S", "warehouse_S", "supplier_S", "store_s", "warehouse_s", "supplier_s"):
+        for name in ("store_S", "warehouse_S", "supplier_S", "store_s", "warehouse_s", "supplier_s", "schedule"):
             v = getattr(self, name)
             if v is not None:
                 setattr(self, name, np.asarray(v, dtype=float))
@@ -139,17 +151,34 @@ class ChainPolicy:
         """The positions the rule reviews: (store (B,N,K), warehouse (B,K), supplier (B,K))."""
         return review_positions(twin, self.echelon)
 
+    def levels(self, day: int) -> list[tuple]:
+        """Day ``day``'s (s, S) per echelon (store, warehouse, supplier), after the season's
+        multipliers and the schedule's factors; s is None for the base-stock kinds."""
+        fac = (1.0, 1.0, 1.0) if self.forecast is None else self.forecast.at(day)
+        out = []
+        for e, (agent, f) in enumerate(zip(ECHELONS, fac)):
+            S = getattr(self, f"{agent}_S") * f
+            s = getattr(self, f"{agent}_s") * f if self.kind in WITH_REORDER_POINT else None
+            if self.schedule is not None:
+                sch = self.schedule
+                m = sch[..., min(int(day) // self.period_days, sch.shape[-3] - 1), e, :]  # (2,) or (B, 2)
+                ms, mq = m[..., 0], m[..., 1]
+                if sch.ndim == 4:  # one schedule per replica: broadcast against (B, N, K) / (B, K)
+                    ms, mq = (x.reshape((-1,) + (1,) * (2 if agent == "store" else 1)) for x in (ms, mq))
+                S, s = (S * ms, None) if s is None else (s * ms + (S - s) * mq, s * ms)
+            out.append((s, S))
+        return out
+
+    def level_table(self, days_total: int) -> list[tuple]:
+        """:meth:`levels` for every day: per echelon (s (T, ...) or None, S (T, ...))."""
+        days = [self.levels(d) for d in range(days_total)]
+        return [(None if days[0][e][0] is None else np.stack([x[e][0] for x in days]),
+                 np.stack([x[e][1] for x in days])) for e in range(len(ECHELONS))]
+
     def orders(self, twin):
         """Today's orders (store (B,N,K), warehouse (B,K), production (B,K)) for the twin state."""
-        sp, wp, pp = self.positions(twin)
-        fs, fw, fp = (1.0, 1.0, 1.0) if self.forecast is None else self.forecast.at(twin.day)
-        if self.kind in WITH_REORDER_POINT:
-            out = (s_S_order(sp, self.store_s * fs, self.store_S * fs),
-                   s_S_order(wp, self.warehouse_s * fw, self.warehouse_S * fw),
-                   s_S_order(pp, self.supplier_s * fp, self.supplier_S * fp))
-        else:
-            out = (base_stock_order(sp, self.store_S * fs), base_stock_order(wp, self.warehouse_S * fw),
-                   base_stock_order(pp, self.supplier_S * fp))
+        out = tuple(base_stock_order(p, S) if s is None else s_S_order(p, s, S)
+                    for p, (s, S) in zip(self.positions(twin), self.levels(twin.day)))
         if self.stop_days is None:
             return out
         left = twin.days_total - twin.day  # a stop day may be one number or one per replica (B,)

@@ -109,12 +109,13 @@ def module_for_agent(agent_id, episode=None, *, phase2: bool = False, learn=("st
 
 def check_baseline(baseline: ChainPolicy, scenario, types=SCRIPTED_TYPES) -> None:
     """A scripted warehouse / supplier plays its rule from its own observation, which holds its
-    own position only; a rule on echelon positions, with seasonal levels or with an
+    own position only; a rule on echelon positions, with seasonal or scheduled levels or with an
     end-of-horizon stop is played through the env's ``baseline_correction`` decoding instead
     (correction 0), so it needs that mode."""
     why = [w for cond, w in ((baseline.echelon, "on echelon positions"),
                              (baseline.forecast is not None, "with seasonal levels"),
-                             (baseline.stop_days is not None, "with an end-of-horizon stop")) if cond]
+                             (baseline.stop_days is not None, "with an end-of-horizon stop"),
+                             (baseline.schedule is not None, "with scheduled levels")) if cond]
     if not why:
         return
     for kind in types:
@@ -142,9 +143,12 @@ def scripted_module_specs(scenario, baseline: ChainPolicy, types=SCRIPTED_TYPES)
         S = np.broadcast_to(getattr(baseline, f"{kind}_S"), mu_w.shape)
         s = getattr(baseline, f"{kind}_s")
         s = None if s is None else np.broadcast_to(s, mu_w.shape)
+        # a daily codec's module plays correction 0 (the env decodes the day's levels): day 0's here
+        level, reo = ((codec.base_level[0], None if codec.base_reorder is None else codec.base_reorder[0])
+                      if codec.daily else (codec.base_level, codec.base_reorder))
         for k, aid in enumerate(ids):
-            base = None if codec.base_level is None else float(np.broadcast_to(codec.base_level, mu_w.shape)[k])
-            reorder = None if codec.base_reorder is None else float(np.broadcast_to(codec.base_reorder, mu_w.shape)[k])
+            base = None if level is None else float(np.broadcast_to(level, mu_w.shape)[k])
+            reorder = None if reo is None else float(np.broadcast_to(reo, mu_w.shape)[k])
             mc = {
                 "agent_type": kind,
                 "kind": baseline.kind,

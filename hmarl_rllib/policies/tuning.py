@@ -17,11 +17,13 @@ import yaml
 
 from hmarl_rllib import simulate
 from hmarl_rllib.errors import ConfigError
-from hmarl_rllib.policies.heuristics import (POLICIES, WITH_REORDER_POINT, ChainPolicy, EndgamePolicy, Forecast,
-                                             initial_guess, to_echelon)
+from hmarl_rllib.policies.heuristics import (ECHELONS, POLICIES, WITH_REORDER_POINT, ChainPolicy, EndgamePolicy,
+                                             Forecast, initial_guess, to_echelon)
 
 SEASONAL = "_seasonal"  # suffix of a policy name whose levels follow the season (Forecast)
 ENDGAME = "_endgame"  # suffix of a policy name that stops ordering before the end (stop_days)
+SCHEDULE = "_schedule"  # suffix of a policy name whose levels follow a tuned schedule (schedule)
+SCHEDULE_PERIODS = 15  # a schedule cuts the episode into (about) this many periods
 
 
 def _store_groups(scenario) -> list[list[int]]:
@@ -124,12 +126,19 @@ def tune_policy(scenario, kind: str, n_seeds: int = 256, rounds: int = 3, progre
     """Search the parameters of ``kind`` (base_stock, s_S, echelon_base_stock, echelon_s_S) on
     tuning seeds, from the textbook :func:`initial_guess` (echelon_s_S: from the tuned (s, S)
     moved onto echelon positions, :func:`to_echelon`). ``kind`` + ``_seasonal``: the levels
-    follow the season (:class:`Forecast`) and the search starts from the tuned static rule's."""
+    follow the season (:class:`Forecast`) and the search starts from the tuned static rule's.
+    + ``_endgame``: the tuned rule + stop days (:func:`tune_endgame`); + ``_schedule``: the tuned
+    rule + a schedule of its levels (:func:`tune_schedule`)."""
     base, seasonal = split_name(kind)
     if base not in POLICIES:
         choices = ", ".join(POLICIES + tuple(k + SEASONAL for k in POLICIES))
         raise ConfigError(f"--policy {kind}: unknown policy; choose one of {choices}"
-                          f" (each may end in {ENDGAME})")
+                          f" (each may end in {ENDGAME}, then in {SCHEDULE})")
+    if kind.endswith(SCHEDULE):  # the rule without it, tuned (cached), then its schedule searched
+        rule = tuned_policy(scenario, kind[: -len(SCHEDULE)], n_seeds, progress)
+        if progress:
+            progress(f"{kind}: searching the schedule of the levels")
+        return tune_schedule(scenario, rule, progress=progress)
     if kind.endswith(ENDGAME):  # the rule without it, tuned (cached), then the stop days searched
         rule = tuned_policy(scenario, kind[: -len(ENDGAME)], n_seeds, progress)
         if progress:
@@ -185,13 +194,16 @@ def policy_to_dict(policy: ChainPolicy, scenario) -> dict:
         out["forecast_windows"] = {e: list(w) for e, w in policy.forecast.windows.items()}
     if policy.stop_days is not None:  # no orders this close to the end
         out["stop_days"] = dict(zip(("store", "warehouse", "supplier"), (int(d) for d in policy.stop_days)))
+    if policy.schedule is not None:  # per period: [factor of s, factor of S - s] (base-stock: of S, unused)
+        out["schedule"] = {"period_days": int(policy.period_days),
+                           **{e: np.round(policy.schedule[:, i, :], 4).tolist() for i, e in enumerate(ECHELONS)}}
     out.update({k: v for k, v in policy.meta.items()})
     return out
 
 
 def save_policy(policy: ChainPolicy, scenario, path) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(yaml.safe_dump(policy_to_dict(policy, scenario), sort_keys=False))
+    Path(path).write_text(yaml.safe_dump(policy_to_dict(policy, scenario), sort_keys=False, default_flow_style=None))
 
 
 def load_policy(path, scenario) -> ChainPolicy:
@@ -249,7 +261,29 @@ def policy_from_dict(d, scenario, path: str = "params") -> ChainPolicy:
             raise ConfigError(f"--params {path}: stop_days must map store, warehouse and supplier to whole"
                               " days >= 0; re-run `hmarl baseline --tune`")
         stop = (st["store"], st["warehouse"], st["supplier"])
-    return ChainPolicy(kind=d["policy"], meta=meta, forecast=forecast, stop_days=stop, **kw)
+    schedule, period_days = None, 1
+    if d.get("schedule") is not None:
+        schedule, period_days = _schedule_from_dict(d["schedule"], path)
+    return ChainPolicy(kind=d["policy"], meta=meta, forecast=forecast, stop_days=stop, schedule=schedule,
+                       period_days=period_days, **kw)
+
+
+def _schedule_from_dict(sc, path):
+    bad = ConfigError(f"--params {path}: schedule must hold period_days (whole days >= 1) and, for store,"
+                      " warehouse and supplier, the same number of [factor of s, factor of S - s] pairs"
+                      " (numbers >= 0); re-run `hmarl baseline --tune`")
+    if not (isinstance(sc, dict) and set(sc) == {"period_days", *ECHELONS}):
+        raise bad
+    pd_ = sc["period_days"]
+    if not (isinstance(pd_, int) and not isinstance(pd_, bool) and pd_ >= 1):
+        raise bad
+    try:
+        arr = np.stack([np.asarray(sc[e], dtype=float) for e in ECHELONS], axis=1)  # (P, 3, 2)
+    except (TypeError, ValueError):
+        raise bad from None
+    if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[2] != 2 or not np.isfinite(arr).all() or (arr < 0).any():
+        raise bad
+    return arr, pd_
 
 
 # ----------------------------------------------------------------------- tuned baselines
@@ -263,8 +297,9 @@ def scenario_fingerprint(scenario) -> str:
 
 
 def split_name(name: str) -> tuple[str, bool]:
-    """``s_S_seasonal`` → (``s_S``, True); ``s_S`` → (``s_S``, False); an ``_endgame`` suffix is
-    dropped first (``s_S_seasonal_endgame`` → (``s_S``, True))."""
+    """``s_S_seasonal`` → (``s_S``, True); ``s_S`` → (``s_S``, False); ``_schedule`` and
+    ``_endgame`` suffixes are dropped first (``s_S_seasonal_endgame_schedule`` → (``s_S``, True))."""
+    name = name[: -len(SCHEDULE)] if name.endswith(SCHEDULE) else name
     name = name[: -len(ENDGAME)] if name.endswith(ENDGAME) else name
     return (name[: -len(SEASONAL)], True) if name.endswith(SEASONAL) else (name, False)
 
@@ -336,3 +371,46 @@ def tune_endgame(scenario, base: ChainPolicy, n_seeds: int = 256, coarse_seeds: 
     stop = tuple(int(x) for x in np.vstack([finalists, np.zeros((1, 3), int)])[best])
     return EndgamePolicy(base, stop, meta={"tuned_on": f"seeds {seeds[0]}..{seeds[-1]} ({n_seeds} episodes)",
                                            "tuning_cost_mean": round(float(fine[best]), 3)})
+
+
+# ------------------------------------------------------------------------ level schedules
+def tune_schedule(scenario, base: ChainPolicy, n_seeds: int = 512, periods: int = SCHEDULE_PERIODS,
+                  steps=(0.1, 0.05, 0.025), rounds: int = 2, progress=None) -> ChainPolicy:
+    """``base`` with a tuned schedule of its levels: the days are cut into periods of
+    ⌈episode length / ``periods``⌉ days and, per period and echelon, the factors of the reorder
+    point s and of the order quantity S − s (base-stock kinds: of S) are searched from 1 by
+    cyclic coordinate search: each factor tries ±1 and ±2 steps (every candidate on the same
+    ``n_seeds`` tuning seeds, in one batched twin run), ``rounds`` sweeps per step size, the
+    steps shrinking. About a minute (30-day episodes) to a few minutes (90 days); cached."""
+    days_total = scenario.warmup_days + scenario.episode_length
+    period = -(-scenario.episode_length // periods)
+    P = -(-days_total // period)
+    seeds = simulate.tune_seeds(n_seeds)
+    sch = np.ones((P, len(ECHELONS), 2))
+    cols = (0, 1) if base.kind in WITH_REORDER_POINT else (0,)
+
+    def costs(cands):  # cands (C, P, 3, 2)
+        pol = base.with_(schedule=np.repeat(cands, n_seeds, axis=0), period_days=period)
+        return _costs(scenario, pol, seeds, len(cands))
+
+    cost = float(costs(sch[None])[0])
+    for step in steps:
+        for r in range(rounds):
+            before = cost
+            for p in range(P):
+                for e in range(len(ECHELONS)):
+                    for j in cols:
+                        vals = np.maximum(0.0, sch[p, e, j] + step * np.array([0, -2, -1, 1, 2]))
+                        cands = np.repeat(sch[None], len(vals), axis=0)
+                        cands[:, p, e, j] = vals
+                        c = costs(cands)
+                        k = int(np.argmin(c))
+                        if c[k] < cost:
+                            sch, cost = cands[k], float(c[k])
+            if progress:
+                progress(f"schedule step {step}, sweep {r + 1}/{rounds}: chain cost {cost:,.1f}")
+            if before - cost < 1e-4 * abs(before):
+                break
+    return base.with_(schedule=sch, period_days=period,
+                      meta={"tuned_on": f"seeds {seeds[0]}..{seeds[-1]} ({n_seeds} episodes)",
+                            "tuning_cost_mean": round(cost, 3)})
