@@ -215,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--config", required=True)
     b.add_argument("--policy", required=True, choices=POLICY_CHOICES, metavar="POLICY", help=POLICY_HELP)
     b.add_argument("--tune", action="store_true", help="search the parameters on tuning seeds and write them")
-    b.add_argument("--tune-episodes", type=_positive_int, default=256, help="tuning seeds per candidate")
+    b.add_argument("--tune-episodes", type=_positive_int, default=256,
+                   help="tuning seeds per candidate (a _schedule is searched on twice as many)")
     b.add_argument("--out", help="parameters YAML (default: <config dir>/baselines/<scenario>_<policy>.yaml)")
     b.add_argument("--episodes", type=_positive_int, default=200, help="held-out evaluation episodes")
     b.add_argument("--json", action="store_true")

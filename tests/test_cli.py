@@ -166,3 +166,17 @@ def test_seasonal_policy_tune_print_and_params_check(tmp_path):
     assert json.loads(proc.stdout)["policy"] == "s_S_seasonal"
     proc = _run("simulate", "--config", cfg, "--policy", "s_S", "--params", params, "--episodes", 4)
     _assert_one_error_line(proc, "holds a s_S_seasonal policy but --policy is s_S")
+
+
+def test_baseline_tunes_a_schedule_on_twice_the_tune_episodes(tmp_path):
+    """`baseline --tune` of a _schedule rule: the schedule is written with the parameters, and
+    --tune-episodes sets its tuning seeds (twice as many: it has many more parameters)."""
+    cfg = _small_config(tmp_path)  # 10-day episodes: 10 periods of 1 day
+    out = tmp_path / "sch.yaml"
+    proc = _run("baseline", "--config", cfg, "--policy", "s_S_schedule", "--tune", "--tune-episodes", 4,
+                "--episodes", 5, "--out", out, "--json", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    saved = yaml.safe_load(out.read_text())
+    assert saved["tuned_on"].endswith("(8 episodes)")
+    assert saved["schedule"]["period_days"] == 1 and len(saved["schedule"]["store"]) == 10
+    assert json.loads(proc.stdout)["params"]["schedule"] == saved["schedule"]

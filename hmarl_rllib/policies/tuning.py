@@ -128,7 +128,8 @@ def tune_policy(scenario, kind: str, n_seeds: int = 256, rounds: int = 3, progre
     moved onto echelon positions, :func:`to_echelon`). ``kind`` + ``_seasonal``: the levels
     follow the season (:class:`Forecast`) and the search starts from the tuned static rule's.
     + ``_endgame``: the tuned rule + stop days (:func:`tune_endgame`); + ``_schedule``: the tuned
-    rule + a schedule of its levels (:func:`tune_schedule`)."""
+    rule + a schedule of its levels (:func:`tune_schedule`), which has many more parameters and
+    is searched on twice ``n_seeds`` tuning seeds."""
     base, seasonal = split_name(kind)
     if base not in POLICIES:
         choices = ", ".join(POLICIES + tuple(k + SEASONAL for k in POLICIES))
@@ -138,7 +139,7 @@ def tune_policy(scenario, kind: str, n_seeds: int = 256, rounds: int = 3, progre
         rule = tuned_policy(scenario, kind[: -len(SCHEDULE)], n_seeds, progress)
         if progress:
             progress(f"{kind}: searching the schedule of the levels")
-        return tune_schedule(scenario, rule, progress=progress)
+        return tune_schedule(scenario, rule, n_seeds=2 * n_seeds, progress=progress)
     if kind.endswith(ENDGAME):  # the rule without it, tuned (cached), then the stop days searched
         rule = tuned_policy(scenario, kind[: -len(ENDGAME)], n_seeds, progress)
         if progress:
