@@ -198,6 +198,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="hmarl", description="Hierarchical multi-agent RL for multi-echelon inventory on Ray RLlib.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    # in the order of a user's workflow: train, evaluate, tune, tune-report (train_cli), then the rest
+    for extra in ("hmarl_rllib.train_cli",):
+        try:
+            mod = __import__(extra, fromlist=["register"])
+        except ModuleNotFoundError as err:
+            if err.name != extra:
+                raise
+            continue
+        mod.register(sub)
+
+    m = sub.add_parser("benchmark", help="learned policy vs tuned baselines vs perfect-information bound")
+    m.add_argument("--config", required=True, help="scenario YAML")
+    m.add_argument("--checkpoint", help="checkpoint folder from `hmarl train` (omit to compare the baselines only)")
+    m.add_argument("--episodes", type=_positive_int, default=1000, help="held-out episodes (default 1000)")
+    m.add_argument("--seed", type=int, default=None, help="first evaluation seed (default 2000000)")
+    m.add_argument("--bound-episodes", type=int, default=50,
+                   help="traces on which to solve the perfect-information MILP (seconds each; 0 = skip)")
+    m.add_argument("--workers", type=_positive_int, default=2, help="processes for the bound")
+    m.add_argument("--bound-time-limit", type=float, default=20.0,
+                   help="seconds per trace's program; past it the bound is HiGHS's dual bound (default 20)")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=cmd_benchmark)
+
     s = sub.add_parser("simulate", help="run the twin with a policy and print KPIs")
     s.add_argument("--config", required=True, help="scenario YAML, e.g. configs/default.yaml")
     s.add_argument("--policy", required=True, choices=POLICY_CHOICES + ("random",), metavar="POLICY",
@@ -222,24 +245,6 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_baseline)
 
-    t = sub.add_parser("bench-twin", help="benchmark the twin and the env (store-days/s, env steps/s)")
-    t.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
-    t.add_argument("--json", action="store_true")
-    t.set_defaults(func=cmd_bench_twin)
-
-    m = sub.add_parser("benchmark", help="learned policy vs tuned baselines vs perfect-information bound")
-    m.add_argument("--config", required=True, help="scenario YAML")
-    m.add_argument("--checkpoint", help="checkpoint folder from `hmarl train` (omit to compare the baselines only)")
-    m.add_argument("--episodes", type=_positive_int, default=1000, help="held-out episodes (default 1000)")
-    m.add_argument("--seed", type=int, default=None, help="first evaluation seed (default 2000000)")
-    m.add_argument("--bound-episodes", type=int, default=50,
-                   help="traces on which to solve the perfect-information MILP (seconds each; 0 = skip)")
-    m.add_argument("--workers", type=_positive_int, default=2, help="processes for the bound")
-    m.add_argument("--bound-time-limit", type=float, default=20.0,
-                   help="seconds per trace's program; past it the bound is HiGHS's dual bound (default 20)")
-    m.add_argument("--json", action="store_true")
-    m.set_defaults(func=cmd_benchmark)
-
     g = sub.add_parser("plot", help="training-curve PNGs from a run's progress.csv (no Jupyter needed)")
     g.add_argument("run_dir", metavar="RUN_DIR", help="tune_results/<name> or one of its trial folders")
     g.add_argument("--out", help="folder for the PNGs (default: RUN_DIR/plots)")
@@ -254,14 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--json", action="store_true")
     bt.set_defaults(func=cmd_bench_train)
 
-    for extra in ("hmarl_rllib.train_cli",):
-        try:
-            mod = __import__(extra, fromlist=["register"])
-        except ModuleNotFoundError as err:
-            if err.name != extra:
-                raise
-            continue
-        mod.register(sub)
+    t = sub.add_parser("bench-twin", help="benchmark the twin and the env (store-days/s, env steps/s)")
+    t.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_bench_twin)
     return p
 
 

@@ -180,3 +180,11 @@ def test_baseline_tunes_a_schedule_on_twice_the_tune_episodes(tmp_path):
     assert saved["tuned_on"].endswith("(8 episodes)")
     assert saved["schedule"]["period_days"] == 1 and len(saved["schedule"]["store"]) == 10
     assert json.loads(proc.stdout)["params"]["schedule"] == saved["schedule"]
+
+
+def test_help_lists_the_commands_in_workflow_order():
+    from hmarl_rllib.cli import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    assert list(commands) == ["train", "evaluate", "tune", "tune-report", "benchmark", "simulate", "baseline",
+                              "plot", "bench-train", "bench-twin"]
