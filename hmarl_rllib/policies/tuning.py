@@ -401,7 +401,8 @@ def tune_schedule(scenario, base: ChainPolicy, n_seeds: int = 512, periods: int 
             for p in range(P):
                 for e in range(len(ECHELONS)):
                     for j in cols:
-                        vals = np.maximum(0.0, sch[p, e, j] + step * np.array([0, -2, -1, 1, 2]))
+                        # the current factor's cost is `cost` (same seeds): only the moves are run
+                        vals = np.maximum(0.0, sch[p, e, j] + step * np.array([-2, -1, 1, 2]))
                         cands = np.repeat(sch[None], len(vals), axis=0)
                         cands[:, p, e, j] = vals
                         c = costs(cands)
