@@ -66,7 +66,9 @@ def bound_costs(scenario, seeds, workers: int = 2, time_limit: float = 20.0, pro
                                          with_status=True)
     chunks = [c for c in np.array_split(seeds, max(workers * 4, 1)) if len(c)]
     out = []
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    import multiprocessing  # spawn: forking a process that has loaded torch (threads, locks) can hang
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         for part in pool.map(_bound_chunk, [(scenario, c, time_limit) for c in chunks]):
             out.append(part)
             if progress:
