@@ -16,7 +16,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     OMP_NUM_THREADS=1 \
-    MKL_NUM_THREADS=1
+    MKL_NUM_THREADS=1 \
+    HMARL_CONFIGS=/opt/hmarl/configs
 
 # wget: KubeRay's readiness and liveness probes call it; procps: `ray stop` and `ps` in debugging.
 # Not pinned (DL3008): Debian's point releases replace the exact versions, and a pin would break

@@ -13,15 +13,26 @@ Two figures, each the **median** of repeated timed runs:
   ``env_steps_per_s_walkthrough`` the same with the walkthrough's design.
 
 Targets on 2 cores: ≥ 1,000,000 store-days/s at 300 stores; ≥ 10,000 env steps/s at 3 stores.
+
+The two env figures need ``default.yaml`` and ``walkthrough.yaml`` (and their tuned baselines in
+``baselines/`` beside them). They are looked for in ``$HMARL_CONFIGS`` (the Docker image sets
+it to ``/opt/hmarl/configs``), then in ``configs/`` beside the package (a source checkout or an
+editable install), then in ``./configs``; when none holds them, the command stops with one
+``error:`` line (exit 2) rather than benchmarking some other scenario.
 """
 from __future__ import annotations
 
+import os
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 
 from hmarl_rllib.config import parse_config
+from hmarl_rllib.errors import ConfigError
+
+CONFIGS_ENV = "HMARL_CONFIGS"  # a folder holding default.yaml and walkthrough.yaml
 
 # (stores, replicas): about 100k store-days per simulated day at the larger sizes
 TWIN_SIZES = ((3, 4096), (30, 1024), (300, 256))
@@ -70,15 +81,38 @@ def twin_rate(stores: int, replicas: int, seconds: float = 2.0) -> dict:
             "runs": len(rates)}
 
 
+def config_dirs() -> list[Path]:
+    """Where :func:`find_config` looks, in order: ``$HMARL_CONFIGS``, ``configs/`` beside the
+    package (source checkout, editable install), ``./configs``."""
+    dirs = [Path(os.environ[CONFIGS_ENV]).expanduser()] if os.environ.get(CONFIGS_ENV) else []
+    dirs += [Path(__file__).resolve().parent.parent / "configs", Path.cwd() / "configs"]
+    out = []
+    for d in dirs:
+        if d not in out:
+            out.append(d)
+    return out
+
+
+def find_config(name: str) -> Path:
+    """The first ``<dir>/<name>`` of :func:`config_dirs` that is a file; else a one-line
+    :class:`ConfigError` saying where it looked and how to point at the configs."""
+    dirs = config_dirs()
+    for d in dirs:
+        if (d / name).is_file():
+            return d / name
+    where = ", ".join(str(d) for d in dirs)
+    raise ConfigError(f"bench-twin: {name} not found in {where}; run from the repository root or set"
+                      f" {CONFIGS_ENV} to the folder holding default.yaml and walkthrough.yaml"
+                      " (in the Docker image: /opt/hmarl/configs)")
+
+
 def env_rate(seconds: float = 2.0, steps_per_run: int = 3000, config: str = "default.yaml") -> dict:
     """Median HMARLEnv.step() calls per second at 3 stores with fixed actions, for the agent
     design of ``configs/<config>``."""
     from hmarl_rllib.config import load_config
     from hmarl_rllib.env import HMARLEnv
-    from pathlib import Path
 
-    default = Path(__file__).resolve().parent.parent / "configs" / config
-    sc = load_config(default) if default.is_file() else _scenario(3, 30)
+    sc = load_config(find_config(config))
     env = HMARLEnv({"scenario": sc})
     actions = {a: 1 for a in env.possible_agents}
 
@@ -93,15 +127,18 @@ def env_rate(seconds: float = 2.0, steps_per_run: int = 3000, config: str = "def
 
     run()
     rates = _repeat(run, seconds)
-    return {"env_steps_per_s": statistics.median(rates), "runs": len(rates)}
+    return {"env_steps_per_s": statistics.median(rates), "runs": len(rates), "config": str(sc.source_path)}
 
 
 def bench_twin(seconds: float = 2.0) -> dict:
     """All figures: ``{"twin": [{stores, replicas, store_days_per_s, runs}, ...],
     "env_steps_per_s": float, ...}`` (medians of repeated runs, ``seconds`` per measurement)."""
+    for name in ("default.yaml", "walkthrough.yaml"):  # before minutes of timing, not after
+        find_config(name)
     twin = [twin_rate(n, b, seconds) for n, b in TWIN_SIZES]
     env = env_rate(seconds)
     walk = env_rate(seconds, config="walkthrough.yaml")
     return {"twin": twin, "env_steps_per_s": env["env_steps_per_s"], "env_runs": env["runs"],
             "env_steps_per_s_walkthrough": walk["env_steps_per_s"],
+            "configs": {"default": env["config"], "walkthrough": walk["config"]},
             "episode_days": EPISODE_DAYS, "statistic": "median"}
