@@ -131,6 +131,20 @@ def training_settings(scenario: Scenario, **overrides) -> TrainingSettings:
     """The scenario's ``training:`` section, validated; ``overrides`` (not None) win."""
     data = dict(scenario.training or {})
     data.update({k: v for k, v in overrides.items() if v is not None})
+    return _validated_settings(data, scenario.source_path or "config")
+
+
+def with_overrides(settings: TrainingSettings, source: str = "override", **overrides) -> TrainingSettings:
+    """``settings`` with ``overrides`` (not None) applied and validated exactly like the YAML
+    section they replace (same checks, same one-line :class:`ConfigError`); never
+    ``model_copy(update=...)``, which skips validation."""
+    data = settings.model_dump(by_alias=True)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return _validated_settings(data, source)
+
+
+def _validated_settings(data: dict, source: str) -> TrainingSettings:
+    data = dict(data)
     if "lambda_" in data:
         data["lambda"] = data.pop("lambda_")
     try:
@@ -140,7 +154,7 @@ def training_settings(scenario: Scenario, **overrides) -> TrainingSettings:
         loc = ".".join(str(p) for p in e["loc"])
         msg = e["msg"] if e["type"] != "extra_forbidden" else \
             "unknown field (see configs/default.yaml for every training field)"
-        raise ConfigError(f"{scenario.source_path or 'config'}: training.{loc} = {e.get('input')!r}: {msg}") from None
+        raise ConfigError(f"{source}: training.{loc} = {e.get('input')!r}: {msg}") from None
     if "stores" not in s.learn:
         raise ConfigError(f"training.learn = {s.learn}: the stores always learn; list 'stores'"
                           " (e.g. [stores, warehouse, supplier])")
@@ -187,7 +201,7 @@ def build_algo_config(scenario: Scenario, settings: TrainingSettings | None = No
     from hmarl_rllib.simulate import validation_seeds
 
     s = training_settings(scenario, **overrides) if settings is None else \
-        settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+        with_overrides(settings, f"{scenario.source_path or 'config'} (override)", **overrides)
     baseline = baseline or baseline_policy(scenario, s, progress)
     hmarl_env.register()
     scripted = scripted_module_specs(scenario, baseline, tuple(t for t in SCRIPTED_TYPES if t not in s.learners))

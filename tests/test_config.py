@@ -158,3 +158,26 @@ def test_relative_demand_file_resolves_next_to_the_config(tmp_path):
     p = tmp_path / "sub" / "s.yaml"
     p.write_text("demand_file: demand.csv\n")
     assert load_config(p).demand_file == str((tmp_path / "sub" / "demand.csv").resolve())
+
+
+@pytest.mark.parametrize("override, field, value", [
+    ({"num_env_runners": -1}, "training.num_env_runners", "-1"),
+    ({"lr": "x"}, "training.lr", "'x'"),
+    ({"lambda_": 2.0}, "training.lambda", "2.0"),
+    ({"num_env_runner": 2}, "training.num_env_runner", "unknown field"),
+    ({"evaluation_interval": 3}, "training.checkpoint_frequency", "evaluation_interval = 3"),  # a cross-field check
+])
+def test_training_overrides_are_validated_like_the_yaml(default_scenario, override, field, value):
+    """An override of validated settings (``build_algo_config(scenario, settings, **overrides)``,
+    as the CLI flags and code pass them) is refused with the YAML's one-line error."""
+    from hmarl_rllib import training
+
+    settings = training.training_settings(default_scenario)
+    for build in (lambda: training.build_algo_config(default_scenario, settings, **override),
+                  lambda: training.with_overrides(settings, **override)):
+        with pytest.raises(ConfigError) as err:
+            build()
+        msg = str(err.value)
+        assert field in msg and value in msg and "\n" not in msg, msg
+    # a good override still applies, validated into a new settings object
+    assert training.with_overrides(settings, num_env_runners=0, lr=None).num_env_runners == 0
