@@ -159,6 +159,8 @@ def _check_run(cfg, seeds, order_seed, scale):
             np.testing.assert_array_equal(back, 0)
             np.testing.assert_array_equal(lost, unmet)
             assert (sales <= d + 1e-9).all()
+        # lost_sales is customers' only: cancelled internal orders are the upstream rows' unmet
+        np.testing.assert_array_equal(row[:, N:, :, LOST], 0)
         # timing: with fixed lead times a shipment arrives exactly L days later (L = 0: same day)
         store_inflow_hist.append(store_inflow)
         wh_inflow_hist.append(wh_inflow)
@@ -253,6 +255,69 @@ def test_costs_follow_the_documented_formulas():
     np.testing.assert_allclose(led[:, 3, F["ordering_cost"]], 13 * (led[:, 3, ORDER] > 0) + 0.75 * led[:, 3, ORDER])
     store_ship = led[:, :2, IN_TRANSIT] - np.vstack([np.zeros((1, 2)), led[:-1, :2, IN_TRANSIT]]) + led[:, :2, RECEIVED]
     np.testing.assert_allclose(led[:, :2, F["ordering_cost"]], 7 * (led[:, :2, ORDER] > 0) + 0.25 * store_ship)
+
+
+def _one_day(sc, store_order, warehouse_order, production):
+    twin = SupplyChainTwin(sc)
+    twin.reset([0])
+    return twin, twin.step(store_order, warehouse_order, production)[0, :, 0]  # (M, F)
+
+
+@pytest.mark.parametrize("shortage", ["lost_sales", "backorder"])
+def test_cancelled_internal_orders_are_unmet_not_lost_sales(shortage):
+    # an empty warehouse and an empty supplier: every store order and the warehouse's order are
+    # cancelled. That is the upstream rows' unmet; lost_sales stays for customers (stores).
+    sc = scenario(shortage=shortage, stores={"count": 2, "initial_inventory": 0, "demand": {"mean": 30}},
+                  warehouse={"initial_inventory": 0}, supplier={"initial_inventory": 0},
+                  random_lead_times={"enabled": False})
+    twin, row = _one_day(sc, 50, 80, 0)
+    wh, sup = row[2], row[3]
+    assert wh[DEMAND] == 100 and wh[UNMET] == 100 and wh[SHIPPED] == 0
+    assert sup[DEMAND] == 80 and sup[UNMET] == 80 and sup[SHIPPED] == 0
+    assert wh[LOST] == 0 and sup[LOST] == 0
+    stores = row[:2]
+    assert (stores[:, UNMET] == stores[:, DEMAND]).all() and stores[:, DEMAND].sum() > 0
+    if shortage == "lost_sales":
+        np.testing.assert_array_equal(stores[:, LOST], stores[:, UNMET])
+    else:
+        np.testing.assert_array_equal(stores[:, LOST], 0)
+
+
+def test_fixed_cost_is_charged_per_placed_order_even_if_cancelled():
+    # K per positive order placed: a store order the empty warehouse cancels, a warehouse order
+    # the empty supplier cancels and a production start all pay K; no unit is shipped, so no
+    # per-unit cost. A zero order, or one the capacity clips to zero, pays nothing.
+    sc = scenario(stores=[{"name": "a", "initial_inventory": 0}, {"name": "b", "initial_inventory": 0},
+                          {"name": "full", "initial_inventory": 100, "capacity": 100}],
+                  skus=[{"name": "A", "ordering_cost": {"store": {"fixed": 7, "per_unit": 0.5},
+                                                        "warehouse": {"fixed": 11, "per_unit": 0.25},
+                                                        "supplier": {"fixed": 13, "per_unit": 0.0}}}],
+                  warehouse={"initial_inventory": 0}, supplier={"initial_inventory": 0, "lead_time": 2},
+                  random_lead_times={"enabled": False})
+    twin, row = _one_day(sc, np.array([[[40], [0], [40]]]), 60, 30)
+    cost = row[:, F["ordering_cost"]]
+    assert row[0, ORDER] == 40 and row[0, RECEIVED] == 0 and row[3, UNMET] == 40  # cancelled
+    assert row[2, ORDER] == 0  # clipped to the store's capacity: no order placed
+    np.testing.assert_allclose(cost, [7, 0, 0, 11, 13])
+    assert row[4, UNMET] == 60 and row[4, SHIPPED] == 0
+
+
+def test_stock_in_transit_carries_no_holding_cost():
+    # the warehouse ships all its stock to a store 3 days away: while the units travel nobody
+    # pays holding for them; once they arrive the store does.
+    sc = scenario(episode_length=4, stores=[{"name": "a", "lead_time": 3, "initial_inventory": 0,
+                                             "demand": {"mean": 0}}],
+                  skus=[{"name": "A", "holding_cost": {"store": 0.3, "warehouse": 0.2, "supplier": 0.1},
+                         "ordering_cost": {"store": {"fixed": 0}, "warehouse": {"fixed": 0}}}],
+                  warehouse={"initial_inventory": 500}, supplier={"initial_inventory": 0},
+                  random_lead_times={"enabled": False})
+    twin = SupplyChainTwin(sc)
+    twin.reset([0])
+    rows = [twin.step(500 if t == 0 else 0, 0, 0)[0, :, 0] for t in range(4)]
+    for t in range(3):
+        assert rows[t][0, IN_TRANSIT] == 500 and rows[t][1, ON_HAND] == 0
+        assert rows[t][0, F["holding_cost"]] == 0 and rows[t][1, F["holding_cost"]] == 0
+    assert rows[3][0, ON_HAND] == 500 and rows[3][0, F["holding_cost"]] == pytest.approx(0.3 * 500)
 
 
 # ------------------------------------------------------------------------ determinism

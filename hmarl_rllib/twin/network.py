@@ -7,22 +7,26 @@ Daily timing convention (one call to :meth:`SupplyChainTwin.step` is one day ``t
    starts production. Orders are rounded to whole units, floored at 0, and clipped so that the
    ordering node's inventory position (on hand + in transit) never exceeds its capacity;
    production is clipped to ``production_capacity`` (units/day over all SKUs, shared
-   proportionally). Fixed ordering cost [K] is charged for every positive order.
+   proportionally). Fixed ordering cost [K] is charged for every positive order *as placed*
+   (after the rounding and the capacity clip), whether or not it is then filled: K per order
+   placed, the standard convention, so an order cancelled in step 3 or 4 still pays its K.
 2. **Supplier produces**: production started today enters the production line (lead time
    ``supplier.lead_time`` [L_p]); production due today completes into the supplier's stock.
 3. **Supplier ships** ``min(order, on hand)`` to the warehouse (transit ``warehouse.lead_time``
-   [L_w]); the unfilled part of the warehouse's order is cancelled (counted as ``unmet``).
+   [L_w]); the unfilled part of the warehouse's order is cancelled (counted as ``unmet`` on
+   the supplier's row).
 4. **Warehouse receives** shipments due today, then **allocates** to the store orders: all of
    them if it can; otherwise ``proportional`` (largest remainder) or ``priority`` (in the order
-   the stores are listed). Unfilled store orders are cancelled. Shipments travel
-   ``stores[i].lead_time`` [L_i] days.
+   the stores are listed). Unfilled store orders are cancelled (counted as ``unmet`` on the
+   warehouse's row). Shipments travel ``stores[i].lead_time`` [L_i] days.
 5. **Stores receive** shipments due today (a lead time of 0 arrives the same day).
 6. **Demand is served** from on-hand stock (``backorder`` mode: the backlog first). Unserved
    demand is lost (``lost_sales``) or joins the backlog (``backorder``).
-7. **Costs are charged** on the end-of-day state: holding [h] per unit on hand at each echelon;
-   stockout penalty [p] per unit of today's demand not served today; backorder cost [b] per
-   unit in the backlog; per-unit ordering cost [c] on the units delivered into the pipeline
-   (production for the supplier).
+7. **Costs are charged** on the end-of-day state: holding [h] per unit on hand at each echelon
+   (stock in transit or in production carries no holding cost: the pipeline is free, the
+   standard convention); stockout penalty [p] per unit of today's demand not served today;
+   backorder cost [b] per unit in the backlog; per-unit ordering cost [c] on the units
+   delivered into the pipeline (production for the supplier), so a cancelled part pays no [c].
 
 Random lead times (optional) delay a shipment by 1..``max_extra_days`` extra days.
 
@@ -30,7 +34,9 @@ Each day writes a ledger row per replica, node and SKU (:data:`FIELDS`). Nodes a
 ``0..N−1`` for the stores, ``N`` for the warehouse and ``N+1`` for the supplier. Conservation
 holds at every node every day: ``on_hand[t−1] + received = on_hand[t] + shipped`` (for a store
 ``shipped`` = sales to customers) and for every pipeline ``in_transit[t−1] + inflow = in_transit[t]
-+ received``; demand = served-today + unmet.
++ received``; demand = served-today + unmet. ``lost_sales`` counts customers' lost sales only:
+it equals the stores' ``unmet`` in ``lost_sales`` mode and is 0 in ``backorder`` mode and on the
+warehouse's and the supplier's rows, whose cancelled internal orders are their ``unmet``.
 
 numpy only: no RL imports. The step is vectorised over replicas, stores and SKUs.
 """
@@ -251,14 +257,14 @@ class SupplyChainTwin:
         w = row[:, N]
         wh_unmet = requested - shipped_wh
         w[..., 0], w[..., 1] = self.wh_on_hand, self.wh_in_transit
-        w[..., 3], w[..., 4], w[..., 5], w[..., 6] = requested, shipped_wh, wh_unmet, wh_unmet
+        w[..., 3], w[..., 4], w[..., 6] = requested, shipped_wh, wh_unmet  # lost_sales: 0 (customers only)
         w[..., 7], w[..., 8], w[..., 9] = wo, shipped_wh, wh_recv
         w[..., 10] = self.h[1] * self.wh_on_hand
         w[..., 12] = self.K[1] * (wo > 0) + self.c[1] * sup_ship
         p = row[:, N + 1]
         sup_unmet = wo - sup_ship
         p[..., 0], p[..., 1] = self.sup_on_hand, self.sup_in_production
-        p[..., 3], p[..., 4], p[..., 5], p[..., 6] = wo, sup_ship, sup_unmet, sup_unmet
+        p[..., 3], p[..., 4], p[..., 6] = wo, sup_ship, sup_unmet
         p[..., 7], p[..., 8], p[..., 9] = pr, sup_ship, completed
         p[..., 10] = self.h[2] * self.sup_on_hand
         p[..., 12] = self.K[2] * (pr > 0) + self.c[2] * pr
