@@ -19,8 +19,11 @@ from hmarl_rllib.twin import SupplyChainTwin
 from hmarl_rllib.twin.network import F
 
 ENV_NAME = "hmarl"
-ENV_VERSION = 1
+ENV_VERSION = 2
 SCALE_DAYS = 10.0  # stock quantities are observed in units of SCALE_DAYS days of mean demand
+MU_FLOOR = 0.1  # units/day: the smallest demand unit μ (so one unit of stock is observed as at most 1.0)
+OBS_LINEAR = 5.0  # scaled values within ±OBS_LINEAR are observed as they are (see squash)
+OBS_BOUND = 10.0  # every observation lies in [-OBS_BOUND, OBS_BOUND] (the Box bounds)
 HISTORY = 7
 
 
@@ -62,10 +65,41 @@ def obs_sizes(scenario) -> dict[str, int]:
 
 def observation_units(scenario) -> tuple[np.ndarray, np.ndarray]:
     """The demand units μ observations are scaled by: per store and SKU (N, K), and for the
-    warehouse and supplier (K,) the sum over stores; floored at 1 unit/day so that a store
-    without demand still gets finite, O(1) observations."""
+    warehouse and supplier (K,) the sum over stores; floored at :data:`MU_FLOOR` (0.1 unit/day)
+    so that a store without demand still gets finite observations and a slow mover's stock
+    unit 10·μ is never below one unit (one unit of stock observes as at most 1.0)."""
     mu = scenario.mean_demand()
-    return np.maximum(mu, 1.0), np.maximum(mu.sum(axis=0), 1.0)
+    return np.maximum(mu, MU_FLOOR), np.maximum(mu.sum(axis=0), MU_FLOOR)
+
+
+def squash(x):
+    """The observation squash S: the identity on [−5, 5] (:data:`OBS_LINEAR`), then a smooth
+    (C¹) saturation to ±10 (:data:`OBS_BOUND`): ``S(x) = sign(x)·(5 + 5·tanh((|x| − 5)/5))``.
+    Strictly increasing, so an observation orders states as the scaled quantity does; S(10) ≈
+    8.8, S(20) ≈ 9.98, and from |x| ≈ 50 on (float32) exactly ±10. Returns a new array."""
+    x = np.array(x, dtype=np.float64 if np.asarray(x).dtype == np.float64 else np.float32)
+    _squash_inplace(x)
+    return x
+
+
+def unsquash(y):
+    """The inverse of :func:`squash` (±inf at ±10): the scaled quantity behind an observation.
+    Exact on [−5, 5]; beyond, as exact as float32 allows (a saturated ±10 gives ±inf)."""
+    y = np.asarray(y, dtype=np.float64)
+    a, w = OBS_LINEAR, OBS_BOUND - OBS_LINEAR
+    ay = np.abs(y)
+    with np.errstate(divide="ignore"):
+        far = np.sign(y) * (a + w * np.arctanh(np.clip((ay - a) / w, 0.0, 1.0)))
+    return np.where(ay <= a, y, far)
+
+
+def _squash_inplace(arr: np.ndarray) -> None:
+    """:func:`squash` in place; costs one comparison per element when nothing is beyond ±5."""
+    a, w = OBS_LINEAR, OBS_BOUND - OBS_LINEAR
+    far = np.abs(arr) > a
+    if far.any():
+        v = arr[far]
+        arr[far] = np.clip(np.sign(v) * (a + w * np.tanh((np.abs(v) - a) / w)), -OBS_BOUND, OBS_BOUND)
 
 
 def _extra(scenario):
@@ -88,11 +122,19 @@ class HMARLEnv(MultiAgentEnv):
     ``baseline_correction`` (the baseline rule's order + ``values[a]`` × μ); see
     :mod:`hmarl_rllib.policies.actions`.
 
-    **Observation space** (Box, float32). μ is the mean daily demand the agent faces (its own
-    store's; the sum over stores for the warehouse and supplier); stock is observed in units of
-    ``10·μ`` (ten days of demand) and demand in units of μ.
-
-    (μ is floored at 1 unit/day.)
+    **Observation space** (Box(−10, 10), float32). μ is the mean daily demand the agent faces
+    (its own store's; the sum over stores μ_w for the warehouse and the supplier, and for the
+    upstream stock a store sees: whether the warehouse can fill the chain's orders); stock is
+    scaled by ``10·μ`` (ten days of demand) and demand by μ. μ is floored at 0.1 unit/day
+    (:data:`MU_FLOOR`: a store without demand stays finite, and one unit of a slow mover's stock
+    is 1.0 at most). Every scaled value x then goes through the squash
+    ``S(x) = x`` for |x| ≤ 5, ``sign(x)·(5 + 5·tanh((|x| − 5)/5))`` beyond (:func:`squash`,
+    inverse :func:`unsquash`): values up to 50 days of stock (5× the mean demand) are observed
+    exactly as scaled, larger ones are compressed smoothly into (5, 10] (S(10) ≈ 8.8, S(20) ≈
+    9.98, ±10 from about 50 on). So **every observation lies in [−10, 10]** whatever the
+    scenario's magnitudes (an upstream of 10⁷ units, a store selling 0.1 or 10,000 a day); the
+    share of the episode to go lies in [0, 1] and the calendar features in [−1, 1]. The
+    "scaled by" column below is the x before the squash.
 
     ``walkthrough`` mode — store (7):
 
@@ -137,7 +179,11 @@ class HMARLEnv(MultiAgentEnv):
     (a list of demand seeds cycled through, e.g. held-out evaluation seeds; default: random
     training seeds below 1,000,000).
 
-    **Version history.** v1: first release.
+    **Version history.** v1: first release. v2: observations are squashed into [−10, 10] (the
+    identity within ±5, so a v1 observation up to 5 is unchanged) and the Box spaces carry those
+    bounds; μ is floored at 0.1 unit/day instead of 1 (a store selling under 1 a day observes
+    other values than in v1). v1 let an upstream of 10⁷ units reach 200,000 in a store's
+    observation, which swamped the network (issue 14).
     """
 
     metadata = {"render_modes": []}
@@ -161,7 +207,7 @@ class HMARLEnv(MultiAgentEnv):
         self.possible_agents = self.store_ids + self.wh_ids + self.sup_ids
         self.agents = list(self.possible_agents)
         sizes = obs_sizes(sc)
-        box = {t: gym.spaces.Box(-np.inf, np.inf, (n,), np.float32) for t, n in sizes.items()}
+        box = {t: gym.spaces.Box(-OBS_BOUND, OBS_BOUND, (n,), np.float32) for t, n in sizes.items()}
         n_act = {t: c.n for t, c in self.codecs.items()}
         self.observation_spaces = {a: box[agent_type(a)] for a in self.possible_agents}
         self.action_spaces = {a: gym.spaces.Discrete(n_act[agent_type(a)]) for a in self.possible_agents}
@@ -334,6 +380,8 @@ class ObservationBuilder:
         sup[..., 2] = last_wh_order * imw
         if self.rich:
             self._rich(tw, store, wh, sup, whp, t_left)
+        for arr in (store, wh, sup):  # the share of time to go and the calendar are within ±1: unchanged
+            _squash_inplace(arr)
         return {"store": store, "warehouse": wh, "supplier": sup}
 
     def _rich(self, tw, store, wh, sup, whp, t_left):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from ray.rllib.utils.pre_checks.env import check_multiagent_environments
 
-from hmarl_rllib.env import HMARLEnv
+from hmarl_rllib.env import OBS_BOUND, HMARLEnv, unsquash
 from hmarl_rllib.twin.network import F
 
 from conftest import DEFAULT_YAML, WALKTHROUGH_YAML, scenario
@@ -38,6 +38,7 @@ def test_passes_rllib_checker_and_full_episodes_stay_in_spaces(make):
         for aid, o in obs.items():
             space = env.observation_spaces[aid]
             assert o.shape == space.shape and o.dtype == np.float32 and np.isfinite(o).all()
+            assert space.contains(o), (aid, o)
         actions = {a: env.action_spaces[a].sample() for a in env.possible_agents}
         obs, rew, term, trunc, infos = env.step(actions)
         steps += 1
@@ -172,7 +173,7 @@ def test_observation_indices_mean_what_the_docstring_says(mode):
     for _ in range(10):
         obs, *_ = env.step({a: int(rng.integers(env.action_spaces[a].n)) for a in env.possible_agents})
         day = tw.day
-        s2 = obs["store_2"].astype(float)
+        s2 = unsquash(obs["store_2"])  # the scaled quantities behind the squash
         assert s2[0] * 10 * mu[1] == pytest.approx(tw.on_hand[0, 1, 0], abs=1e-2)
         assert s2[1] * 10 * mu[1] == pytest.approx(tw.in_transit[0, 1, 0], abs=1e-2)
         assert s2[2] * 10 * mu[1] == pytest.approx(tw.backorders[0, 1, 0], abs=1e-2)
@@ -181,13 +182,13 @@ def test_observation_indices_mean_what_the_docstring_says(mode):
         assert s2[4] * mu[1] == pytest.approx(tw.demand[0, start:day, 1, 0].sum() / 7, abs=1e-3)
         assert s2[5] * 10 * mu_w == pytest.approx(tw.wh_on_hand[0, 0], abs=1e-1)
         assert s2[6] == pytest.approx((env.scenario.episode_length - day) / env.scenario.episode_length)
-        w = obs["warehouse"].astype(float)
+        w = unsquash(obs["warehouse"])
         assert w[0] * 10 * mu_w == pytest.approx(tw.wh_on_hand[0, 0], abs=1e-1)
         assert w[1] * 10 * mu_w == pytest.approx(tw.wh_in_transit[0, 0], abs=1e-1)
         assert w[2] * mu_w == pytest.approx(tw.ledger[day - 1, 0, :3, 0, F["order_placed"]].sum(), abs=1e-2)
         assert w[3] * 10 * mu_w == pytest.approx(tw.store_position()[0, :, 0].sum(), abs=1e-1)
         assert w[4] * 10 * mu_w == pytest.approx(tw.sup_on_hand[0, 0], abs=1e-1)
-        p = obs["supplier"].astype(float)
+        p = unsquash(obs["supplier"])
         assert p[0] * 10 * mu_w == pytest.approx(tw.sup_on_hand[0, 0], abs=1e-1)
         assert p[1] * 10 * mu_w == pytest.approx(tw.sup_in_production[0, 0], abs=1e-1)
         assert p[2] * mu_w == pytest.approx(tw.ledger[day - 1, 0, 3, 0, F["order_placed"]], abs=1e-2)
@@ -208,7 +209,7 @@ def test_rich_upstream_pipelines_sum_to_what_is_in_transit():
     mu_w = env.scenario.mean_demand().sum()
     for _ in range(8):
         obs, *_ = env.step({a: 2 for a in env.possible_agents})
-        w, p = obs["warehouse"].astype(float), obs["supplier"].astype(float)
+        w, p = unsquash(obs["warehouse"]), unsquash(obs["supplier"])
         assert w[7:7 + tw.P_w - 1].sum() * 10 * mu_w == pytest.approx(tw.wh_in_transit[0, 0], abs=1e-1)
         assert p[6:6 + tw.P_p - 1].sum() * 10 * mu_w == pytest.approx(tw.sup_in_production[0, 0], abs=1e-1)
 
@@ -218,9 +219,9 @@ def test_observations_stay_finite_and_scaled_when_a_store_has_no_demand(mode):
     env = _env(mode, stores=[{"name": "quiet", "demand": {"mean": 0}}, {"name": "busy"}])
     obs, _ = env.reset(seed=0)
     for _ in range(3):
-        assert all(np.isfinite(o).all() and np.abs(o).max() < 1e4 for o in obs.values())
+        assert all(np.isfinite(o).all() and np.abs(o).max() <= OBS_BOUND for o in obs.values())
         obs, *_ = env.step({a: 1 for a in env.possible_agents})
-    assert all(np.isfinite(o).all() and np.abs(o).max() < 1e4 for o in obs.values())
+    assert all(np.isfinite(o).all() and np.abs(o).max() <= OBS_BOUND for o in obs.values())
 
 
 def test_action_codec_decodes_and_encodes_every_mode():
