@@ -93,6 +93,63 @@ def _arrivals(send_day_arrival: np.ndarray, T: int):
     return out
 
 
+def _big_m(twin: SupplyChainTwin, d: np.ndarray, arr_s: np.ndarray, scored: np.ndarray) -> dict[str, np.ndarray]:
+    """Upper bounds on each shipment (``s``: warehouse→store, (T, N, K); ``w``: supplier→
+    warehouse and ``p``: production, (T, K)) that some optimal plan of the program respects,
+    for the indicator constraints ``x ≤ M·z``. Too small an M cuts optimal plans off and the
+    "bound" can exceed the optimum; too large an M only weakens the LP relaxation.
+
+    Each M is the smaller of two bounds:
+
+    - *What an optimal plan can need.* Split a plan's flow into unit paths from a source (initial
+      stock, production) to a sink (a sale, or stock left on hand or in transit at the end). A
+      path from production that is never sold can be removed: every cost is non-negative and
+      every shipment only shrinks, so the plan stays feasible and costs no more. So some
+      optimal plan carries on each shipment only (a) units sold at the receiving stores on or
+      after the shipment's day: in ``lost_sales`` mode at most the demand still to come, in
+      ``backorder`` mode also the backlog carried from earlier days, so at most the trace's
+      whole demand; plus (b) initial stock from upstream that is never sold (it may still be
+      moved, e.g. into the pipeline, which carries no holding cost): at most the warehouse's
+      and the supplier's initial stock for a store shipment, the supplier's for a warehouse
+      shipment, none for production. Such a unit only leaves the warehouse on a day when
+      moving it can pay: if the per-unit cost plus the store's holding from the arrival day on
+      is at least the warehouse's holding from the shipping day on (and the warehouse has no
+      capacity that keeping it would break), the unit may as well stay, so that shipment
+      needs no room for it. Near the end it can pay (the pipeline carries no holding cost).
+    - *What is physically possible,* for any plan: a node's capacity (its inventory position
+      includes the order), the production capacity, and the units that can have reached the
+      shipping node by that day (initial stock upstream + production completed and carried
+      down at the fixed lead times; random delays only make them later).
+    """
+    T = d.shape[0]
+    t = np.arange(T, dtype=float)
+    if twin.lost_sales:
+        sold_s = np.cumsum(d[::-1], axis=0)[::-1]  # demand from day t on
+    else:
+        sold_s = np.broadcast_to(d.sum(axis=0), d.shape)  # backlog + demand to come <= all demand
+    sold_w = sold_s.sum(axis=1)  # (T, K): sales at any store from day t on
+    left = np.cumsum(scored[::-1])[::-1]  # scored days from day t to the end
+    left = np.append(left, 0.0)
+    stay = twin.h[1] * left[:T, None, None]  # (T, 1, K): keeping a unit at the warehouse
+    go = (twin.c[0] * scored[:, None, None] + twin.h[0] * left[np.minimum(arr_s, T)][:, :, None])  # (T, N, K)
+    may_move = (go < stay) | (not np.isinf(twin.wh_cap))
+    m_s = sold_s + np.where(may_move, twin.init_wh + twin.init_sup, 0.0)
+    m_w = sold_w + twin.init_sup
+    m_p = np.minimum(sold_w, twin.prod_cap)
+    produced = twin.prod_cap * np.maximum(0.0, t - twin.lt_prod + 1)  # completed by day t
+    produced_w = twin.prod_cap * np.maximum(0.0, t - twin.lt_prod - twin.lt_wh + 1)  # and at the warehouse
+    m_w = np.minimum(m_w, (twin.init_sup + produced[:, None]))
+    m_s = np.minimum(m_s, (twin.init_wh + twin.init_sup + produced_w[:, None])[:, None, :])
+    cap_s = np.broadcast_to(twin.store_cap[None, :, :], m_s.shape).copy()  # (T, N, 1) → (T, N, K)
+    cap_s[0] = cap_s[0] - twin.init_store
+    m_s = np.minimum(m_s, np.maximum(cap_s, 0.0))
+    if np.isfinite(twin.wh_cap):
+        cap_w = np.full(m_w.shape, twin.wh_cap)
+        cap_w[0] -= twin.init_wh
+        m_w = np.minimum(m_w, np.maximum(cap_w, 0.0))
+    return {"s": m_s + 1.0, "w": m_w + 1.0, "p": m_p + 1.0}
+
+
 def trace_bound(twin: SupplyChainTwin, r: int, time_limit: float = 20.0, mip: bool = True,
                 mip_gap: float = 1e-4, with_status: bool = False):
     """Lower bound on the scored chain cost of replica ``r`` of a reset twin; with
@@ -178,10 +235,7 @@ def trace_bound(twin: SupplyChainTwin, r: int, time_limit: float = 20.0, mip: bo
         rhs = twin.init_sup if t == 0 else np.zeros(K)
         R.add(terms, rhs, rhs)
     R.add([(1.0, pr)], -np.inf, twin.prod_cap, shape=(T,))
-    # x <= M z, with M the demand still to come: shipping more is never optimal, so this
-    # tight M keeps the optimum (and the bound) while making the relaxation much stronger.
-    rest = np.cumsum(d[::-1], axis=0)[::-1]  # (T, N, K): demand from day t on
-    M = {"s": rest + 1.0, "w": rest.sum(axis=1) + 1.0, "p": rest.sum(axis=1) + 1.0}
+    M = _big_m(twin, d, arr_s, scored)
     for name, (x, zz) in z.items():
         R.add([(1.0, x), (-M[name], zz)], -np.inf, 0.0)
     A = sparse.csr_matrix((np.concatenate(R.v), (np.concatenate(R.r), np.concatenate(R.c))), shape=(R.m, V.n))
