@@ -49,3 +49,27 @@ def _no_leaked_ray_address():
     before = os.environ.get("RAY_ADDRESS")
     yield
     assert os.environ.get("RAY_ADDRESS") == before, "this test leaked RAY_ADDRESS into the environment"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _ray_token_outside_home(tmp_path_factory):
+    """Ray 2.59+ turns token authentication on for every local ``ray.init()`` and, when no
+    token exists, writes one to ``~/.ray/auth_token``. Tests neither read nor write the home
+    folder: one token for the session in a temporary file (``RAY_AUTH_TOKEN_PATH``, inherited by
+    the ``hmarl`` subprocesses and notebook kernels). A test that starts its own Ray head makes
+    its own token (tests/test_job_submit.py)."""
+    import os
+    import secrets
+
+    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_TOKEN_PATH", "RAY_AUTH_TOKEN")}
+    path = tmp_path_factory.mktemp("ray_auth") / "auth_token"
+    path.write_text(secrets.token_hex(32))  # what `ray get-auth-token --generate` writes
+    path.chmod(0o600)
+    os.environ.pop("RAY_AUTH_TOKEN", None)
+    os.environ["RAY_AUTH_TOKEN_PATH"] = str(path)
+    yield path
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
