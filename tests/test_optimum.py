@@ -1,0 +1,116 @@
+"""The exact one-store optimum (hmarl_rllib.policies.optimum): the same model as the twin, and
+Zipkin's (2008) published optimal average costs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import scenario
+from hmarl_rllib import simulate
+from hmarl_rllib.errors import ConfigError
+from hmarl_rllib.policies.optimum import (evaluate_base_stock, problem_from_scenario, solve,
+                                          zipkin_problem)
+
+FREE_UPSTREAM = {"holding_cost": {"store": 1.0, "warehouse": 0.0, "supplier": 0.0},
+                 "ordering_cost": {"store": {"fixed": 0.0}, "warehouse": {"fixed": 0.0}, "supplier": {}}}
+
+
+def one_store(shortage="lost_sales", lead_time=2, mean=5.0, p=4.0, b=0.0, K=0.0, c=0.0, days=40,
+              init=10, model="poisson", std=None, capacity=None, weekly=None):
+    sku = {"name": "A", "stockout_penalty": p, "backorder_cost": b,
+           "holding_cost": FREE_UPSTREAM["holding_cost"],
+           "ordering_cost": {"store": {"fixed": K, "per_unit": c}, "warehouse": {"fixed": 0.0},
+                             "supplier": {"fixed": 0.0}}}
+    demand = {"model": model, "mean": mean, **({"std": std} if std else {}), **({"weekly": weekly} if weekly else {})}
+    return scenario(name="one_store", episode_length=days, shortage=shortage, skus=[sku],
+                    stores={"count": 1, "demand": demand, "initial_inventory": init, "lead_time": lead_time,
+                            **({"capacity": capacity} if capacity else {})},
+                    warehouse={"initial_inventory": 10_000_000, "lead_time": 1},
+                    supplier={"initial_inventory": 0, "production_capacity": 1})
+
+
+def base_stock_orders(S):
+    def orders(twin):
+        store = np.maximum(S - twin.store_position(), 0.0)
+        zero = np.zeros((twin.batch, twin.n_skus))
+        return store, zero, zero
+    return orders
+
+
+@pytest.mark.parametrize("kw, S", [
+    (dict(shortage="lost_sales", lead_time=2), 17),
+    (dict(shortage="lost_sales", lead_time=0, p=9.0, init=0), 8),
+    (dict(shortage="lost_sales", lead_time=3, K=10.0, c=0.5, capacity=30, init=25), 24),
+    (dict(shortage="backorder", lead_time=1, p=2.0, b=1.0, init=0), 14),
+    (dict(shortage="backorder", lead_time=3, p=1.0, b=3.0, K=5.0, model="normal", std=3.0), 26),
+    (dict(shortage="lost_sales", lead_time=1, weekly=[0.5, 1, 1, 1, 1, 1.5, 2.0]), 15),
+])
+def test_solver_evaluates_a_base_stock_policy_at_the_twins_simulated_cost(kw, S):
+    sc = one_store(**kw)
+    exact = evaluate_base_stock(problem_from_scenario(sc), S)
+    costs = simulate.chain_cost(sc, base_stock_orders(S), simulate.eval_seeds(4000))
+    half = 1.96 * costs.std(ddof=1) / np.sqrt(len(costs))
+    assert abs(costs.mean() - exact) <= half, (exact, costs.mean(), half)
+
+
+@pytest.mark.parametrize("kw", [dict(shortage="lost_sales", lead_time=2, init=0),
+                                dict(shortage="backorder", lead_time=2, b=1.0, K=20.0, init=0)])
+def test_the_optimum_is_at_most_the_cost_of_the_best_base_stock_level(kw):
+    prob = problem_from_scenario(one_store(**kw))
+    opt = solve(prob).cost
+    best = min(evaluate_base_stock(prob, S) for S in range(8, 26))
+    assert opt <= best + 1e-9
+    assert opt > 0.5 * best  # a real cost, not a degenerate zero
+
+
+# Zipkin (2008), Table: Poisson(5), h = 1; optimal long-run average cost per period.
+ZIPKIN = {(1, 4): 4.04, (2, 4): 4.40, (3, 4): 4.60, (4, 4): 4.73,
+          (1, 9): 5.44, (2, 9): 6.09, (3, 9): 6.53, (4, 9): 6.84}
+
+
+@pytest.mark.parametrize("L, p", sorted(ZIPKIN))
+def test_zipkins_optimal_average_costs_are_reproduced_to_two_decimals(L, p):
+    sol = solve(zipkin_problem(L, p), average=True)
+    assert round(sol.average_cost, 2) == pytest.approx(ZIPKIN[L, p], abs=1e-9), sol.average_cost
+
+
+def test_backorder_average_cost_with_no_fixed_cost_is_the_newsvendor_base_stock_cost():
+    """With backorders and K = 0 a base-stock policy is optimal (Arrow, Harris & Marschak): the
+    average cost equals the best level's stationary cost, computed here from the lead-time demand
+    distribution directly, not by the solver's recursion."""
+    from scipy import stats
+
+    sc = one_store(shortage="backorder", lead_time=2, p=0.0, b=4.0)
+    sol = solve(problem_from_scenario(sc), average=True)
+    lt = stats.poisson(5.0 * 3)  # demand over L + 1 days
+    k = np.arange(0, 80)
+    pmf = lt.pmf(k)
+    cost = [float((pmf * (1.0 * np.maximum(S - k, 0) + 4.0 * np.maximum(k - S, 0))).sum()) for S in range(40)]
+    assert sol.average_cost == pytest.approx(min(cost), abs=1e-6)
+
+
+@pytest.mark.parametrize("fields, words", [
+    (dict(stores={"count": 3}), "3 stores"),
+    (dict(random_lead_times={"enabled": True}), "random_lead_times"),
+    (dict(warmup_days=5), "warmup_days"),
+])
+def test_scenarios_it_cannot_solve_are_refused_with_one_line(fields, words):
+    sc = one_store()
+    bad = sc.model_copy(update={k: type(getattr(sc, k)).model_validate(v) if hasattr(getattr(sc, k), "model_validate")
+                                else v for k, v in fields.items()})
+    with pytest.raises(ConfigError) as err:
+        problem_from_scenario(bad)
+    msg = str(err.value)
+    assert words in msg and "\n" not in msg
+
+
+def test_a_costly_or_short_upstream_is_refused():
+    from conftest import DEFAULT_YAML
+    from hmarl_rllib.config import load_config
+
+    with pytest.raises(ConfigError, match="stores"):
+        problem_from_scenario(load_config(DEFAULT_YAML))
+    sc = one_store()
+    short = sc.model_copy(update={"warehouse": sc.warehouse.model_copy(update={"initial_inventory": 100})})
+    with pytest.raises(ConfigError, match="initial_inventory"):
+        problem_from_scenario(short)
