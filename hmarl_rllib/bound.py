@@ -4,8 +4,10 @@ For each trace (seed) a mixed-integer linear program that knows the whole demand
 any random delays) chooses every shipment, allocation and production quantity subject to the
 twin's lead times, capacities and shortage rule, minimising the same cost as the twin: holding
 [h] on end-of-day stock, stockout penalty [p] per unit of a day's demand not served that day,
-backorder cost [b] per unit-day of backlog, fixed [K] and per-unit [c] ordering costs. The
-fixed costs use binary order indicators (``x ≤ M·z``). Solved with HiGHS through
+backorder cost [b] per unit-day of backlog, fixed [K] and per-unit [c] ordering costs (the
+twin charges K on every positive order placed, even one it then cancels; the program only on
+shipments, which is never more). The fixed costs use binary order indicators (``x ≤ M·z``, M
+from :func:`_big_m`). Solved with HiGHS through
 :func:`scipy.optimize.milp`; when the time limit stops the search, HiGHS's *dual bound* is
 returned, which is still a valid lower bound.
 
