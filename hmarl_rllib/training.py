@@ -17,8 +17,9 @@ The path, top to bottom:
 
 KPIs (chain cost, fill rate, service level, holding / stockout cost per agent type) come from
 the env's last-step infos through :class:`KPICallback` and appear as ``env_runners/<kpi>`` and
-``evaluation/env_runners/<kpi>`` result columns. ``eval_chain_cost`` (top level) is the last
-evaluation's mean chain cost; Tune keeps the best checkpoints by it.
+``evaluation/env_runners/<kpi>`` result columns. ``eval_chain_cost`` (top level) is the mean
+chain cost of the evaluation run in that iteration (NaN where none ran; the last iteration is
+always evaluated); Tune keeps the best checkpoints by it, so each is ranked on its own score.
 """
 from __future__ import annotations
 
@@ -187,9 +188,11 @@ def env_config(scenario: Scenario, baseline) -> dict:
 
 
 def build_algo_config(scenario: Scenario, settings: TrainingSettings | None = None, *, baseline=None,
-                      progress=None, **overrides):
+                      progress=None, stop: dict | None = None, **overrides):
     """The one place a :class:`PPOConfig` is built. ``overrides`` are :class:`TrainingSettings`
-    fields (e.g. ``num_env_runners=0``) that win over the YAML."""
+    fields (e.g. ``num_env_runners=0``) that win over the YAML, validated like it. ``stop``: the
+    Tune stop criteria of the run (default: the settings' :meth:`TrainingSettings.stop`); the
+    iteration that meets them is evaluated, so the checkpoint at the end is scored."""
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
     from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
@@ -242,7 +245,8 @@ def build_algo_config(scenario: Scenario, settings: TrainingSettings | None = No
                                                           num_envs_per_env_runner=1))
         .fault_tolerance(restart_failed_env_runners=True, max_num_env_runner_restarts=100,
                          delay_between_env_runner_restarts_s=1.0)
-        .callbacks(KPICallback)
+        # the run's stop criteria: the iteration that meets them is evaluated (KPICallback)
+        .callbacks(partial(KPICallback, stop=s.stop() if stop is None else stop))
         .debugging(seed=s.seed, log_level="ERROR")
     )
     return config
@@ -264,11 +268,18 @@ class KPICallback(RLlibCallback):
     (store costs summed over stores), ``<type>_cost``, ``<type>_holding_cost``,
     ``<type>_stockout_cost``. Means over the last ``metrics_num_episodes_for_smoothing``
     episodes (training) or over the evaluation episodes (evaluation).
+
+    Checkpoint scores (:func:`score_iteration`): ``eval_chain_cost`` / ``eval_fill_rate`` are
+    set from the evaluation that ran in *this* iteration and are NaN on every other one
+    (never carried over, so no checkpoint is ranked on another iteration's evaluation). With
+    ``stop`` (the run's Tune stop criteria) the iteration that meets them is evaluated too if
+    it is not an evaluation iteration, so the checkpoint written at the end has its own score.
     """
 
-    def __init__(self):
+    def __init__(self, stop: dict | None = None):
         super().__init__()
-        self._last_eval = {}
+        self.stop = dict(stop or {})
+        self._evaluation = None  # the env_runners metrics of this iteration's evaluation, if one ran
 
     def on_algorithm_init(self, *, algorithm, **kwargs):
         _one_torch_thread()
@@ -297,13 +308,38 @@ class KPICallback(RLlibCallback):
             for k, v in kpis.items():
                 log(f"{kind}_{k}", v)
 
+    def on_evaluate_end(self, *, algorithm=None, evaluation_metrics=None, **kwargs):
+        self._evaluation = dict((evaluation_metrics or {}).get("env_runners") or {})
+
     def on_train_result(self, *, algorithm, result, **kwargs):
-        ev = result.get("evaluation", {}).get("env_runners", {})
-        cost = float(ev.get("chain_cost", math.nan))
-        if math.isfinite(cost):  # iterations without evaluation may report an empty (NaN) window
-            self._last_eval = {"chain_cost": cost, "fill_rate": float(ev.get("fill_rate", math.nan))}
-        result[EVAL_METRIC] = float(self._last_eval.get("chain_cost", math.nan))
-        result["eval_fill_rate"] = float(self._last_eval.get("fill_rate", math.nan))
+        evaluation, self._evaluation = self._evaluation, None
+        if evaluation is None and self.stop and _stopped(result, self.stop):
+            # the last iteration (Tune stops on this result and checkpoints at the end): evaluate
+            # it now, so the final checkpoint is ranked on an evaluation of itself
+            result["evaluation"] = algorithm.evaluate()
+            evaluation, self._evaluation = self._evaluation, None
+            if evaluation is None:  # no on_evaluate_end (e.g. a custom evaluation function)
+                evaluation = dict(result["evaluation"].get("env_runners") or {})
+        score_iteration(result, evaluation)
+
+
+def score_iteration(result: dict, evaluation: dict | None) -> dict:
+    """Set the checkpoint score of one iteration's ``result``: ``eval_chain_cost`` and
+    ``eval_fill_rate`` from ``evaluation`` (the ``env_runners`` metrics of an evaluation that
+    ran in this iteration) or NaN when none ran. The keys are always present (Tune's CSV
+    columns come from the first row; NaN ranks last among checkpoints)."""
+    ev = evaluation or {}
+    result[EVAL_METRIC] = float(ev.get("chain_cost", math.nan))
+    result["eval_fill_rate"] = float(ev.get("fill_rate", math.nan))
+    return result
+
+
+def best_checkpoint(scored):
+    """The checkpoint with the lowest finite ``eval_chain_cost`` among ``(checkpoint,
+    metrics)`` pairs (Tune's ``Result.best_checkpoints``), or None if none was evaluated."""
+    finite = [(c, float(m.get(EVAL_METRIC, math.nan))) for c, m in scored]
+    finite = [(c, v) for c, v in finite if np.isfinite(v)]
+    return min(finite, key=lambda cv: cv[1])[0] if finite else None
 
 
 # ------------------------------------------------------------------------------- Tune
@@ -338,8 +374,9 @@ def _iteration_reporter(stream=None):
             cost, fill = lookup(result, EVAL_METRIC), lookup(result, "eval_fill_rate")
             tag = f"{trial.trial_id} " if len(trials) > 1 else ""
             print(f"{tag}iter {it:>4}  {steps / dt:>7,.0f} env steps/s  store return {ret:>8.2f}"
-                  f"  eval cost {cost:>9,.1f}  fill {100 * fill:>6.2f}%"
-                  f"  elapsed {lookup(result, 'time_total_s', 0.0):>6.0f}s", file=stream or sys.stdout, flush=True)
+                  + (f"  eval cost {cost:>9,.1f}  fill {100 * fill:>6.2f}%" if np.isfinite(cost)
+                     else f"  eval cost {'-':>9}  fill {'-':>7}")  # no evaluation this iteration
+                  + f"  elapsed {lookup(result, 'time_total_s', 0.0):>6.0f}s", file=stream or sys.stdout, flush=True)
 
         def on_trial_error(self, iteration, trials, trial, **info):
             print(f"trial {trial.trial_id} failed: see {trial.local_path}/error.txt", file=sys.stderr, flush=True)
@@ -464,11 +501,20 @@ def run_config(exp: Path, settings: TrainingSettings, stop: dict, callbacks=(), 
     return tune.RunConfig(
         name=exp.name, storage_path=str(exp.parent), stop=stop, verbose=0,
         callbacks=[_iteration_reporter(iteration_stream), *callbacks],
-        checkpoint_config=tune.CheckpointConfig(
-            checkpoint_frequency=settings.checkpoint_frequency, checkpoint_at_end=True,
-            num_to_keep=settings.keep_checkpoints, checkpoint_score_attribute=EVAL_METRIC,
-            checkpoint_score_order="min"),
+        checkpoint_config=checkpoint_config(settings),
     )
+
+
+def checkpoint_config(settings: TrainingSettings):
+    """Every ``checkpoint_frequency`` iterations (evaluation iterations: a multiple of
+    ``evaluation_interval``) and at the end (evaluated by :class:`KPICallback`), the best
+    ``keep_checkpoints`` kept by their own evaluation cost (+ the latest)."""
+    from ray import tune
+
+    return tune.CheckpointConfig(
+        checkpoint_frequency=settings.checkpoint_frequency, checkpoint_at_end=True,
+        num_to_keep=settings.keep_checkpoints, checkpoint_score_attribute=EVAL_METRIC,
+        checkpoint_score_order="min")
 
 
 class TrainingFailed(Exception):
@@ -521,7 +567,7 @@ def train(scenario: Scenario, name: str, *, storage: str | None = None, resume: 
             progress(f"{experiment_dir(name, storage)} holds an earlier run (continue it with --resume);"
                      f" this run goes to {exp}")
     baseline = baseline_policy(scenario, settings, progress)
-    config = build_algo_config(scenario, settings, baseline=baseline)
+    config = build_algo_config(scenario, settings, baseline=baseline, stop=settings.stop())
     started = init_ray()
     from hmarl_rllib import env as hmarl_env
 
@@ -550,11 +596,7 @@ def train(scenario: Scenario, name: str, *, storage: str | None = None, resume: 
     last = result.checkpoint
     if last is None:
         raise TrainingFailed(f"stopped after {iters} iterations, before the first checkpoint under {exp}")
-    best = last
-    scored = [(c, m.get(EVAL_METRIC, math.nan)) for c, m in result.best_checkpoints]
-    scored = [(c, v) for c, v in scored if np.isfinite(v)]
-    if scored:
-        best = min(scored, key=lambda cv: cv[1])[0]
+    best = best_checkpoint(result.best_checkpoints) or last
     if resume and not isinstance(exp, RemoteDir):
         rebuild_progress_csv(Path(result.path))
     interrupted = not result.metrics.get("done", False) and not _stopped(result.metrics, settings.stop())

@@ -489,3 +489,88 @@ def test_tune_two_trials_and_report_writes_a_loadable_config(tmp_path):
     assert 1e-4 <= settings.lr <= 1e-3
     assert best.reward.team_weight in (0.0, 0.5)
     assert sum("TERMINATED" in ln for ln in report.stdout.splitlines()) == 2, report.stdout
+
+
+# ------------------------------------------------------------- checkpoint scores (no Ray)
+class _FakeAlgorithm:
+    """What the run's callback sees of an Algorithm: ``evaluate()`` runs a (fake) greedy
+    evaluation whose chain cost is ``costs[iteration]`` and fires ``on_evaluate_end``."""
+
+    def __init__(self, callback, costs):
+        self.callback, self.costs, self.iteration, self.evaluated = callback, costs, 0, []
+
+    def evaluate(self):
+        ev = {"env_runners": {"chain_cost": self.costs[self.iteration], "fill_rate": 0.9}}
+        self.evaluated.append(self.iteration)
+        self.callback.on_evaluate_end(algorithm=self, metrics_logger=None, evaluation_metrics=ev)
+        return ev
+
+
+def _scored_iterations(tmp_path, costs, iters=12, interval=5):
+    """``iters`` iterations through the run's own callback (built by build_algo_config, as
+    RLlib builds it), evaluating every ``interval`` as Algorithm.step does: the results as
+    Tune receives them, and the fake algorithm."""
+    from hmarl_rllib.config import load_config
+    from hmarl_rllib.training import build_algo_config
+
+    cfg = tiny_config(tmp_path, evaluation_interval=interval, checkpoint_frequency=interval, keep_checkpoints=1,
+                      num_env_runners=0, stop_iters=iters)
+    config = build_algo_config(load_config(cfg))
+    callback = config.callbacks_class()
+    algo = _FakeAlgorithm(callback, costs)
+    results = {}
+    for it in range(1, iters + 1):
+        algo.iteration = it
+        result = {"training_iteration": it, "time_total_s": 2.0 * it, "done": False,
+                  "env_runners": {"chain_cost": 500.0 - it, "num_env_steps_sampled_lifetime": 240 * it}}
+        if it % interval == 0:  # Algorithm.step: evaluate on evaluation iterations
+            result["evaluation"] = algo.evaluate()
+        callback.on_train_result(algorithm=algo, metrics_logger=None, result=result)
+        results[it] = result
+    return results, algo, cfg
+
+
+def test_a_non_evaluation_iteration_gets_no_score(tmp_path):
+    """eval_chain_cost is an iteration's own evaluation or NaN, never the last one carried on;
+    the iteration that meets the stop criteria is evaluated so the end checkpoint has a score."""
+    from hmarl_rllib.training import EVAL_METRIC
+
+    costs = {5: 100.0, 10: 90.0, 12: 130.0}
+    results, algo, _ = _scored_iterations(tmp_path, costs)
+    for it in (1, 4, 6, 9, 11):
+        assert math.isnan(results[it][EVAL_METRIC]) and math.isnan(results[it]["eval_fill_rate"]), it
+    for it, cost in costs.items():
+        assert results[it][EVAL_METRIC] == cost and results[it]["eval_fill_rate"] == 0.9, it
+    assert algo.evaluated == [5, 10, 12]  # the stop (stop_iters 12) is evaluated, once
+    assert results[12]["evaluation"]["env_runners"]["chain_cost"] == 130.0
+
+
+def test_the_best_checkpoint_is_scored_on_its_own_evaluation(tmp_path):
+    """Tune's checkpoint manager, configured as `hmarl train` configures it (1 best kept + the
+    latest), given the checkpoints of iterations 5 and 10 (periodic) and 12 (at the end): the end
+    checkpoint, worse on its own evaluation, must not be kept as best on iteration 10's score."""
+    from ray.train import Checkpoint
+    from ray.train._internal.checkpoint_manager import _CheckpointManager
+    from ray.train._internal.session import _TrainingResult
+
+    from hmarl_rllib.config import load_config
+    from hmarl_rllib import training
+    from hmarl_rllib.training import EVAL_METRIC, run_config, training_settings
+
+    costs = {5: 100.0, 10: 90.0, 12: 130.0}
+    results, _, cfg = _scored_iterations(tmp_path, costs)
+    settings = training_settings(load_config(cfg))
+    manager = _CheckpointManager(run_config(tmp_path / "exp", settings, settings.stop()).checkpoint_config)
+    for it in (5, 10, 12):
+        path = tmp_path / f"checkpoint_{it:06d}"
+        path.mkdir()
+        manager.register_checkpoint(_TrainingResult(Checkpoint.from_directory(str(path)), results[it]))
+    best = manager.best_checkpoint_result
+    assert best.checkpoint.path.endswith("checkpoint_000010"), best
+    assert best.metrics[EVAL_METRIC] == costs[10]
+    # on disk: the best (10) and the latest (12); 5 was deleted as worse
+    assert sorted(p.name for p in tmp_path.glob("checkpoint_*")) == ["checkpoint_000010", "checkpoint_000012"]
+    kept = [(r.checkpoint, r.metrics) for r in [*manager.best_checkpoint_results, manager.latest_checkpoint_result]]
+    for c, m in kept:  # every kept checkpoint's score is its own iteration's evaluation
+        assert m[EVAL_METRIC] == costs[int(Path(c.path).name.split("_")[1])]
+    assert Path(training.best_checkpoint(kept).path).name == "checkpoint_000010"  # what train() returns
