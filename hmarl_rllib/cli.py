@@ -102,14 +102,33 @@ def cmd_simulate(args) -> int:
 def cmd_baseline(args) -> int:
     from hmarl_rllib import report, simulate
     from hmarl_rllib.config import load_config
-    from hmarl_rllib.policies.tuning import params_path, policy_to_dict, save_policy, scenario_fingerprint, tune_policy
+    from pathlib import Path
+
+    from hmarl_rllib.policies.tuning import (DEFAULT_TUNE_SEEDS, params_path, policy_to_dict, save_policy,
+                                             scenario_fingerprint, tune_policy)
 
     scenario = load_config(args.config)
     if args.tune:
+        # a quick tuning (--tune-episodes other than the default) goes beside the default file,
+        # which train and benchmark read, unless --out says where
+        out = Path(args.out) if args.out else params_path(scenario, args.policy, args.tune_episodes)
+        flag = f"--out {out}" if args.out else f"tuned parameters {out}"
+        try:  # before minutes of tuning: can the file be written?
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise InputError(f"{flag}: cannot create its folder ({err.strerror or type(err).__name__})") from None
+        if out.is_dir() or not os.access(out if out.exists() else out.parent, os.W_OK):
+            raise InputError(f"{flag}: cannot be written (pass a writable --out)")
         policy = tune_policy(scenario, args.policy, n_seeds=args.tune_episodes, progress=_progress(args))
-        policy.meta["fingerprint"] = scenario_fingerprint(scenario)
-        out = args.out or params_path(scenario, args.policy)
-        save_policy(policy, scenario, out)
+        policy.meta["fingerprint"] = scenario_fingerprint(scenario, args.tune_episodes)
+        try:
+            save_policy(policy, scenario, out)
+        except OSError as err:
+            raise InputError(f"{flag}: cannot be written ({err.strerror or type(err).__name__})") from None
+        if args.tune_episodes != DEFAULT_TUNE_SEEDS and not args.out:
+            print(f"note: tuned on {args.tune_episodes} seeds, not the default {DEFAULT_TUNE_SEEDS}: written to"
+                  f" {out}; train and benchmark read only {params_path(scenario, args.policy)}"
+                  " (pass --out to write elsewhere)", file=sys.stderr)
     else:
         policy = _rule_based(scenario, args.policy)
         out = None
@@ -163,6 +182,48 @@ def cmd_benchmark(args) -> int:
                            bound_episodes=args.bound_episodes, workers=args.workers,
                            bound_time_limit=args.bound_time_limit, progress=_progress(args))
     print(json.dumps(result) if args.json else format_benchmark(result))
+    return 0
+
+
+def cmd_optimum(args) -> int:
+    import time
+
+    from hmarl_rllib.policies import optimum
+
+    progress = _progress(args)
+    if args.zipkin:  # Zipkin (2008)'s grid: Poisson 5, h = 1, L = 1..4, p in 4, 9, 19, 39
+        rows = []
+        for p_ in args.penalties:
+            for L in range(1, 5):
+                t0 = time.perf_counter()
+                sol = optimum.solve(optimum.zipkin_problem(L, p_), average=True, progress=progress)
+                rows.append({"lead_time": L, "penalty": p_, "average_cost": sol.average_cost,
+                             "published": optimum.ZIPKIN_2008.get((L, p_)), "states": sol.states,
+                             "seconds": time.perf_counter() - t0})
+                if progress:
+                    progress(f"L={L} p={p_:g}: {sol.average_cost:.4f} in {rows[-1]['seconds']:.1f}s")
+        if args.json:
+            print(json.dumps({"zipkin": rows}))
+        else:
+            print(f"{'L':>2} {'p':>4} {'optimum':>9} {'Zipkin':>7} {'states':>9} {'seconds':>8}")
+            for r in rows:
+                pub = "-" if r["published"] is None else f"{r['published']:.2f}"
+                print(f"{r['lead_time']:>2} {r['penalty']:>4g} {r['average_cost']:>9.4f} {pub:>7}"
+                      f" {r['states']:>9,} {r['seconds']:>8.1f}")
+        return 0
+    if not args.config:
+        raise InputError("optimum: pass --config SCENARIO.yaml (or --zipkin for Zipkin's grid)")
+    from hmarl_rllib.config import load_config
+
+    result = optimum.optimum_for_scenario(load_config(args.config), progress=progress)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        avg = "" if result["average_cost"] is None else f"; long-run average {result['average_cost']:.4f} per day"
+        print(f"scenario {result['scenario']}: exact optimum {result['cost']:,.3f} per episode of"
+              f" {result['episode_length']} days from the initial state{avg}"
+              f" ({result['shortage']}, L = {result['lead_time']}, demand truncated at {result['d_max']}"
+              f" with tail <= {result['tail_mass']:g}; {result['states']:,} states, {result['seconds']:.1f}s)")
     return 0
 
 
@@ -221,6 +282,15 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_benchmark)
 
+    o = sub.add_parser("optimum", help="exact optimal cost of a one-store scenario by dynamic programming")
+    o.add_argument("--config", help="one-store scenario YAML whose upstream never runs short and costs nothing")
+    o.add_argument("--zipkin", action="store_true", help="solve Zipkin (2008)'s lost-sales grid instead"
+                                                       " (Poisson 5, h = 1, L = 1..4) beside the published optima")
+    o.add_argument("--penalties", type=float, nargs="+", default=[4.0, 9.0, 19.0, 39.0], metavar="P",
+                   help="with --zipkin: the penalties p (default 4 9 19 39)")
+    o.add_argument("--json", action="store_true")
+    o.set_defaults(func=cmd_optimum)
+
     s = sub.add_parser("simulate", help="run the twin with a policy and print KPIs")
     s.add_argument("--config", required=True, help="scenario YAML, e.g. configs/default.yaml")
     s.add_argument("--policy", required=True, choices=POLICY_CHOICES + ("random",), metavar="POLICY",
@@ -239,8 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--policy", required=True, choices=POLICY_CHOICES, metavar="POLICY", help=POLICY_HELP)
     b.add_argument("--tune", action="store_true", help="search the parameters on tuning seeds and write them")
     b.add_argument("--tune-episodes", type=_positive_int, default=256,
-                   help="tuning seeds per candidate (a _schedule is searched on twice as many)")
-    b.add_argument("--out", help="parameters YAML (default: <config dir>/baselines/<scenario>_<policy>.yaml)")
+                   help="tuning seeds per candidate (default 256; a _schedule is searched on twice as many)")
+    b.add_argument("--out", help="parameters YAML (default: <config dir>/baselines/<scenario>_<policy>.yaml, the"
+                                 " file train and benchmark read; with --tune-episodes other than 256:"
+                                 " <scenario>_<policy>.tune<N>.yaml beside it)")
     b.add_argument("--episodes", type=_positive_int, default=200, help="held-out evaluation episodes")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_baseline)

@@ -114,3 +114,20 @@ def test_a_costly_or_short_upstream_is_refused():
     short = sc.model_copy(update={"warehouse": sc.warehouse.model_copy(update={"initial_inventory": 100})})
     with pytest.raises(ConfigError, match="initial_inventory"):
         problem_from_scenario(short)
+
+
+def test_hmarl_optimum_prints_the_optimum_and_refuses_an_unsolvable_scenario():
+    import json
+    import subprocess
+
+    from conftest import DEFAULT_YAML, HMARL, ROOT
+
+    out = subprocess.run([str(HMARL), "optimum", "--config", str(ROOT / "configs" / "one_store.yaml"), "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout)
+    assert round(res["average_cost"], 2) == 4.40  # the scenario is Zipkin's L = 2, p = 4 cell
+    assert 0 < res["cost"] < 60 * 10
+    bad = subprocess.run([str(HMARL), "optimum", "--config", str(DEFAULT_YAML)], capture_output=True, text=True,
+                         timeout=300)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "3 stores" in bad.stderr

@@ -49,6 +49,11 @@ from hmarl_rllib.errors import ConfigError
 
 MAX_STATES = 3_000_000  # post-decision states of the lost-sales chain (memory ~ states × d_max × 4 B)
 TAIL_MASS = 1e-9
+# Zipkin (2008), Operations Research 56(5): optimal average cost per period, Poisson(5), h = 1
+ZIPKIN_2008 = {(1, 4): 4.04, (2, 4): 4.40, (3, 4): 4.60, (4, 4): 4.73,
+               (1, 9): 5.44, (2, 9): 6.09, (3, 9): 6.53, (4, 9): 6.84,
+               (1, 19): 6.68, (2, 19): 7.66, (3, 19): 8.36, (4, 19): 8.89,
+               (1, 39): 7.84, (2, 39): 9.11, (3, 39): 10.04, (4, 39): 10.79}
 
 
 @dataclass(frozen=True)
