@@ -56,6 +56,28 @@ def has_season(scenario) -> bool:
     return bool(np.ptp(mp, axis=0).max() > 1e-9 * max(1.0, float(mp.max())))
 
 
+def paired_difference(a: np.ndarray, b: np.ndarray) -> dict:
+    """Mean of the per-seed differences a − b of two policies' episode costs on the same seeds,
+    with its 95% confidence interval (normal approximation): negative means a is cheaper."""
+    d = np.asarray(a, float) - np.asarray(b, float)
+    half = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+    m = float(d.mean())
+    return {"mean": m, "ci95": [m - half, m + half], "relative": m / float(np.mean(b)),
+            "significant": bool(abs(m) > half)}
+
+
+def exact_optimum(scenario, progress=None) -> dict | None:
+    """The exact optimum (:mod:`hmarl_rllib.policies.optimum`) when the scenario is a one-store
+    problem the solver handles, else None (with the reason under ``"why"``)."""
+    from hmarl_rllib.errors import ConfigError
+    from hmarl_rllib.policies.optimum import optimum_for_scenario
+
+    try:
+        return optimum_for_scenario(scenario, progress=progress)
+    except ConfigError as err:
+        return {"cost": None, "why": str(err)}
+
+
 def bound_costs(scenario, seeds, workers: int = 2, time_limit: float = 20.0, progress=None):
     """Perfect-information bound per seed, solved in ``workers`` processes: (bounds, optimal)."""
     seeds = np.asarray(seeds)
@@ -116,6 +138,7 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
                 progress(f"{name} (reference): {episodes} episodes")
             run(name, seasonal[name].orders)
     best_seasonal = min(seasonal, key=lambda k: summaries[k]["cost_mean"]) if seasonal else None
+    rules = [k for k in summaries if k != "learned"]
     corrected = None  # the rule the learned policy corrects (its correction 0), when no row shows it yet
     if checkpoint is not None:
         corrected = trained.baseline.name
@@ -123,6 +146,10 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
             if progress:
                 progress(f"{corrected} (reference: the rule the learned policy corrects): {episodes} episodes")
             run(corrected, trained.baseline.orders)
+    best_rule = min(rules, key=lambda k: summaries[k]["cost_mean"])  # baselines and references alike
+    if progress:
+        progress("exact optimum (dynamic programming), when the scenario is a one-store problem")
+    opt = exact_optimum(scenario)
     result = {
         "scenario": scenario.name,
         "checkpoint": None if checkpoint is None else str(checkpoint),
@@ -132,6 +159,12 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
                             "stockout_cost_mean": s["stockout_cost_mean"],
                             "ordering_cost_mean": s["ordering_cost_mean"]} for name, s in summaries.items()},
         "best_baseline": best,
+        "best_rule": best_rule,
+        "optimum": opt,
+        "gap_to_optimum": None,
+        "gap_to_optimum_by_policy": ({n: summaries[n]["cost_mean"] / opt["cost"] - 1.0 for n in summaries}
+                                     if opt.get("cost") else None),
+        "paired": {},
         "best_seasonal": best_seasonal,
         "corrected_rule": corrected,
         "reference": {ENDGAME: {"stop_days": dict(zip(("store", "warehouse", "supplier"), endgame.stop_days))}},
@@ -140,14 +173,24 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
         "ratio_to_seasonal": None,
         "ratio_to_corrected_rule": None,
         "gap_to_bound": None,
+        "ratio_to_best_rule": None,
         "ci_overlap": None,
     }
+    if opt.get("cost") and "learned" in summaries:
+        result["gap_to_optimum"] = summaries["learned"]["cost_mean"] / opt["cost"] - 1.0
+    # paired differences on the same seeds: the learned policy (or, without one, the best rule)
+    # against the best baseline, the best rule of any kind and the rule it corrects
+    ref = "learned" if "learned" in costs else best_rule
+    for other in dict.fromkeys([best, best_rule, corrected]):
+        if other is not None and other != ref:
+            result["paired"][f"{ref} - {other}"] = paired_difference(costs[ref], costs[other])
     if "learned" in summaries:
         lo, hi = summaries["learned"]["cost_ci95"]
         blo, bhi = summaries[best]["cost_ci95"]
         result["ratio_to_best_baseline"] = summaries["learned"]["cost_mean"] / summaries[best]["cost_mean"]
         result["ci_overlap"] = bool(hi >= blo and bhi >= lo)
         result["ratio_to_endgame"] = summaries["learned"]["cost_mean"] / summaries[ENDGAME]["cost_mean"]
+        result["ratio_to_best_rule"] = summaries["learned"]["cost_mean"] / summaries[best_rule]["cost_mean"]
         result["ratio_to_corrected_rule"] = summaries["learned"]["cost_mean"] / summaries[corrected]["cost_mean"]
         if best_seasonal is not None:
             result["ratio_to_seasonal"] = summaries["learned"]["cost_mean"] / summaries[best_seasonal]["cost_mean"]
@@ -172,10 +215,12 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
 def format_benchmark(result: dict) -> str:
     pol = result["policies"]
     gaps = (result.get("bound") or {}).get("gap_by_policy", {})
+    opt_gaps = result.get("gap_to_optimum_by_policy") or {}
     best = pol[result["best_baseline"]]["cost_mean"]
     w = max([20] + [len(n) + 9 for n in pol])  # room for the longest name + " (ref.)"
     head = f"{'policy':<{w}}{'chain cost':>12}{'95% CI':>24}{'fill rate':>11}{'service':>10}" \
-           f"{'holding':>10}{'stockout':>10}{'ordering':>10}{'vs best':>9}{'vs bound':>10}"
+           f"{'holding':>10}{'stockout':>10}{'ordering':>10}{'vs best':>9}{'vs bound':>10}" \
+           + (f"{'vs optimum':>12}" if opt_gaps else "")
     lines = [f"scenario {result['scenario']}: {result['episodes']} held-out episodes,"
              f" seeds {result['seeds'][0]}..{result['seeds'][1]}", head, "-" * len(head)]
     for name, s in pol.items():
@@ -185,7 +230,13 @@ def format_benchmark(result: dict) -> str:
         lines.append(f"{label:<{w}}{s['cost_mean']:>12,.1f}{f'[{lo:,.1f}, {hi:,.1f}]':>24}"
                      f"{100 * s['fill_rate_mean']:>10.2f}%{100 * s['service_level_mean']:>9.2f}%"
                      f"{s['holding_cost_mean']:>10,.1f}{s['stockout_cost_mean']:>10,.1f}{s['ordering_cost_mean']:>10,.1f}"
-                     f"{s['cost_mean'] / best:>9.3f}{gap:>10}")
+                     f"{s['cost_mean'] / best:>9.3f}{gap:>10}"
+                     + (f"{100 * opt_gaps[name]:>+11.2f}%" if name in opt_gaps else ""))
+    opt = result.get("optimum") or {}
+    if opt.get("cost"):
+        lines.append(f"{'exact optimum':<{w}}{opt['cost']:>12,.1f}   (dynamic programming, expected cost per episode"
+                     f" from the initial state; {opt['seconds']:.1f}s"
+                     + ("" if opt.get("average_cost") is None else f"; long-run {opt['average_cost']:.4f}/day") + ")")
     if result.get("bound"):
         b = result["bound"]
         lines.append(f"{'perfect-info bound':<{w}}{b['cost_mean']:>12,.1f}   (on the first {b['episodes']} traces;"
@@ -194,7 +245,7 @@ def format_benchmark(result: dict) -> str:
             lines.append(f"  only {b['solved_to_optimality']}/{b['episodes']} programs solved to optimality within"
                          f" {b['time_limit_s']:g}s; the others give HiGHS's dual bound (valid, looser):"
                          " raise --bound-time-limit for a tighter bound")
-    lines.append(f"best baseline: {result['best_baseline']}")
+    lines.append(f"best baseline: {result['best_baseline']}; best rule of any kind: {result.get('best_rule')}")
     ref = (result.get("reference") or {}).get(ENDGAME)
     if ref:
         lines.append(f"{ENDGAME} (reference, not a baseline): the tuned (s, S) that stops ordering"
@@ -214,6 +265,13 @@ def format_benchmark(result: dict) -> str:
                        f" {result['ratio_to_corrected_rule']:.4f}")
     if result["gap_to_bound"] is not None:
         lines.append(f"learned gap to bound: {100 * result['gap_to_bound']:+.1f}%")
+    if result.get("gap_to_optimum") is not None:
+        lines.append(f"learned gap to the exact optimum: {100 * result['gap_to_optimum']:+.2f}%")
+    for pair, d in (result.get("paired") or {}).items():
+        lo, hi = d["ci95"]
+        lines.append(f"paired difference {pair} on the same seeds: {d['mean']:+,.2f} per episode"
+                     f" [{lo:+,.2f}, {hi:+,.2f}] ({100 * d['relative']:+.2f}%;"
+                     f" {'significant' if d['significant'] else 'not significant'} at 95%)")
     return "\n".join(lines)
 
 
