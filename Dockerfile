@@ -5,8 +5,11 @@
 #   docker run --rm --shm-size=2g -v "$PWD/tune_results:/home/ray/tune_results" hmarl-rllib:0.1.0 \
 #       train --config /opt/hmarl/configs/default.yaml --storage /home/ray/tune_results
 #
-# As a Ray node the entrypoint is replaced (KubeRay does so itself; see docs/deploy.md):
-#   docker run --rm --network host --shm-size=2g --entrypoint ray hmarl-rllib:0.1.0 start --head --block
+# As a Ray head the entrypoint is replaced (KubeRay does so itself), with token authentication
+# and the job API published on the host's loopback only (see docs/deploy.md):
+#   ray get-auth-token --generate >/dev/null; export RAY_AUTH_MODE=token RAY_AUTH_TOKEN="$(cat ~/.ray/auth_token)"
+#   docker run --rm --shm-size=2g -p 127.0.0.1:8265:8265 -e RAY_AUTH_MODE -e RAY_AUTH_TOKEN \
+#       --entrypoint ray hmarl-rllib:0.1.0 start --head --dashboard-host=0.0.0.0 --block
 #
 # CPU only: torch comes from the CPU wheel index (a bare `torch` pulls a multi-GB CUDA build).
 FROM python:3.11-slim

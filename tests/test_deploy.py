@@ -197,6 +197,87 @@ def test_rayjob_runs_hmarl_train_with_real_flags_and_config():
         assert pod["spec"]["securityContext"]["runAsUser"] == uid
 
 
+def ray_pods(job: dict) -> list[dict]:
+    cluster = job["spec"]["rayClusterSpec"]
+    return [cluster["headGroupSpec"]["template"]] + [g["template"] for g in cluster["workerGroupSpecs"]]
+
+
+def test_rayjob_turns_token_auth_on_with_the_token_from_a_secret():
+    job = rayjob()
+    cluster = job["spec"]["rayClusterSpec"]
+    secret = cluster.get("authOptions", {}).get("secretName")
+    assert cluster.get("authOptions", {}).get("mode") == "token" and secret, \
+        "authOptions: the operator and the submitter must send the token"
+    for pod in ray_pods(job):
+        for c in pod["spec"]["containers"]:
+            env = {e["name"]: e for e in c.get("env", [])}
+            assert env.get("RAY_AUTH_MODE", {}).get("value") == "token", f"{c['name']}: RAY_AUTH_MODE=token"
+            tok = env.get("RAY_AUTH_TOKEN", {})
+            assert "value" not in tok, f"{c['name']}: a token written in the manifest"
+            assert tok.get("valueFrom", {}).get("secretKeyRef") == {"name": secret, "key": "auth_token"}, c["name"]
+    # how to create that Secret is written beside the manifest and in the docs
+    create = f"kubectl create secret generic {secret} --from-literal=auth_token="
+    assert create in RAYJOB.read_text() and create in (ROOT / "docs" / "deploy.md").read_text()
+
+
+def test_rayjob_network_policy_admits_only_the_job_and_the_operator():
+    docs = [d for d in yaml.safe_load_all(RAYJOB.read_text()) if d]
+    job = rayjob()
+    assert not [d for d in docs if d["kind"] == "Ingress" or
+                (d["kind"] == "Service" and d.get("spec", {}).get("type") in ("LoadBalancer", "NodePort"))]
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    assert len(policies) == 1, "a NetworkPolicy for the Ray pods"
+    spec = policies[0]["spec"]
+    selected = spec["podSelector"]["matchLabels"]
+    for pod in ray_pods(job):  # it selects the head and every worker
+        labels = pod.get("metadata", {}).get("labels", {})
+        assert selected and selected.items() <= labels.items(), labels
+    assert "Ingress" in spec["policyTypes"]
+    for rule in spec["ingress"]:
+        sources = rule.get("from")
+        assert sources, "an ingress rule without `from` admits everyone"
+        for src in sources:
+            assert "ipBlock" not in src, src
+            inside = set(src) == {"podSelector"}  # pods of this namespace with these labels
+            if not (inside and src["podSelector"]["matchLabels"] == selected):
+                # anyone else (submitter, operator): a named pod, the job API port only
+                assert src["podSelector"].get("matchLabels"), src
+                assert [p["port"] for p in rule.get("ports", [])] == [8265], rule
+    others = [src["podSelector"]["matchLabels"] for r in spec["ingress"] for src in r["from"]
+              if src["podSelector"]["matchLabels"] != selected]
+    assert {"job-name": job["metadata"]["name"]} in others, "the submitter pod reaches the job API"
+
+
+def docker_run_commands(text: str) -> list[list[str]]:
+    """Every `docker run ...` command in a text (line continuations joined, comments dropped)."""
+    text = re.sub(r"\\\n(\s*#)?", " ", text)
+    cmds = []
+    for line in text.splitlines():
+        line = line.strip().lstrip("#").strip()
+        if line.startswith("docker run"):
+            cmds.append(shlex.split(line.split(" # ")[0]))
+    return cmds
+
+
+def test_docker_examples_publish_the_head_on_loopback_with_a_token():
+    for path in (ROOT / "docs" / "deploy.md", DOCKERFILE):
+        cmds = docker_run_commands(path.read_text())
+        assert cmds, path
+        heads = 0
+        for argv in cmds:
+            joined = " ".join(argv)
+            assert not re.search(r"--net(work)?[ =]host", joined), f"{path.name}: host networking: {joined}"
+            published = [argv[i + 1] for i, a in enumerate(argv) if a in ("-p", "--publish")]
+            published += [a.split("=", 1)[1] for a in argv if a.startswith("--publish=")]
+            assert all(p.startswith("127.0.0.1:") for p in published), f"{path.name}: {published}"
+            if "--head" in argv:
+                heads += 1
+                assert "127.0.0.1:8265:8265" in published, f"{path.name}: the job API on loopback: {joined}"
+                env = [argv[i + 1] for i, a in enumerate(argv) if a in ("-e", "--env")]
+                assert "RAY_AUTH_MODE" in env or "RAY_AUTH_MODE=token" in env, f"{path.name}: token auth: {joined}"
+        assert heads >= 1, f"{path.name}: shows how to run the image as a Ray head"
+
+
 # ----------------------------------------------------------------------- cluster launcher
 def launcher() -> dict:
     return yaml.safe_load(LAUNCHER.read_text())
