@@ -190,6 +190,7 @@ class HMARLEnv(MultiAgentEnv):
 
     def __init__(self, env_config: dict | None = None):
         super().__init__()
+        ctx = env_config  # RLlib's EnvContext: worker_index / vector_index are attributes, not keys
         env_config = dict(env_config or {})
         self.scenario = sc = scenario_from(env_config)
         base = env_config.get("baseline")
@@ -199,7 +200,7 @@ class HMARLEnv(MultiAgentEnv):
             base = policy_from_dict(base, sc)
         self.baseline: ChainPolicy = base or rule_based_policy(sc, "s_S")
         self.episode_seeds = list(env_config.get("episode_seeds") or [])
-        self._seed_cursor = int(env_config.get("worker_index", 0) or 0) * 7919
+        self.set_stream(*(env_config.get(k, getattr(ctx, k, 0)) for k in ("worker_index", "vector_index")))
         self.chain = ChainDynamics(sc, self.baseline)
         self.twin, self.codecs = self.chain.twin, self.chain.codecs
         self.N, self.K = self.twin.n_stores, self.twin.n_skus
@@ -213,14 +214,30 @@ class HMARLEnv(MultiAgentEnv):
         self.action_spaces = {a: gym.spaces.Discrete(n_act[agent_type(a)]) for a in self.possible_agents}
         self._rng = np.random.default_rng()
 
+    def set_stream(self, worker_index: int = 0, vector_index: int = 0) -> None:
+        """This env's own seed stream, one per (env runner ``worker_index``, sub-env
+        ``vector_index``) pair, numbered k by the Cantor pairing of the two (k = 0 for env 0 of
+        worker 0). ``episode_seeds`` (L of them) are cycled from offset k x m mod L, m the
+        integer next to L / golden ratio that is coprime with L: the first L streams start at
+        distinct seeds, spread over the list. ``reset(seed=s)`` draws training seeds from
+        ``default_rng([s, worker_index, vector_index])`` (``default_rng(s)`` for k = 0), so
+        envs that RLlib seeds alike still play different episodes."""
+        w, v = int(worker_index or 0), int(vector_index or 0)
+        self.worker_index, self.vector_index = w, v
+        self._stream = (w + v) * (w + v + 1) // 2 + v
+        self._seed_cursor = 0  # episodes played from episode_seeds
+
     # -------------------------------------------------------------------------- gym API
     def reset(self, *, seed=None, options=None):
         if seed is not None:
-            self._rng = np.random.default_rng(seed)
+            self._rng = np.random.default_rng(seed if self._stream == 0 else
+                                              [int(seed), self.worker_index, self.vector_index])
         if options and "episode_seed" in options:
             ep_seed = int(options["episode_seed"])
         elif self.episode_seeds:
-            ep_seed = int(self.episode_seeds[self._seed_cursor % len(self.episode_seeds)])
+            n = len(self.episode_seeds)
+            offset = self._stream * _spread(n) if self._stream else 0
+            ep_seed = int(self.episode_seeds[(offset + self._seed_cursor) % n])
             self._seed_cursor += 1
         else:
             ep_seed = int(self._rng.integers(0, TUNE_SEED_BASE))
@@ -419,8 +436,17 @@ def _calendar(day, start_weekday):
     return np.array([np.sin(w), np.cos(w), np.sin(y), np.cos(y)], np.float32)
 
 
+def _spread(n: int) -> int:
+    """The stride between the first seeds of successive streams over n episode seeds: the
+    integer nearest n / golden ratio that is coprime with n (so k x stride mod n differ)."""
+    import math
+
+    target = n / ((1 + 5 ** 0.5) / 2)
+    return min((m for m in range(1, n + 1) if math.gcd(m, n) == 1), key=lambda m: (abs(m - target), m))
+
+
 def make_env(env_config):
-    return HMARLEnv(dict(env_config))
+    return HMARLEnv(env_config)  # not dict(env_config): that drops EnvContext's worker/vector index
 
 
 def register() -> None:

@@ -284,8 +284,9 @@ class KPICallback(RLlibCallback):
     def on_algorithm_init(self, *, algorithm, **kwargs):
         _one_torch_thread()
 
-    def on_environment_created(self, *, env_runner, **kwargs):
+    def on_environment_created(self, *, env_runner, env=None, **kwargs):
         _one_torch_thread()
+        number_sub_envs(env, getattr(env_runner, "worker_index", 0))
 
     def on_episode_end(self, *, episode, env_runner=None, metrics_logger=None, **kwargs):
         infos = episode.get_infos(-1)
@@ -321,6 +322,18 @@ class KPICallback(RLlibCallback):
             if evaluation is None:  # no on_evaluate_end (e.g. a custom evaluation function)
                 evaluation = dict(result["evaluation"].get("env_runners") or {})
         score_iteration(result, evaluation)
+
+
+def number_sub_envs(vector_env, worker_index: int) -> None:
+    """Give each HMARLEnv of an env runner's vector env its own seed stream: RLlib 2.60 builds
+    every sub-env of a multi-agent vector env from one EnvContext (vector_index 0 for all), so
+    without this they would cycle the same ``episode_seeds`` and, seeded alike, draw alike."""
+    from hmarl_rllib.env import HMARLEnv
+
+    for i, sub in enumerate(getattr(vector_env, "envs", None) or []):
+        env = getattr(sub, "unwrapped", sub)
+        if isinstance(env, HMARLEnv):
+            env.set_stream(worker_index or 0, i)
 
 
 def score_iteration(result: dict, evaluation: dict | None) -> dict:

@@ -295,3 +295,53 @@ def test_env_with_a_seasonal_or_echelon_baseline_plays_it_exactly_on_correction_
                    np.full((B, K), zero["supplier"]))
     twin = simulate.run(sc, rule.orders, seeds)
     np.testing.assert_array_equal(chain.twin.ledger, twin.ledger)
+
+
+def _seed_sequence(env, n=6, seed=None):
+    out = []
+    for i in range(n):
+        env.reset(seed=seed if i == 0 else None)
+        out.append(env.episode_seed)
+    return out
+
+
+def test_envs_with_different_vector_index_get_their_own_seed_streams():
+    """Several envs per env runner (RLlib's EnvContext: worker_index, vector_index) must not
+    replay one another's episodes: neither the cycled ``episode_seeds`` nor, seeded alike, the
+    random training seeds."""
+    from ray.rllib.env.env_context import EnvContext
+
+    from hmarl_rllib.env import make_env
+
+    sc = scenario(episode_length=5)
+    fixed = list(range(1_500_000, 1_500_030))
+
+    def env(worker, vector, **cfg):  # as RLlib builds it: make_env(EnvContext) with index attributes
+        return make_env(EnvContext({"scenario": sc, **cfg}, worker_index=worker, vector_index=vector))
+
+    e00, e01, e10 = (env(w, v, episode_seeds=fixed) for w, v in ((0, 0), (0, 1), (1, 0)))
+    s00, s01, s10 = (_seed_sequence(e) for e in (e00, e01, e10))
+    assert s00 == fixed[:6]  # env 0 of worker 0 (the evaluation env) starts at the first seed
+    assert len({s00[0], s01[0], s10[0]}) == 3 and not set(s00) & set(s01), (s00, s01, s10)
+    # random training seeds: the same reset(seed=...) on two sub-envs of one runner
+    r0, r1 = (_seed_sequence(env(1, v), seed=7) for v in (0, 1))
+    assert r0 != r1 and not set(r0) & set(r1), (r0, r1)
+    assert r0 == _seed_sequence(env(1, 0), seed=7)  # still reproducible per stream
+    assert (e01.worker_index, e01.vector_index) == (0, 1)
+
+
+def test_the_run_callback_numbers_the_sub_envs_of_a_vector_env():
+    """RLlib 2.60 builds every sub-env of a multi-agent vector env from one EnvContext
+    (vector_index 0 for all): the run's callback gives them their own streams."""
+    from types import SimpleNamespace
+
+    from hmarl_rllib.training import KPICallback
+
+    sc = scenario(episode_length=5)
+    subs = [HMARLEnv({"scenario": sc, "episode_seeds": list(range(100, 130))}) for _ in range(3)]
+    vector_env = SimpleNamespace(envs=[SimpleNamespace(unwrapped=e) for e in subs])
+    KPICallback().on_environment_created(env_runner=SimpleNamespace(worker_index=2), env=vector_env,
+                                         metrics_logger=None, env_context=None)
+    firsts = [_seed_sequence(e, n=1)[0] for e in subs]
+    assert len(set(firsts)) == 3, firsts
+    assert [(e.worker_index, e.vector_index) for e in subs] == [(2, 0), (2, 1), (2, 2)]
