@@ -275,8 +275,8 @@ def test_seasonal_tuning_searches_both_levels_and_beats_the_static_rule(tmp_path
                   source_path=str(tmp_path / "s.yaml"))
     static = tune_policy(sc, "s_S", n_seeds=32, rounds=2)
     (tmp_path / "baselines").mkdir()
-    save_policy(static.with_(meta={**static.meta, "fingerprint": scenario_fingerprint(sc)}), sc,
-                params_path(sc, "s_S"))
+    save_policy(static.with_(meta={**static.meta, "fingerprint": scenario_fingerprint(sc, 32)}), sc,
+                params_path(sc, "s_S", 32))
     seasonal = tune_policy(sc, "s_S_seasonal", n_seeds=32)
     assert seasonal.name == "s_S_seasonal"
     assert not np.allclose(seasonal.store_s, static.store_s)  # reorder points searched too
@@ -321,8 +321,8 @@ def test_echelon_s_S_params_round_trip_and_tuning_starts_from_the_tuned_s_S(tmp_
                   source_path=str(tmp_path / "s.yaml"))
     static = tune_policy(sc, "s_S", n_seeds=16, rounds=1)
     (tmp_path / "baselines").mkdir()
-    save_policy(static.with_(meta={**static.meta, "fingerprint": scenario_fingerprint(sc)}), sc,
-                params_path(sc, "s_S"))
+    save_policy(static.with_(meta={**static.meta, "fingerprint": scenario_fingerprint(sc, 16)}), sc,
+                params_path(sc, "s_S", 16))
     start = to_echelon(static)
     seeds = simulate.tune_seeds(16)
     ech = tune_policy(sc, "echelon_s_S", n_seeds=16, rounds=1)
@@ -443,3 +443,115 @@ def test_tuned_schedule_is_never_worse_than_its_rule_on_tuning_seeds(default_sce
     assert pol.meta["tuning_cost_mean"] == pytest.approx(simulate.chain_cost(sc, pol.orders, seeds).mean())
     assert pol.meta["tuning_cost_mean"] < simulate.chain_cost(sc, tuned_s_S.orders, seeds).mean()
     assert (pol.schedule >= 0).all() and (pol.schedule != 1).any()
+
+
+# ------------------------------------------------------------------- the cache of tuned rules
+def _count_tunings(monkeypatch):
+    from hmarl_rllib.policies import tuning
+
+    calls = []
+    real = tuning.tune_policy
+
+    def spy(sc, kind, *a, **kw):
+        calls.append(kind)
+        return real(sc, kind, *a, **kw)
+
+    monkeypatch.setattr(tuning, "tune_policy", spy)
+    return calls
+
+
+def test_rewriting_the_demand_file_in_place_invalidates_the_cached_tuning(tmp_path, monkeypatch):
+    """The fingerprint holds a demand file's bytes, not its path: the same path with new
+    contents retunes, the same contents elsewhere do not; the number of tuning seeds and
+    TUNING_VERSION are in it too."""
+    from hmarl_rllib.policies import tuning
+    from hmarl_rllib.twin import write_demand_file
+
+    demand = tmp_path / "demand.csv"
+    write_demand_file(demand, np.full((8, 1, 1), 5.0), ["store_1"], ["A"])
+    sc = scenario(episode_length=6, stores={"count": 1, "initial_inventory": 0, "lead_time": 1}, demand_file=str(demand),
+                  source_path=str(tmp_path / "s.yaml"))
+    calls = _count_tunings(monkeypatch)
+    first = tuning.tuned_policy(sc, "base_stock", n_seeds=2)
+    tuning.tuned_policy(sc, "base_stock", n_seeds=2)
+    assert calls == ["base_stock"]  # the second call read the cache
+    fp = scenario_fingerprint(sc, 2)
+    assert yaml_field(params_path(sc, "base_stock", 2), "fingerprint") == fp
+
+    write_demand_file(demand, np.full((8, 1, 1), 50.0), ["store_1"], ["A"])  # same path, ten times the demand
+    again = tuning.tuned_policy(sc, "base_stock", n_seeds=2)
+    assert calls == ["base_stock", "base_stock"]  # tuned again, on the new demand
+    assert again.store_S[0, 0] > first.store_S[0, 0]  # ten times the demand: a higher level
+    fp2 = scenario_fingerprint(sc, 2)
+    assert fp2 != fp and yaml_field(params_path(sc, "base_stock", 2), "fingerprint") == fp2
+
+    moved = tmp_path / "elsewhere.csv"  # the same bytes under another name: the same tuning
+    moved.write_bytes(demand.read_bytes())
+    assert scenario_fingerprint(sc.model_copy(update={"demand_file": str(moved)}), 2) == fp2
+    assert scenario_fingerprint(sc, 4) != fp2  # more tuning seeds: another tuning
+    monkeypatch.setattr(tuning, "TUNING_VERSION", tuning.TUNING_VERSION + 1)
+    assert scenario_fingerprint(sc, 2) != fp2  # the tuning code changed: another tuning
+
+
+def yaml_field(path, key):
+    import yaml
+
+    return yaml.safe_load(Path(path).read_text())[key]
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("policy: base_stock\nstore: {order_up_to: [[1.0\n", "not valid YAML"),
+    ("policy: base_stock\nstore: {}\n", "missing field"),
+    ("[1, 2]\n", "field 'policy'"),
+    ("policy: base_stock\nstore: {order_up_to: [[x]]}\n", "must be numbers"),
+])
+def test_a_corrupt_cached_tuning_is_reported_and_tuned_again(tmp_path, monkeypatch, capsys, text, reason):
+    """A cached file that cannot be parsed is not passed over in silence: one warning line on
+    stderr names it and says it is tuned again; the file is then rewritten valid."""
+    from hmarl_rllib.policies import tuning
+
+    sc = scenario(episode_length=5, stores={"count": 1}, source_path=str(tmp_path / "s.yaml"))
+    path = params_path(sc, "base_stock", 2)
+    path.parent.mkdir()
+    path.write_text(text)
+    calls = _count_tunings(monkeypatch)
+    tuning.tuned_policy(sc, "base_stock", n_seeds=2)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: ") and str(path) in err[0], err
+    assert reason in err[0] and "tuning base_stock again" in err[0], err
+    assert calls == ["base_stock"]
+    assert load_policy(path, sc).kind == "base_stock"  # rewritten valid
+    tuning.tuned_policy(sc, "base_stock", n_seeds=2)  # and read from now on, without a word
+    assert calls == ["base_stock"] and capsys.readouterr().err == ""
+
+
+def test_a_cache_that_cannot_be_written_is_reported(tmp_path, capsys):
+    """The baselines folder cannot be created (a file holds its name): the tuned policy is
+    returned and one warning line names the file it could not write."""
+    from hmarl_rllib.policies import tuning
+
+    sc = scenario(episode_length=5, stores={"count": 1}, source_path=str(tmp_path / "s.yaml"))
+    (tmp_path / "baselines").write_text("not a folder")
+    policy = tuning.tuned_policy(sc, "base_stock", n_seeds=2)
+    assert policy.kind == "base_stock"
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: ") and "cannot write" in err[0], err
+    assert str(params_path(sc, "base_stock", 2)) in err[0]
+
+
+def test_the_shipped_baselines_match_their_scenarios_fingerprints():
+    """Every file configs/baselines/<scenario>_<policy>.yaml of default.yaml, seasonal.yaml and
+    walkthrough.yaml (and tune_ppo.yaml, default's scenario) was tuned with the default settings
+    for that scenario: train and benchmark read them instead of tuning for minutes."""
+    from hmarl_rllib.policies.tuning import read_cached
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    checked = 0
+    for cfg in ("default", "seasonal", "walkthrough", "tune_ppo"):
+        sc = load_config(root / f"{cfg}.yaml")
+        for path in sorted((root / "baselines").glob(f"{sc.name}_*.yaml")):
+            if ".tune" not in path.name:
+                policy, why = read_cached(path, sc, path.stem[len(sc.name) + 1:])
+                assert why == "ok", (cfg, path.name, why)
+                checked += 1
+    assert checked >= 26  # 6 of default (twice: tune_ppo), 9 of seasonal, 5 of walkthrough

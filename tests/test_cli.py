@@ -160,7 +160,7 @@ def test_seasonal_policy_tune_print_and_params_check(tmp_path):
     assert "levels follow the season" in proc.stdout and "store 1-7 ahead" in proc.stdout
     saved = yaml.safe_load(params.read_text())
     assert saved["policy"] == "s_S" and set(saved["forecast_windows"]) == {"store", "warehouse", "supplier"}
-    assert (tmp_path / "baselines" / "small_s_S.yaml").is_file()  # the static rule it started from, cached
+    assert (tmp_path / "baselines" / "small_s_S.tune8.yaml").is_file()  # the static rule it started from, cached
     proc = _run("simulate", "--config", cfg, "--policy", "s_S_seasonal", "--params", params, "--episodes", 4, "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["policy"] == "s_S_seasonal"
@@ -188,3 +188,31 @@ def test_help_lists_the_commands_in_workflow_order():
     commands = build_parser()._subparsers._group_actions[0].choices
     assert list(commands) == ["train", "evaluate", "tune", "tune-report", "benchmark", "simulate", "baseline",
                               "plot", "bench-train", "bench-twin"]
+
+
+def test_a_quick_tuning_leaves_the_default_file_alone(tmp_path, capsys):
+    """`baseline --tune --tune-episodes 4` writes <scenario>_<policy>.tune4.yaml (and caches the
+    rule it starts from the same way) and says so: the default files, which train and
+    benchmark read, are not touched; an --out that cannot be written fails before tuning."""
+    cfg = _small_config(tmp_path)
+    base = tmp_path / "baselines"
+    base.mkdir()
+    default = {k: base / f"small_{k}.yaml" for k in ("s_S", "echelon_s_S")}
+    for path in default.values():
+        path.write_text("# tuned on the default 256 seeds\n")
+    assert main(["baseline", "--config", str(cfg), "--policy", "echelon_s_S", "--tune", "--tune-episodes", "4",
+                 "--episodes", "3"]) == 0
+    out, err = capsys.readouterr()
+    for path in default.values():
+        assert path.read_text() == "# tuned on the default 256 seeds\n"
+    quick = base / "small_echelon_s_S.tune4.yaml"
+    assert yaml.safe_load(quick.read_text())["tuned_on"].endswith("(4 episodes)")
+    assert (base / "small_s_S.tune4.yaml").is_file()  # the (s, S) it started from
+    assert f"written to {quick}" in out
+    assert f"train and benchmark read only {default['echelon_s_S']}" in err
+
+    argv = ["baseline", "--config", str(cfg), "--policy", "s_S", "--tune", "--tune-episodes", "4",
+            "--out", str(tmp_path / "small.yaml" / "p.yaml")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --out ") and "p.yaml" in err[0], err

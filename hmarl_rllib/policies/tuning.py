@@ -5,10 +5,20 @@ coordinate (a base-stock level S, or an (s, S) pair searched on a 2-D grid of s 
 every candidate is simulated on the same tuning seeds in **one batched twin run** (candidates ×
 seeds replicas), the best mean chain cost wins, and the grid shrinks around it until it reaches
 single units. Rounds repeat until no coordinate moves. Evaluation seeds are never used.
+
+Cache: :func:`tuned_policy` keeps each tuned rule in ``<config dir>/baselines/<scenario>_<policy>.yaml``
+(quick tunings on other than :data:`DEFAULT_TUNE_SEEDS` seeds in ``…_<policy>.tune<N>.yaml``) with a
+:func:`scenario_fingerprint` of what the result depends on: the scenario (a demand file by the hash
+of its bytes, not its path), the tuning settings (:func:`tuning_settings`) and
+:data:`TUNING_VERSION`. **Bump TUNING_VERSION** whenever a change to this search (or to the twin's
+costs) can change tuned parameters: every cached file is then retuned on first use. (A version,
+not a hash of this file's source, so that comments and refactors do not force minutes of retuning.)
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,6 +34,13 @@ SEASONAL = "_seasonal"  # suffix of a policy name whose levels follow the season
 ENDGAME = "_endgame"  # suffix of a policy name that stops ordering before the end (stop_days)
 SCHEDULE = "_schedule"  # suffix of a policy name whose levels follow a tuned schedule (schedule)
 SCHEDULE_PERIODS = 15  # a schedule cuts the episode into (about) this many periods
+SCHEDULE_STEPS = (0.1, 0.05, 0.025)  # the schedule search's step sizes
+SCHEDULE_ROUNDS = 2  # sweeps per step size
+ROUNDS = 3  # coordinate-search rounds of a static rule (a seasonal one: at most SEASONAL_ROUNDS)
+SEASONAL_ROUNDS = 2
+ENDGAME_COARSE_SEEDS, ENDGAME_KEEP = 32, 20  # the stop-day grid: first pass, finalists
+DEFAULT_TUNE_SEEDS = 256  # tuning seeds per candidate of the cached baselines train and benchmark read
+TUNING_VERSION = 1  # bump when the search (or the twin's costs) changes tuned parameters: caches retune
 
 
 def _store_groups(scenario) -> list[list[int]]:
@@ -122,7 +139,8 @@ def _search_sS(scenario, policy, agent, idx, seeds, points=7):
     return replace(policy, **{f"{agent}_S": S_arr, f"{agent}_s": s_arr}), best_cost
 
 
-def tune_policy(scenario, kind: str, n_seeds: int = 256, rounds: int = 3, progress=None) -> ChainPolicy:
+def tune_policy(scenario, kind: str, n_seeds: int = DEFAULT_TUNE_SEEDS, rounds: int = ROUNDS,
+                progress=None) -> ChainPolicy:
     """Search the parameters of ``kind`` (base_stock, s_S, echelon_base_stock, echelon_s_S) on
     tuning seeds, from the textbook :func:`initial_guess` (echelon_s_S: from the tuned (s, S)
     moved onto echelon positions, :func:`to_echelon`). ``kind`` + ``_seasonal``: the levels
@@ -150,7 +168,7 @@ def tune_policy(scenario, kind: str, n_seeds: int = 256, rounds: int = 3, progre
     if seasonal:
         static = tuned_policy(scenario, base, n_seeds, progress)
         policy = static.with_(forecast=Forecast.build(scenario), meta={})
-        rounds = min(rounds, 2)
+        rounds = min(rounds, SEASONAL_ROUNDS)
     elif base == "echelon_s_S":
         policy = to_echelon(tuned_policy(scenario, "s_S", n_seeds, progress))
     else:
@@ -243,6 +261,8 @@ def policy_from_dict(d, scenario, path: str = "params") -> ChainPolicy:
                       supplier_s=get("supplier", "reorder_point", (K,)))
     except (KeyError, TypeError) as err:
         raise ConfigError(f"--params {path}: missing field {err}; re-run `hmarl baseline --tune`") from None
+    except ValueError:
+        raise ConfigError(f"--params {path}: the levels must be numbers; re-run `hmarl baseline --tune`") from None
     meta = {"source": str(path), **{k: d[k] for k in ("fingerprint", "tuned_on", "tuning_cost_mean") if k in d}}
     forecast = None
     if d.get("forecast_windows") is not None:
@@ -288,12 +308,29 @@ def _schedule_from_dict(sc, path):
 
 
 # ----------------------------------------------------------------------- tuned baselines
-def scenario_fingerprint(scenario) -> str:
-    """Hash of everything that changes a policy's cost (not the agent design or training)."""
-    import hashlib
+def tuning_settings(n_seeds: int = DEFAULT_TUNE_SEEDS) -> dict:
+    """What :func:`tuned_policy` tunes with, besides the scenario: part of the fingerprint."""
+    return {"version": TUNING_VERSION, "n_seeds": int(n_seeds), "first_seed": int(simulate.TUNE_SEED_BASE),
+            "rounds": ROUNDS, "seasonal_rounds": SEASONAL_ROUNDS,
+            "endgame": {"coarse_seeds": ENDGAME_COARSE_SEEDS, "keep": ENDGAME_KEEP},
+            "schedule": {"n_seeds": 2 * int(n_seeds), "periods": SCHEDULE_PERIODS, "steps": list(SCHEDULE_STEPS),
+                         "rounds": SCHEDULE_ROUNDS}}
 
+
+def scenario_fingerprint(scenario, n_seeds: int = DEFAULT_TUNE_SEEDS) -> str:
+    """Hash of everything that changes a tuned policy: the scenario's fields that change a
+    policy's cost (not its name, seed, agent design or training), a demand file by the SHA-256
+    of its bytes (a file rewritten in place retunes; the same file elsewhere does not), and
+    :func:`tuning_settings` (``n_seeds`` tuning seeds, :data:`TUNING_VERSION`)."""
     d = scenario.model_dump(exclude={"name", "seed", "reward", "actions", "observations", "training",
                                      "baseline_params", "rule_based", "source_path"})
+    if scenario.demand_file:
+        try:
+            d["demand_file"] = "sha256:" + hashlib.sha256(Path(scenario.demand_file).read_bytes()).hexdigest()
+        except OSError as err:
+            raise ConfigError(f"demand_file {scenario.demand_file}: cannot be read"
+                              f" ({err.strerror or type(err).__name__})") from None
+    d["tuning"] = tuning_settings(n_seeds)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -305,49 +342,82 @@ def split_name(name: str) -> tuple[str, bool]:
     return (name[: -len(SEASONAL)], True) if name.endswith(SEASONAL) else (name, False)
 
 
-def params_path(scenario, kind: str) -> Path:
+def params_path(scenario, kind: str, n_seeds: int = DEFAULT_TUNE_SEEDS) -> Path:
     """Where ``hmarl baseline --tune`` writes (and other commands read) tuned parameters:
-    ``<config dir>/baselines/<scenario name>_<policy>.yaml``."""
+    ``<config dir>/baselines/<scenario name>_<policy>.yaml``; a quick tuning on other than
+    :data:`DEFAULT_TUNE_SEEDS` seeds: ``…_<policy>.tune<n_seeds>.yaml`` (never read by train or
+    benchmark, which tune on the default)."""
     base = Path(scenario.source_path).parent if scenario.source_path else Path("configs")
-    return base / "baselines" / f"{scenario.name}_{kind}.yaml"
+    tag = "" if n_seeds == DEFAULT_TUNE_SEEDS else f".tune{n_seeds}"
+    return base / "baselines" / f"{scenario.name}_{kind}{tag}.yaml"
 
 
-def tuned_policy(scenario, kind: str, n_seeds: int = 256, progress=None) -> ChainPolicy:
+def _warn(msg: str) -> None:
+    print(f"warning: {msg}", file=sys.stderr, flush=True)
+
+
+def read_cached(path, scenario, kind: str, n_seeds: int = DEFAULT_TUNE_SEEDS) -> tuple[ChainPolicy | None, str]:
+    """The policy cached at ``path`` when it was tuned as ``kind`` for this scenario with these
+    settings, else (None, why not): "missing", "stale" (another fingerprint or policy) or
+    "corrupt: <reason>" (unreadable, not YAML, or not a valid parameters file)."""
+    p = Path(path)
+    if not p.is_file():
+        return None, "missing"
+    try:
+        d = yaml.safe_load(p.read_text())
+    except (OSError, UnicodeDecodeError) as err:
+        return None, f"corrupt: cannot be read ({getattr(err, 'strerror', None) or type(err).__name__})"
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        return None, f"corrupt: not valid YAML{f' (line {mark.line + 1})' if mark else ''}"
+    try:
+        policy = policy_from_dict(d, scenario, str(p))
+    except ConfigError as err:
+        return None, f"corrupt: {str(err).removeprefix(f'--params {p}: ')}"
+    if d.get("fingerprint") != scenario_fingerprint(scenario, n_seeds) or policy.name != kind:
+        return None, "stale"
+    return policy, "ok"
+
+
+def tuned_policy(scenario, kind: str, n_seeds: int = DEFAULT_TUNE_SEEDS, progress=None) -> ChainPolicy:
     """The tuned parameters of ``kind`` for this scenario: read from :func:`params_path` when
-    they were tuned for this very scenario (same fingerprint), else tuned now and saved.
+    they were tuned for this very scenario with these settings (same :func:`scenario_fingerprint`),
+    else tuned now and saved there. A corrupt file is reported on stderr and tuned over; a file
+    that cannot be written is reported on stderr (the tuned policy is still returned).
 
     ``kind`` + ``_seasonal`` (e.g. ``s_S_seasonal``): the same rule with levels that follow the
     season (:class:`Forecast`), tuned from the static rule's levels."""
-    path = params_path(scenario, kind)
-    if path.is_file():
-        try:
-            meta = yaml.safe_load(path.read_text()) or {}
-            if meta.get("fingerprint") == scenario_fingerprint(scenario):
-                cached = load_policy(path, scenario)
-                if cached.name == kind:  # (a file of another policy is tuned over)
-                    return cached
-        except (ConfigError, yaml.YAMLError, AttributeError):
-            pass
+    path = params_path(scenario, kind, n_seeds)
+    cached, why = read_cached(path, scenario, kind, n_seeds)
+    if cached is not None:
+        return cached
+    if why.startswith("corrupt"):
+        _warn(f"tuned parameters {path}: {why.removeprefix('corrupt: ')}; tuning {kind} again")
     if progress:
-        progress(f"tuning {kind} for scenario {scenario.name!r} on {n_seeds} tuning seeds (saved to {path})")
+        note = " (the file there was tuned for another scenario or settings)" if why == "stale" else ""
+        progress(f"tuning {kind} for scenario {scenario.name!r} on {n_seeds} tuning seeds (saved to {path}){note}")
     policy = tune_policy(scenario, kind, n_seeds=n_seeds, progress=progress)
-    policy.meta["fingerprint"] = scenario_fingerprint(scenario)
+    policy.meta["fingerprint"] = scenario_fingerprint(scenario, n_seeds)
     try:
         save_policy(policy, scenario, path)
-    except OSError:
-        pass
+    except OSError as err:
+        _warn(f"tuned parameters not saved: cannot write {path} ({err.strerror or type(err).__name__});"
+              f" {kind} will be tuned again next time")
     return policy
 
 
 # ------------------------------------------------------------------ end-of-horizon reference
-def tune_endgame(scenario, base: ChainPolicy, n_seeds: int = 256, coarse_seeds: int = 32,
-                 keep: int = 20, chunk: int = 12_000) -> EndgamePolicy:
+def tune_endgame(scenario, base: ChainPolicy, n_seeds: int = DEFAULT_TUNE_SEEDS,
+                 coarse_seeds: int = ENDGAME_COARSE_SEEDS, keep: int = ENDGAME_KEEP,
+                 chunk: int = 12_000) -> EndgamePolicy:
     """:class:`EndgamePolicy` on top of the tuned ``base``: the days before the end at which
     each echelon stops ordering. The three interact strongly (a supplier that stops early
     starves the warehouse unless the stores and the warehouse also run down), so this is a
     grid search: every combination up to the lead time to the shelf + 8 days (store, warehouse,
     supplier; capped at the episode length) on ``coarse_seeds`` tuning seeds, then the best
-    ``keep`` on ``n_seeds``, all batched in the twin. Seconds to a minute: not cached."""
+    ``keep`` on ``n_seeds``, all batched in the twin; of equal costs (stop days past the last
+    order the rule would place cost nothing) the first in grid order wins, so the result does not
+    depend on numpy's sort. Seconds to a minute."""
     T = scenario.episode_length
     ls = min(s.lead_time for s in scenario.store_list)
     lw, lp = scenario.warehouse.lead_time, scenario.supplier.lead_time
@@ -365,7 +435,7 @@ def tune_endgame(scenario, base: ChainPolicy, n_seeds: int = 256, coarse_seeds: 
         return out
 
     coarse = costs(grid, simulate.tune_seeds(coarse_seeds))
-    finalists = grid[np.argsort(coarse)[:keep]]
+    finalists = grid[np.argsort(coarse, kind="stable")[:keep]]  # ties: the first in grid order, on any numpy
     seeds = simulate.tune_seeds(n_seeds)
     fine = costs(np.vstack([finalists, np.zeros((1, 3), int)]), seeds)
     best = int(np.argmin(fine))
@@ -375,8 +445,9 @@ def tune_endgame(scenario, base: ChainPolicy, n_seeds: int = 256, coarse_seeds: 
 
 
 # ------------------------------------------------------------------------ level schedules
-def tune_schedule(scenario, base: ChainPolicy, n_seeds: int = 512, periods: int = SCHEDULE_PERIODS,
-                  steps=(0.1, 0.05, 0.025), rounds: int = 2, progress=None) -> ChainPolicy:
+def tune_schedule(scenario, base: ChainPolicy, n_seeds: int = 2 * DEFAULT_TUNE_SEEDS,
+                  periods: int = SCHEDULE_PERIODS, steps=SCHEDULE_STEPS, rounds: int = SCHEDULE_ROUNDS,
+                  progress=None) -> ChainPolicy:
     """``base`` with a tuned schedule of its levels: the days are cut into periods of
     ⌈episode length / ``periods``⌉ days and, per period and echelon, the factors of the reorder
     point s and of the order quantity S − s (base-stock kinds: of S) are searched from 1 by
