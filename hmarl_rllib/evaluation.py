@@ -203,14 +203,19 @@ def greedy_orders(trained: TrainedPolicy):
 
 # ------------------------------------------------------------------------- evaluation
 def evaluate_trained_policy(checkpoint, episodes: int = 100, seed: int | None = None, out=None,
-                            config: Scenario | None = None, baselines=BASELINES, progress=None) -> dict:
+                            config: Scenario | None = None, baselines=BASELINES, progress=None,
+                            seeds=None) -> dict:
     """Run the trained policy greedily on ``episodes`` held-out seeds beside the tuned
     baselines on the same seeds. Returns ``{"checkpoint", "scenario", "episodes", "seeds",
     "policies": {name: summary}}`` (summaries as :func:`hmarl_rllib.reconciliation.summarize`).
-    ``out``: a folder for ledgers (Parquet), KPIs (CSV) and plots (PNG)."""
+    ``seed``: the first held-out seed (``--seed``; a start among the training, tuning or
+    validation seeds is refused, :func:`hmarl_rllib.simulate.eval_seeds`). ``seeds``: explicit
+    demand seeds instead, unchecked (e.g. ``simulate.validation_seeds(n)`` to replay the
+    training's own evaluation). ``out``: a folder for ledgers (Parquet), KPIs (CSV) and plots (PNG)."""
+    seeds = simulate.eval_seeds(episodes, seed) if seeds is None else np.asarray(seeds, dtype=np.int64)
+    episodes = len(seeds)
     trained = load_trained(checkpoint, config)
     sc = trained.scenario
-    seeds = simulate.eval_seeds(episodes, seed)
     warm = trained.baseline.orders
     runs = {"learned": simulate.evaluate(sc, greedy_orders(trained), seeds, warmup_fn=warm)}
     for kind in baselines:

@@ -9,7 +9,8 @@ Seed ranges (disjoint, so that nothing is tuned or trained on evaluation demand)
 - :data:`TUNE_SEED_BASE` + i: baseline parameter search;
 - :data:`VALIDATION_SEED_BASE` + i: the greedy evaluations during training, by which the best
   checkpoint is chosen (model selection must not see the held-out seeds either);
-- :data:`EVAL_SEED_BASE` + i: held-out evaluation (``--seed`` shifts the start);
+- :data:`EVAL_SEED_BASE` + i: held-out evaluation (``--seed`` shifts the start; a start below
+  :data:`EVAL_SEED_BASE`, into the ranges above, is refused: :func:`eval_seeds`);
 - RL training draws env seeds below :data:`TUNE_SEED_BASE`.
 """
 from __future__ import annotations
@@ -19,11 +20,13 @@ from typing import Callable
 import numpy as np
 
 from hmarl_rllib import reconciliation
+from hmarl_rllib.errors import InputError
 from hmarl_rllib.twin import SupplyChainTwin
 
 TUNE_SEED_BASE = 1_000_000
 VALIDATION_SEED_BASE = 1_500_000
 EVAL_SEED_BASE = 2_000_000
+MAX_SEED = 2**63 - 1  # demand seeds are int64
 
 OrderFn = Callable[[SupplyChainTwin], tuple]
 
@@ -37,7 +40,17 @@ def validation_seeds(n: int) -> np.ndarray:
 
 
 def eval_seeds(n: int, start: int | None = None) -> np.ndarray:
-    return (EVAL_SEED_BASE if start is None else int(start)) + np.arange(n)
+    """``n`` held-out seeds from ``start`` (default :data:`EVAL_SEED_BASE`). A range that
+    reaches below :data:`EVAL_SEED_BASE` (the training, tuning and validation seeds) is refused
+    with one line naming ``--seed``, the flag through which a start arrives."""
+    start = EVAL_SEED_BASE if start is None else int(start)
+    last = MAX_SEED - max(int(n), 1) + 1
+    if not EVAL_SEED_BASE <= start <= last:
+        raise InputError(f"--seed {start}: must be from {EVAL_SEED_BASE} to {last} for {n} held-out episodes"
+                         f" (seeds below {EVAL_SEED_BASE} are RL training 0..{TUNE_SEED_BASE - 1}, baseline tuning"
+                         f" {TUNE_SEED_BASE}..{VALIDATION_SEED_BASE - 1} and validation"
+                         f" {VALIDATION_SEED_BASE}..{EVAL_SEED_BASE - 1} seeds)")
+    return start + np.arange(n)
 
 
 def run(scenario, order_fn: OrderFn, seeds, record: bool = True, warmup_fn: OrderFn | None = None,

@@ -124,7 +124,8 @@ def register(sub) -> None:
     e.add_argument("--checkpoint", required=True, help="a checkpoint_NNNNNN folder written by `hmarl train`")
     e.add_argument("--config", help="scenario YAML to evaluate on (default: the one stored in the checkpoint)")
     e.add_argument("--episodes", type=_positive_int, default=100)
-    e.add_argument("--seed", type=int, default=None, help="first evaluation seed (default 2000000)")
+    e.add_argument("--seed", type=int, default=None,
+                   help="first held-out seed (default 2000000; lower seeds train, tune and validate: refused)")
     e.add_argument("--out", help="folder for ledgers (Parquet), KPIs (CSV) and plots (PNG)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(func=cmd_evaluate)

@@ -216,3 +216,36 @@ def test_a_quick_tuning_leaves_the_default_file_alone(tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --out ") and "p.yaml" in err[0], err
+
+
+@pytest.mark.parametrize("command, seed", [
+    ("evaluate", 1_500_000),  # validation seeds: they chose the checkpoint
+    ("evaluate", 0),  # RL training seeds
+    ("benchmark", 1_000_000),  # baseline tuning seeds
+    ("benchmark", 1_999_990),  # 10 episodes from here reach into the held-out range, but start below it
+    ("simulate", 999_999),
+])
+def test_a_seed_range_overlapping_training_tuning_or_validation_seeds_is_refused(tmp_path, capsys, command, seed):
+    """`--seed` may not point the held-out evaluation at the seeds that trained, tuned or chose
+    the policies: one error line naming --seed and the allowed range, exit 2, before any work
+    (the checkpoint below does not even exist)."""
+    cfg = _small_config(tmp_path)
+    args = {"evaluate": ["--checkpoint", tmp_path / "no_such_checkpoint"],
+            "benchmark": ["--config", cfg, "--bound-episodes", 0],
+            "simulate": ["--config", cfg, "--policy", "s_S", "--rule-based"]}[command]
+    argv = [command, *args, "--episodes", 10, "--seed", seed]
+    if (command, seed) == ("evaluate", 1_500_000):  # the installed command, once
+        _assert_one_error_line(_run(*argv), f"--seed {seed}", "from 2000000 to")
+        return
+    assert main([str(a) for a in argv]) == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: --seed {seed}: ") and "from 2000000 to" in lines[0], err
+    assert out == ""
+
+
+def test_a_held_out_seed_range_is_accepted(tmp_path, capsys):
+    cfg = _small_config(tmp_path)
+    assert main(["simulate", "--config", str(cfg), "--policy", "s_S", "--rule-based", "--episodes", "2",
+                 "--seed", "2000010", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["seeds"] == [2_000_010, 2_000_011]

@@ -70,6 +70,18 @@ def checkpoints(trial: Path) -> list[Path]:
     return sorted(trial.glob("checkpoint_*"))
 
 
+def evaluate_on_validation_seeds(ckpt: Path, episodes: int, cwd) -> dict:
+    """What `hmarl evaluate --json` prints, on the validation seeds that the training's own
+    evaluations used (the CLI's --seed refuses them: they chose the checkpoint), in a fresh
+    process with no Ray, through the same library call."""
+    code = ("import sys; from hmarl_rllib import evaluation, simulate; print(evaluation.to_json("
+            "evaluation.evaluate_trained_policy(sys.argv[1], seeds=simulate.validation_seeds(int(sys.argv[2])))))")
+    proc = subprocess.run([sys.executable, "-c", code, str(ckpt), str(episodes)], cwd=cwd, env=env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout)
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
@@ -117,15 +129,11 @@ def test_kpi_columns_for_training_and_evaluation(tiny_run):
 
 
 # ---------------------------------------------------------------------------- evaluate
-def test_evaluate_cli_restores_without_ray_and_matches_training_evaluation(tiny_run):
+def test_evaluate_restores_without_ray_and_matches_training_evaluation(tiny_run):
     """The checkpoint of the last iteration, played greedily on the twin (batched, no Ray),
     costs exactly what RLlib's own evaluation measured on the same (validation) seeds."""
-    from hmarl_rllib.simulate import VALIDATION_SEED_BASE
-
     ckpt = max(checkpoints(tiny_run["trial"]))
-    proc = hmarl("evaluate", "--checkpoint", ckpt, "--episodes", 6, "--seed", VALIDATION_SEED_BASE, "--json",
-                 cwd=tiny_run["root"])
-    result = json.loads(proc.stdout)
+    result = evaluate_on_validation_seeds(ckpt, 6, cwd=tiny_run["root"])
     assert result["checkpoint"] == str(ckpt) and result["episodes"] == 6
     assert set(result["policies"]) == {"learned", "s_S", "base_stock", "echelon_s_S"}  # the run corrected s_S
     for p in result["policies"].values():
@@ -303,8 +311,6 @@ def test_every_echelon_learning_trains_and_evaluates_without_ray(tmp_path):
     (s_S_endgame_schedule: levels on a schedule, order 0 in the last days): the checkpoint holds the three PPO modules and `hmarl
     evaluate` plays all of them, matching RLlib's own evaluation on the same seeds, and shows
     the corrected rule beside the baselines."""
-    from hmarl_rllib.simulate import VALIDATION_SEED_BASE
-
     cfg = tiny_config(tmp_path, learn=["stores", "warehouse", "supplier"], warm_start=1.0,
                       baseline="s_S_endgame_schedule")
     hmarl("train", "--config", cfg, "--name", "every", "--storage", tmp_path / "runs", "--stop-iters", 2, cwd=tmp_path)
@@ -313,8 +319,7 @@ def test_every_echelon_learning_trains_and_evaluates_without_ray(tmp_path):
     modules = {p.name for p in (ckpt / "learner_group" / "learner" / "rl_module").iterdir()}
     assert {"store_policy", "warehouse_policy", "supplier_policy"} <= modules
     assert not {"warehouse_scripted", "supplier_scripted"} & modules
-    result = json.loads(hmarl("evaluate", "--checkpoint", ckpt, "--episodes", 6, "--seed", VALIDATION_SEED_BASE,
-                              "--json", cwd=tmp_path).stdout)
+    result = evaluate_on_validation_seeds(ckpt, 6, cwd=tmp_path)
     last = pd.read_csv(trial / "progress.csv").iloc[-1]
     assert result["policies"]["learned"]["cost_mean"] == pytest.approx(last["evaluation/env_runners/chain_cost"], rel=1e-9)
     assert "s_S_endgame_schedule" in result["policies"]
