@@ -27,6 +27,7 @@ from pydantic import (
     PositiveInt,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -229,6 +230,9 @@ class Observations(_Strict):
     recent-demand and calendar features (see :class:`hmarl_rllib.env.HMARLEnv`)."""
 
     mode: Literal["walkthrough", "rich"] = "walkthrough"
+    # stock is observed in units of stock_days days of mean demand (before the squash into
+    # [-10, 10]): 10 by default; smaller values resolve single units better on small problems
+    stock_days: Annotated[float, Field(gt=0.0, le=1000.0)] = 10.0
 
 
 class Scenario(_Strict):
@@ -238,6 +242,10 @@ class Scenario(_Strict):
     seed: NonNegativeInt = 42
     start_weekday: Annotated[int, Field(ge=0, le=6)] = 0
     shortage: Literal["lost_sales", "backorder"] = "lost_sales"
+    # unfilled internal orders (store orders the warehouse cannot fill, warehouse orders the
+    # supplier cannot fill): ``cancel`` (dropped) or ``backorder`` (they wait and ship first as
+    # soon as stock allows); see hmarl_rllib/twin/network.py
+    internal_shortage: Literal["cancel", "backorder"] = "cancel"
     skus: Annotated[list[SKU], Field(min_length=1)] = [SKU()]
     stores: StoreGroup | Annotated[list[Store], Field(min_length=1)] = StoreGroup()
     warehouse: Warehouse = Warehouse()
@@ -289,6 +297,15 @@ class Scenario(_Strict):
                                    for k in range(len(names))):
             raise ValueError(f"warehouse.initial_inventory exceeds its capacity {cap}")
         return self
+
+    @model_serializer(mode="wrap")
+    def _drop_default_internal_shortage(self, handler):
+        # ``internal_shortage: cancel`` (the default) is left out of dumps, so that fingerprints
+        # of scenarios written before the field existed (cached tuned baselines) stay the same
+        out = handler(self)
+        if isinstance(out, dict) and out.get("internal_shortage") == "cancel":
+            out.pop("internal_shortage")
+        return out
 
     def model_copy(self, *, update=None, deep=False):
         new = super().model_copy(update=update, deep=deep)

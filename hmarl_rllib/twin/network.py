@@ -5,20 +5,23 @@ Daily timing convention (one call to :meth:`SupplyChainTwin.step` is one day ``t
 1. **Orders are placed** (the decisions taken on the state at the end of day ``t − 1``):
    each store orders from the warehouse, the warehouse orders from the supplier, the supplier
    starts production. Orders are rounded to whole units, floored at 0, and clipped so that the
-   ordering node's inventory position (on hand + in transit) never exceeds its capacity;
+   ordering node's inventory position (on hand + in transit, + what its supplier still owes it
+   with ``internal_shortage: backorder``) never exceeds its capacity;
    production is clipped to ``production_capacity`` (units/day over all SKUs, shared
    proportionally). Fixed ordering cost [K] is charged for every positive order *as placed*
    (after the rounding and the capacity clip), whether or not it is then filled: K per order
    placed, the standard convention, so an order cancelled in step 3 or 4 still pays its K.
+   With ``internal_shortage: backorder`` an order joins what the node already waits for (its
+   internal backlog upstream), and only its new units count as ``order_placed``.
 2. **Supplier produces**: production started today enters the production line (lead time
    ``supplier.lead_time`` [L_p]); production due today completes into the supplier's stock.
 3. **Supplier ships** ``min(order, on hand)`` to the warehouse (transit ``warehouse.lead_time``
    [L_w]); the unfilled part of the warehouse's order is cancelled (counted as ``unmet`` on
-   the supplier's row).
+   the supplier's row) or, with ``internal_shortage: backorder``, waits (see below).
 4. **Warehouse receives** shipments due today, then **allocates** to the store orders: all of
    them if it can; otherwise ``proportional`` (largest remainder) or ``priority`` (in the order
    the stores are listed). Unfilled store orders are cancelled (counted as ``unmet`` on the
-   warehouse's row). Shipments travel ``stores[i].lead_time`` [L_i] days.
+   warehouse's row) or wait. Shipments travel ``stores[i].lead_time`` [L_i] days.
 5. **Stores receive** shipments due today (a lead time of 0 arrives the same day).
 6. **Demand is served** from on-hand stock (``backorder`` mode: the backlog first). Unserved
    demand is lost (``lost_sales``) or joins the backlog (``backorder``).
@@ -30,11 +33,33 @@ Daily timing convention (one call to :meth:`SupplyChainTwin.step` is one day ``t
 
 Random lead times (optional) delay a shipment by 1..``max_extra_days`` extra days.
 
+Internal shortages (``internal_shortage``)
+------------------------------------------
+``cancel`` (the default): the unfilled part of an internal order is dropped, as above.
+``backorder``: it waits in an **internal backlog**, one per store at the warehouse
+(:attr:`SupplyChainTwin.store_owed`, (B, N, K)) and one of the warehouse at the supplier
+(:attr:`SupplyChainTwin.wh_owed`, (B, K)). Each day the node's request is its backlog plus
+today's order, so the backlog ships first, as soon as stock allows (FIFO within a node); when
+the warehouse cannot serve every store, the stores' requests (backlog + new order) are shared
+by the scenario's ``allocation`` rule, exactly as new orders are (``proportional`` or
+``priority``). Nothing is ever lost between echelons. Ledger: the warehouse's row has
+``backorders`` = its backlog owed to the stores (summed over stores), ``demand`` = today's new
+store orders, ``shipped`` = all units sent (backlog first), ``unmet`` = the part of today's
+orders not shipped today (so ``backorders[t] = backorders[t−1] + demand − shipped``); the
+supplier's row likewise for the warehouse's backlog. ``in_transit`` stays physical stock on
+the way. The inventory positions count the backlog: a store's position adds what the warehouse
+owes it (its order is outstanding), the warehouse's adds what the supplier owes it and
+subtracts what it owes the stores, the supplier's subtracts what it owes the warehouse (see
+:meth:`SupplyChainTwin.store_position`). A serial supplier → warehouse → one store chain in
+this mode, with ``shortage: backorder``, is the Clark–Scarf (1960) model
+(:mod:`hmarl_rllib.policies.serial`).
+
 Each day writes a ledger row per replica, node and SKU (:data:`FIELDS`). Nodes are numbered
 ``0..N−1`` for the stores, ``N`` for the warehouse and ``N+1`` for the supplier. Conservation
 holds at every node every day: ``on_hand[t−1] + received = on_hand[t] + shipped`` (for a store
 ``shipped`` = sales to customers) and for every pipeline ``in_transit[t−1] + inflow = in_transit[t]
-+ received``; demand = served-today + unmet. ``lost_sales`` counts customers' lost sales only:
++ received``; demand = served-today + unmet (internal backorders: and every backlog
+``backorders[t−1] + demand = backorders[t] + shipped``). ``lost_sales`` counts customers' lost sales only:
 it equals the stores' ``unmet`` in ``lost_sales`` mode and is 0 in ``backorder`` mode and on the
 warehouse's and the supplier's rows, whose cancelled internal orders are their ``unmet``.
 
@@ -72,6 +97,7 @@ class SupplyChainTwin:
         self.days_total = scenario.warmup_days + scenario.episode_length
         self.lost_sales = scenario.shortage == "lost_sales"
         self.priority = scenario.warehouse.allocation == "priority"
+        self.internal_backorder = scenario.internal_shortage == "backorder"
         rl = scenario.random_lead_times
         self.extra_max = rl.max_extra_days if rl.enabled else 0
         self.lt_store = np.array([s.lead_time for s in stores], dtype=np.int64)  # [L_i]
@@ -133,6 +159,8 @@ class SupplyChainTwin:
         self.sup_on_hand = np.broadcast_to(self.init_sup, (B, K)).copy()
         self.sup_in_production = np.zeros((B, K))
         self.prod_pipe = np.zeros((B, K, self.P_p))
+        self.store_owed = np.zeros((B, N, K))  # each store's backlog at the warehouse (internal backorders)
+        self.wh_owed = np.zeros((B, K))  # the warehouse's backlog at the supplier (internal backorders)
         self._bI = np.arange(B)[:, None, None]
         self._nI = np.arange(N)[None, :, None]
         self._kI = np.arange(K)[None, None, :]
@@ -144,16 +172,22 @@ class SupplyChainTwin:
         return self.day >= self.days_total
 
     def store_position(self) -> np.ndarray:
-        """Store inventory position: on hand + in transit − backorders, (B, N, K)."""
-        return self.on_hand + self.in_transit - self.backorders
+        """Store inventory position: on hand + in transit − backorders (+ what the warehouse
+        still owes it, with internal backorders), (B, N, K)."""
+        pos = self.on_hand + self.in_transit - self.backorders
+        return pos + self.store_owed if self.internal_backorder else pos
 
     def warehouse_position(self) -> np.ndarray:
-        """Warehouse inventory position: on hand + in transit from the supplier, (B, K)."""
-        return self.wh_on_hand + self.wh_in_transit
+        """Warehouse inventory position: on hand + in transit from the supplier (with internal
+        backorders: + what the supplier still owes it − what it owes the stores), (B, K)."""
+        pos = self.wh_on_hand + self.wh_in_transit
+        return pos + self.wh_owed - self.store_owed.sum(axis=1) if self.internal_backorder else pos
 
     def supplier_position(self) -> np.ndarray:
-        """Supplier inventory position: finished stock + production in progress, (B, K)."""
-        return self.sup_on_hand + self.sup_in_production
+        """Supplier inventory position: finished stock + production in progress (with internal
+        backorders: − what it owes the warehouse), (B, K)."""
+        pos = self.sup_on_hand + self.sup_in_production
+        return pos - self.wh_owed if self.internal_backorder else pos
 
     def store_pipeline(self) -> np.ndarray:
         """Units arriving at each store in 1, 2, … P_s−1 days, (B, N, K, P_s−1).
@@ -189,13 +223,16 @@ class SupplyChainTwin:
             raise RuntimeError("episode is over: call reset() first")
         t, B, N, K = self.day, self.batch, self.n_stores, self.n_skus
         # 1. orders placed: whole units, >= 0, within capacity of the ordering node
+        ib = self.internal_backorder
         so = _whole(store_order, (B, N, K))
         if self._store_cap_any:
-            room = self.store_cap - (self.on_hand + self.in_transit)
+            pos = self.on_hand + self.in_transit
+            room = self.store_cap - (pos + self.store_owed if ib else pos)
             so = np.minimum(so, np.maximum(room, 0.0))
         wo = _whole(warehouse_order, (B, K))
         if self.wh_cap != np.inf:
-            wo = np.minimum(wo, np.maximum(self.wh_cap - (self.wh_on_hand + self.wh_in_transit), 0.0))
+            pos = self.wh_on_hand + self.wh_in_transit
+            wo = np.minimum(wo, np.maximum(self.wh_cap - (pos + self.wh_owed if ib else pos), 0.0))
         pr = _whole(production, (B, K))
         total = pr.sum(axis=1, keepdims=True) if K > 1 else pr
         if total.max() > self.prod_cap:
@@ -206,7 +243,13 @@ class SupplyChainTwin:
         self.sup_in_production += pr - completed
         sup = self.sup_on_hand + completed
         # 3. supplier ships to the warehouse
-        sup_ship = np.minimum(wo, sup)
+        if ib:  # the backlog first: the request is backlog + today's order
+            prev_wh_owed = self.wh_owed
+            wreq = prev_wh_owed + wo
+            sup_ship = np.minimum(wreq, sup)
+            self.wh_owed = wreq - sup_ship
+        else:
+            sup_ship = np.minimum(wo, sup)
         self.sup_on_hand = sup - sup_ship
         if self.extra_max:
             wslot = (t + self.lt_wh + self.extra_wh[:, t]) % self.P_w
@@ -217,11 +260,20 @@ class SupplyChainTwin:
         wh_recv = _arrivals(self.wh_pipe, t % self.P_w)
         self.wh_in_transit += sup_ship - wh_recv
         wh = self.wh_on_hand + wh_recv
-        requested = so.sum(axis=1)  # (B, K)
-        ship = so
-        short = requested > wh
-        if short.any():
-            ship = np.where(short[:, None, :], self._allocate(so, wh), so)
+        requested = so.sum(axis=1)  # (B, K): today's new orders
+        req = so
+        if ib:  # each store's request: its backlog + today's order, shared by the allocation rule
+            prev_owed = self.store_owed
+            req = prev_owed + so
+        total_req = req.sum(axis=1) if ib else requested
+        ship = req
+        short = total_req > wh
+        if N == 1:  # one store: both rules ship min(request, stock) (the same numbers, faster)
+            ship = np.minimum(req, wh[:, None, :])
+        elif short.any():
+            ship = np.where(short[:, None, :], self._allocate(req, wh), req)
+        if ib:
+            self.store_owed = req - ship
         shipped_wh = ship.sum(axis=1)
         self.wh_on_hand = wh - shipped_wh
         if self._uniform_lt:
@@ -255,14 +307,22 @@ class SupplyChainTwin:
         s[..., 11] = self.p * unmet + self.b * self.backorders
         s[..., 12] = self.K[0] * (so > 0) + self.c[0] * ship
         w = row[:, N]
-        wh_unmet = requested - shipped_wh
+        if ib:  # today's orders not shipped today (the backlog ships first)
+            wh_unmet = requested - np.maximum(ship - prev_owed, 0.0).sum(axis=1)
+            w[..., 2] = self.store_owed.sum(axis=1)
+        else:
+            wh_unmet = requested - shipped_wh
         w[..., 0], w[..., 1] = self.wh_on_hand, self.wh_in_transit
         w[..., 3], w[..., 4], w[..., 6] = requested, shipped_wh, wh_unmet  # lost_sales: 0 (customers only)
         w[..., 7], w[..., 8], w[..., 9] = wo, shipped_wh, wh_recv
         w[..., 10] = self.h[1] * self.wh_on_hand
         w[..., 12] = self.K[1] * (wo > 0) + self.c[1] * sup_ship
         p = row[:, N + 1]
-        sup_unmet = wo - sup_ship
+        if ib:
+            sup_unmet = wo - np.maximum(sup_ship - prev_wh_owed, 0.0)
+            p[..., 2] = self.wh_owed
+        else:
+            sup_unmet = wo - sup_ship
         p[..., 0], p[..., 1] = self.sup_on_hand, self.sup_in_production
         p[..., 3], p[..., 4], p[..., 6] = wo, sup_ship, sup_unmet
         p[..., 7], p[..., 8], p[..., 9] = pr, sup_ship, completed
