@@ -134,3 +134,27 @@ def test_bound_allows_moving_unsold_stock_into_the_free_pipeline():
     assert cost == pytest.approx(10.0)
     bound = perfect_information_bound(sc, [5])
     assert bound[0] <= cost + 1e-6
+
+
+def test_bound_is_below_the_exact_optimum_on_an_empty_start_backorder_store():
+    """One store, backorders, nothing on hand at the start, a large fixed order cost: the
+    bound's mean over traces must not exceed the exact optimum (dynamic programming,
+    hmarl_rllib.policies.optimum) beyond its sampling error, and it is a real bound (> 0)."""
+    from hmarl_rllib.policies.optimum import problem_from_scenario, solve
+
+    free = {"store": 1.0, "warehouse": 0.0, "supplier": 0.0}
+    sc = parse_config({
+        "name": "empty_start", "episode_length": 12, "shortage": "backorder",
+        "skus": [{"name": "A", "stockout_penalty": 0.0, "backorder_cost": 0.5, "holding_cost": free,
+                  "ordering_cost": {"store": {"fixed": 60.0}, "warehouse": {"fixed": 0.0}, "supplier": {}}}],
+        "stores": {"count": 1, "lead_time": 1, "initial_inventory": 0, "demand": {"model": "poisson", "mean": 4}},
+        "warehouse": {"initial_inventory": 100_000, "lead_time": 1},
+        "supplier": {"initial_inventory": 0, "production_capacity": 1},
+        "rule_based": {"store": {"reorder_point": 2, "order_up_to": 20},
+                       "warehouse": {"reorder_point": 0, "order_up_to": 0},
+                       "supplier": {"reorder_point": 0, "order_up_to": 0}},
+    })
+    opt = solve(problem_from_scenario(sc)).cost
+    bounds = perfect_information_bound(sc, simulate.eval_seeds(60))
+    half = 1.96 * bounds.std(ddof=1) / np.sqrt(len(bounds))
+    assert 0 < bounds.mean() <= opt + half, (bounds.mean(), half, opt)
