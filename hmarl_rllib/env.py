@@ -125,7 +125,8 @@ class HMARLEnv(MultiAgentEnv):
     **Observation space** (Box(−10, 10), float32). μ is the mean daily demand the agent faces
     (its own store's; the sum over stores μ_w for the warehouse and the supplier, and for the
     upstream stock a store sees: whether the warehouse can fill the chain's orders); stock is
-    scaled by ``10·μ`` (ten days of demand) and demand by μ. μ is floored at 0.1 unit/day
+    scaled by ``10·μ`` (ten days of demand; ``observations.stock_days`` in the scenario sets
+    another number of days, and "10" below then reads as that number) and demand by μ. μ is floored at 0.1 unit/day
     (:data:`MU_FLOOR`: a store without demand stays finite, and one unit of a slow mover's stock
     is 1.0 at most). Every scaled value x then goes through the squash
     ``S(x) = x`` for |x| ≤ 5, ``sign(x)·(5 + 5·tanh((|x| − 5)/5))`` beyond (:func:`squash`,
@@ -370,7 +371,8 @@ class ObservationBuilder:
         days = sc.warmup_days + sc.episode_length + int(self.lt.max()) + 2
         path = mean_path(sc, days)  # (T, N, K)
         self._cum_mean = np.concatenate([np.zeros((1, self.N, self.K)), np.cumsum(path, axis=0)])
-        self._inv = (1.0 / (SCALE_DAYS * mu), 1.0 / (SCALE_DAYS * mw), 1.0 / mu, 1.0 / mw)
+        days_unit = sc.observations.stock_days  # SCALE_DAYS unless the scenario says otherwise
+        self._inv = (1.0 / (days_unit * mu), 1.0 / (days_unit * mw), 1.0 / mu, 1.0 / mw)
         self._inv_lt_mu = 1.0 / (mu * (self.lt + 1))
 
     def __call__(self, tw, last_store_orders, last_wh_order) -> dict:

@@ -26,7 +26,7 @@ from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import DefaultPP
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.rl_module import RLModule, RLModuleSpec
 
-from hmarl_rllib.env import SCALE_DAYS, agent_ids, agent_type, obs_sizes, observation_units
+from hmarl_rllib.env import agent_ids, agent_type, obs_sizes, observation_units
 from hmarl_rllib.errors import ConfigError
 from hmarl_rllib.policies.actions import ActionCodec, codecs
 from hmarl_rllib.policies.heuristics import ChainPolicy, base_stock_order, s_S_order
@@ -154,7 +154,7 @@ def scripted_module_specs(scenario, baseline: ChainPolicy, types=SCRIPTED_TYPES)
                 "kind": baseline.kind,
                 "order_up_to": float(S[k]),
                 "reorder_point": None if s is None else float(s[k]),
-                "position_scale": float(SCALE_DAYS * mu_w[k]),
+                "position_scale": float(scenario.observations.stock_days * mu_w[k]),
                 "codec": {"mode": codec.mode, "values": codec.values.tolist(),
                           "mu": float(np.broadcast_to(codec.mu, mu_w.shape)[k]), "base_level": base,
                           "base_reorder": reorder},
