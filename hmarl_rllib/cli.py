@@ -227,6 +227,27 @@ def cmd_optimum(args) -> int:
     return 0
 
 
+def _cell(text):
+    try:
+        L, p = text.split(":")
+        L, p = int(L), float(p)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a cell is L:p, e.g. 2:4") from None
+    if not 0 <= L <= 4 or p <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: L must be 0..4 and p > 0")
+    return L, p
+
+
+def cmd_learn_grid(args) -> int:
+    from hmarl_rllib.learn_grid import format_grid, run_grid
+
+    result = run_grid(args.config, cells=args.cells, minutes=args.minutes, episodes=args.episodes,
+                      storage=args.storage, progress=_progress(args),
+                      iteration_stream=sys.stderr)
+    print(json.dumps(result) if args.json else format_grid(result))
+    return 0
+
+
 def cmd_plot(args) -> int:
     from hmarl_rllib.plots import plot_run
 
@@ -290,6 +311,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --zipkin: the penalties p (default 4 9 19 39)")
     o.add_argument("--json", action="store_true")
     o.set_defaults(func=cmd_optimum)
+
+    lg = sub.add_parser("learn-grid", help="PPO from scratch on Zipkin's lost-sales grid vs the exact optimum")
+    lg.add_argument("--config", help="one-store base scenario with a training: section"
+                                     " (default configs/one_store.yaml)")
+    lg.add_argument("--cells", type=_cell, nargs="+", metavar="L:p",
+                    help="cells to run (default: L = 1..4 x p = 4, 9, 19)")
+    lg.add_argument("--minutes", type=float, default=15.0, help="training wall time per cell (default 15)")
+    lg.add_argument("--episodes", type=_positive_int, default=1000, help="held-out episodes per cell")
+    lg.add_argument("--storage", help="results root (default tune_results/)")
+    lg.add_argument("--json", action="store_true")
+    lg.set_defaults(func=cmd_learn_grid)
 
     s = sub.add_parser("simulate", help="run the twin with a policy and print KPIs")
     s.add_argument("--config", required=True, help="scenario YAML, e.g. configs/default.yaml")

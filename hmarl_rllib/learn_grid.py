@@ -1,0 +1,136 @@
+"""PPO from scratch on Zipkin's lost-sales grid, refereed by the exact optimum.
+
+Each cell is a one-store scenario built from ``configs/one_store.yaml`` (Poisson 5/day, h = 1,
+an upstream that never runs short and costs nothing, 60-day episodes from 10 units on hand) with
+its own lead time L and penalty p. For each cell:
+
+1. the **exact optimum** of the finite-horizon episode (:mod:`hmarl_rllib.policies.optimum`,
+   the expected cost from the initial state) and the **best base-stock level**, the static
+   order-up-to level with the lowest exact expected episode cost (a stronger comparator than a
+   level tuned by simulation: no tuning noise);
+2. a store policy **trained from scratch** with PPO (``training:`` of the config, no warm start,
+   no rule to correct: actions are order quantities 0..``max_order``) for a wall-time budget;
+   the solver is only the referee: nothing it computes reaches training;
+3. the learned policy (its best checkpoint by its own validation evaluations) and the best
+   base-stock on the same held-out seeds: mean costs, their ratio to the optimum, and the
+   paired difference learned − base-stock with its 95% CI.
+
+Episodes are finite (60 days), so the learned and base-stock costs are compared with the
+finite-horizon optimum, not with Zipkin's average-cost figures (those are reproduced by
+``hmarl optimum --zipkin``).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+GRID = [(L, p) for p in (4.0, 9.0, 19.0) for L in (1, 2, 3, 4)]
+
+
+def cell_scenario(base, lead_time: int, penalty: float):
+    """``base`` (a one-store scenario) with lead time L and penalty p. The store's actions keep
+    the base's mode, over a range sized from the demand alone (never from the solver):
+    ``order_up_to`` levels 0..⌈(L+1)μ + 5√((L+1)μ) + μ⌉ in whole units, or ``quantities``
+    0..⌈3μ + 5⌉."""
+    from hmarl_rllib.config import parse_config
+
+    data = base.model_dump(mode="json", by_alias=True, exclude_none=False)
+    data["name"] = f"{base.name}_L{lead_time}_p{penalty:g}"
+    data["skus"][0]["stockout_penalty"] = float(penalty)
+    data["stores"]["lead_time"] = int(lead_time)
+    mu = float(base.mean_demand()[0, 0])
+    mode = base.actions.store.mode
+    if mode == "order_up_to":
+        lt = (lead_time + 1) * mu
+        top = int(np.ceil(lt + 5 * np.sqrt(lt) + mu))
+        values = [k / mu for k in range(top + 1)]  # levels x μ = whole units 0..top
+    else:
+        mode, values = "quantities", list(range(int(np.ceil(3 * mu + 5)) + 1))
+    data["actions"]["store"] = {"mode": mode, "values": values}
+    data.pop("source_path", None)
+    return parse_config(data, data["name"])
+
+
+def best_base_stock(problem) -> tuple[int, float]:
+    """The order-up-to level with the lowest exact expected episode cost, and that cost."""
+    from hmarl_rllib.policies.optimum import default_cap, evaluate_base_stock
+
+    top = default_cap(problem) + 5
+    costs = {S: evaluate_base_stock(problem, S) for S in range(0, top + 1)}
+    S = min(costs, key=costs.get)
+    return S, costs[S]
+
+
+def base_stock_orders(S: int):
+    def orders(twin):
+        zero = np.zeros((twin.batch, twin.n_skus))
+        return np.maximum(S - twin.store_position(), 0.0), zero, zero
+    return orders
+
+
+def run_cell(base, lead_time: int, penalty: float, minutes: float, episodes: int = 1000,
+             storage: str | None = None, progress=None, iteration_stream=None) -> dict:
+    import pandas as pd
+
+    from hmarl_rllib import simulate
+    from hmarl_rllib.benchmark import paired_difference
+    from hmarl_rllib.evaluation import greedy_orders, load_trained
+    from hmarl_rllib.policies.optimum import problem_from_scenario, solve
+    from hmarl_rllib.training import train
+
+    sc = cell_scenario(base, lead_time, penalty)
+    problem = problem_from_scenario(sc)
+    opt = solve(problem, average=False)
+    S, bs_exact = best_base_stock(problem)
+    if progress:
+        progress(f"{sc.name}: optimum {opt.cost:.2f}, best base-stock S = {S} at {bs_exact:.2f};"
+                 f" training PPO from scratch for {minutes:g} min")
+    t0 = time.time()
+    res = train(sc, name=sc.name, storage=storage, time_budget_s=minutes * 60.0, progress=progress,
+                iteration_stream=iteration_stream)
+    train_min = (time.time() - t0) / 60.0
+    df = pd.read_csv(Path(res.trial_dir) / "progress.csv")
+    env_steps = int(df["env_runners/num_env_steps_sampled_lifetime"].iloc[-1])
+    trained = load_trained(res.best_checkpoint, sc)
+    seeds = simulate.eval_seeds(episodes)
+    learned = simulate.chain_cost(sc, greedy_orders(trained), seeds)
+    bs = simulate.chain_cost(sc, base_stock_orders(S), seeds)
+    d = paired_difference(learned, bs)
+    return {"cell": sc.name, "lead_time": lead_time, "penalty": penalty, "optimum": opt.cost,
+            "best_base_stock_level": S, "best_base_stock_exact": bs_exact,
+            "base_stock": float(bs.mean()), "learned": float(learned.mean()),
+            "learned_ci95": [float(learned.mean() - 1.96 * learned.std(ddof=1) / np.sqrt(len(learned))),
+                             float(learned.mean() + 1.96 * learned.std(ddof=1) / np.sqrt(len(learned)))],
+            "learned_over_optimum": float(learned.mean()) / opt.cost,
+            "base_stock_over_optimum": bs_exact / opt.cost,
+            "paired_learned_minus_base_stock": d, "env_steps": env_steps, "minutes": train_min,
+            "iterations": res.iterations, "checkpoint": str(res.best_checkpoint), "episodes": episodes}
+
+
+def run_grid(config: str | Path | None = None, cells=None, minutes: float = 15.0, episodes: int = 1000,
+             storage: str | None = None, progress=None, iteration_stream=None) -> dict:
+    from hmarl_rllib.config import load_config
+
+    base = load_config(config or ROOT / "configs" / "one_store.yaml")
+    rows = [run_cell(base, L, p, minutes, episodes, storage, progress, iteration_stream) for L, p in (cells or GRID)]
+    ratios = [r["learned_over_optimum"] for r in rows]
+    return {"rows": rows, "max_learned_over_optimum": max(ratios), "median_learned_over_optimum": float(np.median(ratios)),
+            "minutes_per_cell": minutes}
+
+
+def format_grid(result: dict) -> str:
+    head = (f"{'L':>2} {'p':>4} {'optimum':>9} {'base-stock':>11} {'learned':>9} {'learned/opt':>12}"
+            f" {'bs/opt':>8} {'learned-bs [95% CI]':>26} {'env steps':>11} {'min':>5}")
+    lines = [head, "-" * len(head)]
+    for r in result["rows"]:
+        d = r["paired_learned_minus_base_stock"]
+        lines.append(f"{r['lead_time']:>2} {r['penalty']:>4g} {r['optimum']:>9.2f} {r['base_stock']:>11.2f}"
+                     f" {r['learned']:>9.2f} {r['learned_over_optimum']:>12.4f} {r['base_stock_over_optimum']:>8.4f}"
+                     f" {d['mean']:>+8.2f} [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]"
+                     f" {r['env_steps']:>11,} {r['minutes']:>5.1f}")
+    lines.append(f"learned / optimum: max {result['max_learned_over_optimum']:.4f},"
+                 f" median {result['median_learned_over_optimum']:.4f} (target: max <= 1.01, median <= 1.005)")
+    return "\n".join(lines)
