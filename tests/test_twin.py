@@ -416,3 +416,99 @@ def test_allocation_rule_on_many_stores(allocation):
                 i = first_cut[b, k]
                 if ship[b, i, k] < req[b, i, k]:
                     assert ship[b, i + 1:, k].sum() == 0
+
+
+# ------------------------------------------------------------- internal backorders
+def _check_internal_backlog_run(cfg, seeds, order_seed, scale):
+    """``internal_shortage: backorder``: every internal order unit is shipped or waits; the
+    backlog ships first; the ledger's backorders rows reconcile; the positions count the backlog."""
+    sc = parse_config({**cfg, "internal_shortage": "backorder"}, "hypothesis")
+    twin = SupplyChainTwin(sc)
+    N = twin.n_stores
+    prev_owed = np.zeros((len(seeds), N, twin.n_skus))
+    prev_wh_owed = np.zeros((len(seeds), twin.n_skus))
+    prev_on_hand = None
+    for row, so, wo, pr in _drive(twin, seeds, order_seed, scale):
+        owed, wh_owed = twin.store_owed.copy(), twin.wh_owed.copy()
+        wh, sup = row[:, N], row[:, N + 1]
+        assert (owed >= 0).all() and (wh_owed >= 0).all()
+        # the ledger's backorders rows are the internal backlogs, and they reconcile
+        np.testing.assert_allclose(wh[..., BACK], owed.sum(axis=1))
+        np.testing.assert_allclose(sup[..., BACK], wh_owed)
+        np.testing.assert_allclose(wh[..., BACK], prev_owed.sum(axis=1) + wh[..., DEMAND] - wh[..., SHIPPED], atol=1e-9)
+        np.testing.assert_allclose(sup[..., BACK], prev_wh_owed + sup[..., DEMAND] - sup[..., SHIPPED], atol=1e-9)
+        np.testing.assert_allclose(wh[..., DEMAND], row[:, :N, :, ORDER].sum(axis=1))
+        np.testing.assert_allclose(sup[..., DEMAND], wh[..., ORDER])
+        # per store: what was shipped today covers its backlog first, never more than it asked
+        shipped_i = prev_owed + row[:, :N, :, ORDER] - owed
+        assert (shipped_i >= -1e-9).all()
+        served_today = np.maximum(shipped_i - prev_owed, 0).sum(axis=1)
+        np.testing.assert_allclose(wh[..., UNMET], wh[..., DEMAND] - served_today, atol=1e-9)
+        np.testing.assert_allclose(sup[..., UNMET], sup[..., DEMAND] - np.maximum(sup[..., SHIPPED] - prev_wh_owed, 0))
+        # a backlog is left only when the node ran out of stock
+        np.testing.assert_allclose(np.where(owed.sum(axis=1) > 0, wh[..., ON_HAND], 0), 0)
+        np.testing.assert_allclose(np.where(wh_owed > 0, sup[..., ON_HAND], 0), 0)
+        # lost_sales stays customers' only
+        np.testing.assert_array_equal(row[:, N:, :, LOST], 0)
+        # positions count the backlog: a store is owed its backlog, the warehouse owes it
+        sp, wp, pp = twin.store_position(), twin.warehouse_position(), twin.supplier_position()
+        s = row[:, :N]
+        np.testing.assert_allclose(sp, s[..., ON_HAND] + s[..., IN_TRANSIT] + owed - s[..., BACK])
+        np.testing.assert_allclose(wp, wh[..., ON_HAND] + wh[..., IN_TRANSIT] + wh_owed - owed.sum(axis=1))
+        np.testing.assert_allclose(pp, sup[..., ON_HAND] + sup[..., IN_TRANSIT] - wh_owed)
+        # the chain's position (supplier echelon) never sees internal backlogs at all
+        chain = (s[..., ON_HAND] + s[..., IN_TRANSIT] - s[..., BACK]).sum(axis=1) + wh[..., ON_HAND] \
+            + wh[..., IN_TRANSIT] + sup[..., ON_HAND] + sup[..., IN_TRANSIT]
+        np.testing.assert_allclose(sp.sum(axis=1) + wp + pp, chain)
+        prev_owed, prev_wh_owed = owed, wh_owed
+    # nothing is lost between echelons: every unit ordered was shipped or is still owed
+    led = twin.ledger
+    np.testing.assert_allclose(led[:, :, N, :, DEMAND].sum(axis=0),
+                               led[:, :, N, :, SHIPPED].sum(axis=0) + twin.store_owed.sum(axis=1))
+    np.testing.assert_allclose(led[:, :, N + 1, :, DEMAND].sum(axis=0),
+                               led[:, :, N + 1, :, SHIPPED].sum(axis=0) + twin.wh_owed)
+    return twin
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cfg=networks(), seeds=st.lists(st.integers(0, 2**31), min_size=1, max_size=3),
+       order_seed=st.integers(0, 2**31), scale=st.sampled_from([0.2, 1.0, 5.0]))
+def test_internal_backorders_conserve_every_unit_on_random_networks(cfg, seeds, order_seed, scale):
+    _check_internal_backlog_run(cfg, seeds, order_seed, scale)
+
+
+@pytest.mark.parametrize("allocation", ["proportional", "priority"])
+def test_internal_backlog_under_heavy_shortage(allocation):
+    cfg = {"episode_length": 30, "shortage": "backorder",
+           "stores": [{"name": f"s{i}", "lead_time": i % 3, "initial_inventory": 5,
+                       "demand": {"model": "poisson", "mean": 20}} for i in range(4)],
+           "warehouse": {"initial_inventory": 30, "lead_time": 1, "allocation": allocation},
+           "supplier": {"production_capacity": 37, "lead_time": 0, "initial_inventory": 0},
+           "random_lead_times": {"enabled": False}}
+    twin = _check_internal_backlog_run(cfg, [1, 2, 3], order_seed=7, scale=5.0)
+    assert (twin.ledger[:, :, 4, :, BACK] > 0).mean() > 0.5  # the stores really waited
+    assert (twin.ledger[:, :, 5, :, BACK] > 0).mean() > 0.5  # and the warehouse did
+
+
+def test_internal_backlog_waits_and_ships_first():
+    # an empty warehouse cannot fill the store's order of 50 on day 0: it waits (the store's
+    # position still counts it, so the store orders nothing more) and ships on day 2, when the
+    # supplier's stock arrives, before the store's next order. The default cancels it.
+    base = dict(episode_length=4, shortage="backorder", random_lead_times={"enabled": False},
+                skus=[{"name": "A", "ordering_cost": {"store": {"fixed": 0}, "warehouse": {"fixed": 0}}}],
+                stores=[{"name": "a", "lead_time": 1, "initial_inventory": 0, "demand": {"mean": 0}}],
+                warehouse={"initial_inventory": 0, "lead_time": 2}, supplier={"initial_inventory": 80, "lead_time": 0})
+    for mode in ("backorder", "cancel"):
+        twin = SupplyChainTwin(scenario(internal_shortage=mode, **base))
+        twin.reset([0])
+        rows = [twin.step(50 if t == 0 else (20 if t == 2 else 0), 80 if t == 0 else 0, 0)[0, :, 0]
+                for t in range(4)]
+        st, wh = [r[0] for r in rows], [r[1] for r in rows]
+        assert wh[0][DEMAND] == 50 and wh[0][SHIPPED] == 0
+        if mode == "backorder":
+            assert wh[0][BACK] == 50 and wh[0][UNMET] == 50 and wh[1][BACK] == 50
+            assert twin.store_position()[0, 0, 0] == 70  # after day 3: the 50 waited for + the 20
+            assert wh[2][SHIPPED] == 70 and wh[2][UNMET] == 0 and wh[2][BACK] == 0  # backlog 50 + today's 20
+            assert st[3][RECEIVED] == 70 and wh[2][ON_HAND] == 10
+        else:
+            assert wh[0][BACK] == 0 and wh[1][SHIPPED] == 0 and wh[2][SHIPPED] == 20 and st[3][RECEIVED] == 20
