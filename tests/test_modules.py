@@ -190,3 +190,14 @@ def test_warm_start_begins_at_the_baseline_rule(kind, agent):
     rule = int(np.flatnonzero(np.asarray(getattr(scenario.actions, kind).values) == 0)[0])
     assert probs[4.0][rule] > 0.9
     assert probs[0.0].max() < 0.6  # RLlib's own initialisation: no action favoured
+
+
+@pytest.mark.parametrize("kind", ["s_S", "base_stock"])
+def test_scripted_modules_read_stock_beyond_the_squash_exactly(kind):
+    """A warehouse holding more than 50 days of the chain's demand is observed compressed
+    (env v2's squash); the scripted module must undo it and still order as the rule."""
+    sc = parse_config({"warehouse": {"initial_inventory": 14000},
+                       "rule_based": {"warehouse": {"reorder_point": 13000, "order_up_to": 16000},
+                                      "supplier": {"reorder_point": 11000, "order_up_to": 12500}},
+                       "supplier": {"initial_inventory": 12000}})
+    assert _check_modules_match(sc, rule_based_policy(sc, kind), seeds=range(4)) > 0

@@ -26,7 +26,7 @@ from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import DefaultPP
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.rl_module import RLModule, RLModuleSpec
 
-from hmarl_rllib.env import agent_ids, agent_type, obs_sizes, observation_units
+from hmarl_rllib.env import agent_ids, agent_type, obs_sizes, observation_units, unsquash
 from hmarl_rllib.errors import ConfigError
 from hmarl_rllib.policies.actions import ActionCodec, codecs
 from hmarl_rllib.policies.heuristics import ChainPolicy, base_stock_order, s_S_order
@@ -62,7 +62,11 @@ class HeuristicModule(RLModule):
         obs = np.asarray(obs, dtype=np.float64)
         if self.rule_action is not None:
             return np.full(len(obs), self.rule_action, dtype=np.int64)
-        position = np.rint((obs[:, 0] + obs[:, 1]) * self.position_scale)
+        # observations are squashed into [-10, 10] (env v2): undo it before reading stock;
+        # a saturated field (+inf) is a position no rule orders at
+        with np.errstate(invalid="ignore"):
+            raw = (unsquash(obs[:, 0]) + unsquash(obs[:, 1])) * self.position_scale
+        position = np.rint(np.where(np.isfinite(raw), raw, np.finfo(np.float64).max))
         if self.kind == "s_S":
             order = s_S_order(position, self.reorder_point, self.order_up_to)
         else:
