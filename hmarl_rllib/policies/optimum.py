@@ -368,23 +368,30 @@ def _solve_lost_sales(problem, cap, average, tol, max_iter, progress=None):
 
 
 # ---------------------------------------------------------------------------- backorders
+def _day_cost(problem, net: np.ndarray, pmf: np.ndarray) -> np.ndarray:
+    """Expected cost of one day given the net inventory ``net`` after arrivals, before demand:
+    holding on what is left, p per unit of today's demand not served today, b per unit of
+    backlog at the end of the day."""
+    d = np.arange(len(pmf))
+    end = net[:, None] - d[None, :]
+    served = np.minimum(d[None, :], np.maximum(net[:, None], 0))
+    cost = (problem.holding * np.maximum(end, 0) + problem.penalty * (d[None, :] - served)
+            + problem.backorder_cost * np.maximum(-end, 0))
+    return cost @ pmf
+
+
 def _solve_backorder(problem, cap, average, tol, max_iter, progress=None):
     """Position DP: V_t(x) = min_{y >= x} K[y > x] + c(y − x) + G_t(y) + E V_{t+1}(y − D_t)."""
     L, T = problem.lead_time, problem.horizon
     dmax = problem.pmfs.shape[1] - 1
-    h, p, b = problem.holding, problem.penalty, problem.backorder_cost
     x0 = problem.initial_inventory
     lo = min(0, x0) - (T + L + 2) * dmax if not average else -4 * cap - 4 * dmax
     lo = max(lo, -200_000)
     xs = np.arange(lo, cap + 1)  # positions (after ordering: y in the same grid)
     n = len(xs)
-    d = np.arange(dmax + 1)
 
-    def day_cost(net: np.ndarray, pmf: np.ndarray) -> np.ndarray:  # E over today's demand, net before demand
-        end = net[:, None] - d[None, :]
-        served = np.minimum(d[None, :], np.maximum(net[:, None], 0))
-        c = h * np.maximum(end, 0) + p * (d[None, :] - served) + b * np.maximum(-end, 0)
-        return c @ pmf
+    def day_cost(net, pmf):
+        return _day_cost(problem, net, pmf)
 
     def G(t):  # expected cost on day t + L of the position y after day t's order
         if t + L >= T:
@@ -510,10 +517,7 @@ def evaluate_base_stock(problem: SingleStoreProblem, order_up_to: int) -> float:
             rows = chain.next_idx[pick]
             V = chain.order_cost[pick] + (chain.stage_cost[pick] + V[rows]) @ problem.pmfs[t]
         return float(V[chain.initial_state(problem)])
-    # backorders: the position DP with y = max(x, S)
-    big = replace(problem, fixed_cost=problem.fixed_cost)
-    res = _evaluate_backorder_base_stock(big, S)
-    return res
+    return _evaluate_backorder_base_stock(problem, S)  # the position DP with y = max(x, S)
 
 
 def _evaluate_backorder_base_stock(problem, S):
@@ -524,13 +528,9 @@ def _evaluate_backorder_base_stock(problem, S):
     lo = min(0, x0) - (T + L + 2) * dmax
     xs = np.arange(lo, cap + 1)
     n = len(xs)
-    d = np.arange(dmax + 1)
-    h, p, b = problem.holding, problem.penalty, problem.backorder_cost
 
     def day_cost(net, pmf):
-        end = net[:, None] - d[None, :]
-        served = np.minimum(d[None, :], np.maximum(net[:, None], 0))
-        return (h * np.maximum(end, 0) + p * (d[None, :] - served) + b * np.maximum(-end, 0)) @ pmf
+        return _day_cost(problem, net, pmf)
 
     const, lead = 0.0, np.array([1.0])
     for j in range(min(L, T)):
