@@ -8,6 +8,7 @@ import pytest
 from conftest import scenario
 from hmarl_rllib import simulate
 from hmarl_rllib.errors import ConfigError
+from hmarl_rllib.learn_grid import base_stock_orders
 from hmarl_rllib.policies.optimum import (evaluate_base_stock, problem_from_scenario, solve,
                                           zipkin_problem)
 
@@ -29,12 +30,6 @@ def one_store(shortage="lost_sales", lead_time=2, mean=5.0, p=4.0, b=0.0, K=0.0,
                     supplier={"initial_inventory": 0, "production_capacity": 1})
 
 
-def base_stock_orders(S):
-    def orders(twin):
-        store = np.maximum(S - twin.store_position(), 0.0)
-        zero = np.zeros((twin.batch, twin.n_skus))
-        return store, zero, zero
-    return orders
 
 
 @pytest.mark.parametrize("kw, S", [
