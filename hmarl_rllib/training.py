@@ -236,13 +236,16 @@ def build_algo_config(scenario: Scenario, settings: TrainingSettings | None = No
         .rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs={**learned, **scripted}))
         .training(learner_class=FastPPOTorchLearner,  # RLlib's PPO updates, less overhead (learner.py)
                   **{arg: getattr(s, "lambda_" if key == "lambda" else key) for key, arg in PPO_KEYS.items()})
-        # Evaluation: the algorithm's own process, one env, greedy actions, and the same
-        # validation seeds every time (the env cycles through episode_seeds in order). They pick
-        # the best checkpoint, so they are disjoint from the held-out seeds of evaluate/benchmark.
+        # Evaluation: the algorithm's own process, greedy actions, and the same validation seeds
+        # every time. They pick the best checkpoint, so they are disjoint from the held-out
+        # seeds of evaluate/benchmark.
+        # The episodes are played all at once on the batched twin by batched_validation
+        # (RLlib's custom_evaluation_function), exactly as `hmarl evaluate` plays held-out seeds.
         .evaluation(evaluation_interval=s.evaluation_interval, evaluation_duration=s.evaluation_episodes,
                     evaluation_duration_unit="episodes", evaluation_num_env_runners=0,
                     evaluation_config=PPOConfig.overrides(explore=False, env_config=eval_env,
-                                                          num_envs_per_env_runner=1))
+                                                          num_envs_per_env_runner=1),
+                    custom_evaluation_function=batched_validation)
         .fault_tolerance(restart_failed_env_runners=True, max_num_env_runner_restarts=100,
                          delay_between_env_runner_restarts_s=1.0)
         # the run's stop criteria: the iteration that meets them is evaluated (KPICallback)
@@ -250,6 +253,51 @@ def build_algo_config(scenario: Scenario, settings: TrainingSettings | None = No
         .debugging(seed=s.seed, log_level="ERROR")
     )
     return config
+
+
+def batched_validation(algorithm, eval_env_runner_group):
+    """The evaluation of every ``evaluation_interval``-th iteration (RLlib's
+    ``custom_evaluation_function``): the current modules, greedy, on the first
+    ``evaluation_duration`` validation seeds, all episodes at once on the batched twin
+    (:func:`hmarl_rllib.evaluation.greedy_orders` + :func:`hmarl_rllib.simulate.evaluate`,
+    the path `hmarl evaluate` scores held-out seeds on). Same observations, actions, warm-up
+    and costs as playing the env one episode after another (a test checks the two agree),
+    without the driver stepping RLlib's env loop day by day: 60 episodes of 60 days took
+    12 s that way, a fifth of a second this way. Logs the metrics :class:`KPICallback` logs
+    per evaluation episode, under ``evaluation/env_runners/``."""
+    from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, EVALUATION_RESULTS
+
+    from hmarl_rllib import reconciliation, simulate
+    from hmarl_rllib.config import parse_config
+    from hmarl_rllib.env import agent_ids
+    from hmarl_rllib.evaluation import TrainedPolicy, greedy_orders
+    from hmarl_rllib.policies.tuning import policy_from_dict
+
+    cfg = algorithm.config
+    env_cfg = dict(cfg.env_config)
+    scenario = parse_config(env_cfg["scenario"], "env_config.scenario")
+    baseline = policy_from_dict(env_cfg["baseline"], scenario, "env_config.baseline")
+    learn = tuple(t for t, m in LEARNED_MODULES.items() if m in cfg.policies)
+    store_ids, wh_ids, sup_ids = agent_ids(scenario)
+    agent_modules = {a: module_for_agent(a, learn=learn) for a in store_ids + wh_ids + sup_ids}
+    runner = eval_env_runner_group.local_env_runner
+    policy = TrainedPolicy(None, scenario, baseline, runner.module, agent_modules, "training")
+    seeds = simulate.validation_seeds(int(cfg.evaluation_duration))
+    twin = simulate.run(scenario, greedy_orders(policy), seeds, warmup_fn=baseline.orders)
+    ledger = simulate.scored_ledger(twin)
+    N, B = twin.n_stores, len(seeds)
+    chain, nodes = reconciliation.chain_kpis(ledger, N), reconciliation.node_kpis(ledger)
+    per_episode = {"chain_cost": chain["cost"], "fill_rate": chain["fill_rate"],
+                   "service_level": chain["service_level"]}
+    for kind, cols in (("store", slice(0, N)), ("warehouse", slice(N, N + 1)), ("supplier", slice(N + 1, N + 2))):
+        for k in ("cost", "holding_cost", "stockout_cost"):
+            per_episode[f"{kind}_{k}"] = nodes[k][:, cols].sum(axis=1)
+    for key, values in per_episode.items():
+        for v in values:
+            runner.metrics.log_value(key, float(v), reduce="mean", window=B)
+    algorithm.metrics.aggregate([runner.get_metrics()], key=(EVALUATION_RESULTS, ENV_RUNNER_RESULTS))
+    env_steps = B * scenario.episode_length
+    return {}, int(env_steps), int(env_steps * len(agent_modules))
 
 
 # ------------------------------------------------------------------------------ KPIs

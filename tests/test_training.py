@@ -143,6 +143,33 @@ def test_evaluate_restores_without_ray_and_matches_training_evaluation(tiny_run)
     assert result["policies"]["learned"]["fill_rate_mean"] == pytest.approx(last["evaluation/env_runners/fill_rate"], rel=1e-9)
 
 
+def test_training_evaluation_equals_playing_the_env_episode_by_episode(tiny_run):
+    """Training's evaluations play all validation episodes at once on the batched twin
+    (training.batched_validation). Playing the checkpoint in the RLlib env itself, one
+    episode and one day at a time, greedy, on the same validation seeds gives the same costs."""
+    from hmarl_rllib.env import HMARLEnv
+    from hmarl_rllib.evaluation import load_trained, module_actions
+    from hmarl_rllib.simulate import validation_seeds
+    from hmarl_rllib.training import env_config
+
+    ckpt = max(checkpoints(tiny_run["trial"]))
+    trained = load_trained(ckpt)
+    seeds = [int(x) for x in validation_seeds(6)]
+    env = HMARLEnv({**env_config(trained.scenario, trained.baseline), "episode_seeds": seeds})
+    costs = []
+    for _ in seeds:
+        obs, _ = env.reset()
+        done = False
+        while not done:
+            actions = {aid: int(module_actions(trained.modules[trained.agent_modules[aid]], o[None])[0])
+                       for aid, o in obs.items()}
+            obs, _, term, trunc, infos = env.step(actions)
+            done = term["__all__"] or trunc["__all__"]
+        costs.append(next(i["chain"]["cost"] for i in infos.values()))
+    last = tiny_run["progress"].iloc[-1]
+    assert np.mean(costs) == pytest.approx(last["evaluation/env_runners/chain_cost"], rel=1e-9)
+
+
 def test_benchmark_json_compares_learned_baselines_reference_and_bound(tiny_run):
     ckpt = max(checkpoints(tiny_run["trial"]))
     proc = hmarl("benchmark", "--config", tiny_run["config"], "--checkpoint", ckpt, "--episodes", 12,
