@@ -71,6 +71,34 @@ def base_stock_orders(S: int):
     return orders
 
 
+def gap_by_day(scenario, referee, order_fn, seeds) -> dict:
+    """Play ``order_fn`` on the one-store ``scenario`` and split its gap to the optimum by day
+    (:class:`~hmarl_rllib.policies.optimum.Referee`): per day the mean of Q*(s, q) − V*(s)
+    over replicas, their sum (the expected gap, estimated on the policy's own path), the days
+    that make it up (the first L + 1 days, when nothing ordered has arrived yet; the middle;
+    the last 10) and the share of days on which the policy ordered what the optimum orders."""
+    from hmarl_rllib.twin.network import SupplyChainTwin
+
+    L = int(scenario.store_list[0].lead_time)
+    twin = SupplyChainTwin(scenario, record=False)
+    twin.reset(seeds)
+    losses, same = [], []
+    while not twin.done:
+        so, wo, pr = order_fn(twin)
+        loss, best = referee.loss(twin.day, twin.on_hand[:, 0, 0], twin.store_pipeline()[:, 0, 0, :], so[:, 0, 0])
+        losses.append(loss)
+        same.append((np.rint(so[:, 0, 0]) == best).mean())
+        twin.step(so, wo, pr)
+    per_replica = np.sum(losses, axis=0)
+    per_day = np.mean(losses, axis=1)
+    half = 1.96 * per_replica.std(ddof=1) / np.sqrt(len(per_replica)) if len(per_replica) > 1 else float("nan")
+    head, tail = min(L + 1, len(per_day)), min(10, max(len(per_day) - L - 1, 0))
+    return {"gap": float(per_day.sum()), "gap_ci95": [float(per_replica.mean() - half), float(per_replica.mean() + half)],
+            "first_days": float(per_day[:head].sum()),
+            "middle": float(per_day[head:len(per_day) - tail].sum()), "last_10_days": float(per_day[len(per_day) - tail:].sum()),
+            "share_optimal_orders": float(np.mean(same)), "per_day": [float(x) for x in per_day]}
+
+
 def run_cell(base, lead_time: int, penalty: float, minutes: float, episodes: int = 1000,
              storage: str | None = None, progress=None, iteration_stream=None) -> dict:
     import pandas as pd
@@ -78,7 +106,7 @@ def run_cell(base, lead_time: int, penalty: float, minutes: float, episodes: int
     from hmarl_rllib import simulate
     from hmarl_rllib.benchmark import paired_difference
     from hmarl_rllib.evaluation import greedy_orders, load_trained
-    from hmarl_rllib.policies.optimum import problem_from_scenario, solve
+    from hmarl_rllib.policies.optimum import Referee, problem_from_scenario, solve
     from hmarl_rllib.training import train
 
     sc = cell_scenario(base, lead_time, penalty)
@@ -99,6 +127,7 @@ def run_cell(base, lead_time: int, penalty: float, minutes: float, episodes: int
     learned = simulate.chain_cost(sc, greedy_orders(trained), seeds)
     bs = simulate.chain_cost(sc, base_stock_orders(S), seeds)
     d = paired_difference(learned, bs)
+    split = gap_by_day(sc, Referee(problem), greedy_orders(trained), seeds)
     return {"cell": sc.name, "lead_time": lead_time, "penalty": penalty, "optimum": opt.cost,
             "best_base_stock_level": S, "best_base_stock_exact": bs_exact,
             "base_stock": float(bs.mean()), "learned": float(learned.mean()),
@@ -106,7 +135,7 @@ def run_cell(base, lead_time: int, penalty: float, minutes: float, episodes: int
                              float(learned.mean() + 1.96 * learned.std(ddof=1) / np.sqrt(len(learned)))],
             "learned_over_optimum": float(learned.mean()) / opt.cost,
             "base_stock_over_optimum": bs_exact / opt.cost,
-            "paired_learned_minus_base_stock": d, "env_steps": env_steps, "minutes": train_min,
+            "paired_learned_minus_base_stock": d, "gap_by_day": split, "env_steps": env_steps, "minutes": train_min,
             "iterations": res.iterations, "checkpoint": str(res.best_checkpoint), "episodes": episodes}
 
 
@@ -133,4 +162,12 @@ def format_grid(result: dict) -> str:
                      f" {r['env_steps']:>11,} {r['minutes']:>5.1f}")
     lines.append(f"learned / optimum: max {result['max_learned_over_optimum']:.4f},"
                  f" median {result['median_learned_over_optimum']:.4f} (target: max <= 1.01, median <= 1.005)")
+    split = [r for r in result["rows"] if "gap_by_day" in r]
+    if split:
+        lines += ["", "where the learned policy loses against the optimum (sum over days of Q* - V* on its own path):",
+                  f"{'L':>2} {'p':>4} {'gap':>7} {'days 0..L':>10} {'middle':>8} {'last 10':>8} {'optimal orders':>15}"]
+        for r in split:
+            g = r["gap_by_day"]
+            lines.append(f"{r['lead_time']:>2} {r['penalty']:>4g} {g['gap']:>7.2f} {g['first_days']:>10.2f}"
+                         f" {g['middle']:>8.2f} {g['last_10_days']:>8.2f} {g['share_optimal_orders']:>14.1%}")
     return "\n".join(lines)

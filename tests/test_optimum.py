@@ -144,3 +144,44 @@ def test_paired_differences_separate_policies_whose_marginal_cis_overlap():
     prob = problem_from_scenario(sc)
     exact = evaluate_base_stock(prob, 16) - evaluate_base_stock(prob, 17)
     assert np.sign(d["mean"]) == np.sign(exact) and d["ci95"][0] <= exact <= d["ci95"][1]
+
+
+@pytest.mark.parametrize("kw", [dict(lead_time=2), dict(lead_time=1, p=9.0, init=0), dict(lead_time=0, init=3)])
+def test_the_referees_orders_played_in_the_twin_cost_the_optimum(kw):
+    """The referee reads the twin's state as the solver's: its optimal orders, played in the
+    twin, cost the optimum (within the simulation's 95% CI), and lose nothing on any day."""
+    from hmarl_rllib.learn_grid import gap_by_day
+    from hmarl_rllib.policies.optimum import Referee
+
+    sc = one_store(days=30, **kw)
+    ref = Referee(problem_from_scenario(sc))
+    assert ref.cost == pytest.approx(solve(problem_from_scenario(sc)).cost, rel=1e-12)
+
+    def optimal(twin):
+        zero = np.zeros((twin.batch, 1))
+        q = ref.optimal_order(twin.day, twin.on_hand[:, 0, 0], twin.store_pipeline()[:, 0, 0, :])
+        return q[:, None, None].astype(float), zero, zero
+
+    seeds = simulate.eval_seeds(4000)
+    costs = simulate.chain_cost(sc, optimal, seeds)
+    half = 1.96 * costs.std(ddof=1) / np.sqrt(len(costs))
+    assert abs(costs.mean() - ref.cost) <= half, (ref.cost, costs.mean(), half)
+    split = gap_by_day(sc, ref, optimal, seeds[:200])
+    assert split["gap"] == pytest.approx(0.0, abs=1e-9) and split["share_optimal_orders"] == 1.0
+
+
+def test_the_day_by_day_gap_of_a_base_stock_policy_adds_up_to_its_exact_gap():
+    """Performance difference: the referee's losses along a base-stock policy's path add up to
+    that policy's exact expected cost minus the optimum (within their 95% CI)."""
+    from hmarl_rllib.learn_grid import gap_by_day
+    from hmarl_rllib.policies.optimum import Referee
+
+    sc = one_store(lead_time=2, days=30)
+    prob = problem_from_scenario(sc)
+    ref = Referee(prob)
+    exact_gap = evaluate_base_stock(prob, 17) - ref.cost
+    split = gap_by_day(sc, ref, base_stock_orders(17), simulate.eval_seeds(3000))
+    lo, hi = split["gap_ci95"]
+    assert exact_gap > 1.0 and lo <= exact_gap <= hi, (exact_gap, split["gap_ci95"])
+    assert split["first_days"] + split["middle"] + split["last_10_days"] == pytest.approx(split["gap"])
+    assert 0.0 < split["share_optimal_orders"] < 1.0

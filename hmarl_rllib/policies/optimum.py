@@ -497,6 +497,58 @@ def solve(problem: SingleStoreProblem, average: bool | None = None, cap: int | N
                     iterations=res.get("iterations"), policy=policy)
 
 
+class Referee:
+    """Where a policy loses against the optimum, day by day (lost sales, finite horizon).
+
+    The performance-difference identity: for any policy π played from the initial state,
+    ``cost(π) − V*_0(s_0) = E Σ_t [Q*_t(s_t, q_t) − V*_t(s_t)]`` along π's own path, where
+    ``Q*_t(s, q)`` is the expected cost of ordering q on day t in state s and acting optimally
+    afterwards. Each term is ≥ 0 (0 where π orders as the optimum does), so the sum splits the
+    gap to the optimum by day and by state. :meth:`loss` gives the term for a batch of twin
+    states (state before ordering: on hand + arriving today, arriving in 1 … L−1 days). It is a
+    referee: it is computed after training and never reaches it.
+    """
+
+    def __init__(self, problem: SingleStoreProblem, cap: int | None = None):
+        if not problem.lost_sales:
+            raise ConfigError("optimum: the day-by-day referee covers lost-sales problems")
+        self.problem, self.cap = problem, int(cap or default_cap(problem))
+        self.chain = ch = _LostSalesChain(problem, self.cap)
+        T = problem.horizon
+        self.V = [None] * (T + 1)
+        self.V[T] = np.zeros(ch.n_pre)
+        self.best = [None] * T
+        for t in range(T - 1, -1, -1):
+            self.V[t], self.best[t] = ch.minimise(ch.q_values(problem.pmfs[t], self.V[t + 1]))
+
+    @property
+    def cost(self) -> float:
+        return float(self.V[0][self.chain.initial_state(self.problem)])
+
+    def _states(self, on_hand, pipeline) -> np.ndarray:
+        L = self.problem.lead_time
+        B = len(on_hand)
+        pre = np.zeros((B, 1), dtype=np.int64) if L == 0 else \
+            np.rint(np.asarray(pipeline, dtype=float)).astype(np.int64).reshape(B, -1)[:, :L].copy()
+        pre[:, 0] += np.rint(np.asarray(on_hand, dtype=float)).astype(np.int64)
+        return self.chain.index(pre)
+
+    def optimal_order(self, day: int, on_hand: np.ndarray, pipeline: np.ndarray) -> np.ndarray:
+        """The optimum's order (the smallest optimal one) per replica; arguments as :meth:`loss`."""
+        return self.chain.q[self.best[day][self._states(on_hand, pipeline)]]
+
+    def loss(self, day: int, on_hand: np.ndarray, pipeline: np.ndarray, order: np.ndarray):
+        """``(Q*_t(s, q) − V*_t(s), q*)`` per replica: ``on_hand`` (B,), ``pipeline`` (B, L)
+        arrivals due today, in 1, … L−1 days (the twin's ``store_pipeline()``), ``order`` (B,)
+        whole units (orders past the cap on positions are counted at the cap)."""
+        ch = self.chain
+        i = self._states(on_hand, pipeline)
+        q = np.minimum(np.maximum(np.rint(order), 0).astype(np.int64), self.cap - ch.pre_position[i])
+        post = ch.starts[i] + q
+        Q = ch.order_cost[post] + (ch.stage_cost[post] + self.V[day + 1][ch.next_idx[post]]) @ self.problem.pmfs[day]
+        return Q - self.V[day][i], ch.q[self.best[day][i]]
+
+
 def evaluate_base_stock(problem: SingleStoreProblem, order_up_to: int) -> float:
     """Exact finite-horizon expected cost of the base-stock policy "order up to S on the
     inventory position" (the twin's ``base_stock`` rule) from the initial state: the same
