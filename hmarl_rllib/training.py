@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, PositiveFloat, PositiveInt, ValidationError
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
 from hmarl_rllib.config import Scenario
@@ -53,6 +53,42 @@ BASELINE_NAMES = RULE_NAMES + ("auto",)
 PPO_KEYS = {"lr": "lr", "gamma": "gamma", "lambda": "lambda_", "clip": "clip_param", "vf_clip": "vf_clip_param",
             "entropy": "entropy_coeff", "grad_clip": "grad_clip", "epochs": "num_epochs",
             "minibatch": "minibatch_size", "train_batch": "train_batch_size_per_learner"}
+
+
+def _number_or_schedule(minimum: float, strict: bool):
+    """A validator for lr / entropy: a number (> or >= ``minimum``) or a piecewise-linear
+    schedule [[env steps, value], ...] (at least two points, from step 0, steps increasing)."""
+    def num(x):  # YAML 1.1 reads 1e-3 (no dot) as a string
+        if isinstance(x, str):
+            try:
+                return float(x)
+            except ValueError:
+                return None
+        return None if isinstance(x, bool) or not isinstance(x, (int, float)) else float(x)
+
+    def ok(x):
+        x = num(x)
+        return x is not None and (x > minimum if strict else x >= minimum)
+
+    bound = f"{'>' if strict else '>='} {minimum:g}"
+
+    def check(v):
+        if ok(v):
+            return num(v)
+        example = "e.g. [[0, 1.0e-3], [5000000, 1.0e-4]]"
+        if not isinstance(v, (list, tuple)):
+            raise ValueError(f"must be a number {bound} or a schedule [[env steps, value], ...], {example}")
+        if len(v) < 2 or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in v):
+            raise ValueError(f"a schedule is a list of at least two [env steps, value] pairs, {example}")
+        steps, values = [p[0] for p in v], [p[1] for p in v]
+        if not all(isinstance(a, int) and not isinstance(a, bool) and a >= 0 for a in steps) or steps[0] != 0:
+            raise ValueError(f"a schedule's env steps are whole numbers from 0 (got {steps}), {example}")
+        if any(b <= a for a, b in zip(steps, steps[1:])):
+            raise ValueError(f"a schedule's env steps must increase (got {steps})")
+        if not all(ok(x) for x in values):
+            raise ValueError(f"a schedule's values must be numbers {bound} (got {values})")
+        return [[int(a), num(b)] for a, b in v]
+    return check
 
 
 class TrainingSettings(BaseModel):
@@ -78,12 +114,14 @@ class TrainingSettings(BaseModel):
     # baseline rule (correction 0 in baseline_correction mode); 0 = RLlib's default init
     warm_start: Annotated[float, Field(ge=0.0, le=20.0)] = 0.0
     # PPO
-    lr: PositiveFloat = 3e-4
+    # lr and entropy: a number, or a piecewise-linear schedule [[env steps, value], ...] from
+    # step 0 (RLlib's schedule format: the value at the run's sampled env steps)
+    lr: Annotated[float | list, PlainValidator(_number_or_schedule(0.0, strict=True))] = 3e-4
     gamma: Annotated[float, Field(gt=0.0, le=1.0)] = 0.99
     lambda_: Annotated[float, Field(ge=0.0, le=1.0, alias="lambda")] = 0.95
     clip: PositiveFloat = 0.2
     vf_clip: PositiveFloat = 100.0  # value loss clip, in reward units (returns are O(10))
-    entropy: Annotated[float, Field(ge=0.0)] = 0.01
+    entropy: Annotated[float | list, PlainValidator(_number_or_schedule(0.0, strict=False))] = 0.01
     grad_clip: PositiveFloat | None = 10.0
     hidden: Annotated[list[PositiveInt], Field(min_length=1, max_length=4)] = [64, 64]
     epochs: PositiveInt = 8

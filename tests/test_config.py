@@ -181,3 +181,34 @@ def test_training_overrides_are_validated_like_the_yaml(default_scenario, overri
         assert field in msg and value in msg and "\n" not in msg, msg
     # a good override still applies, validated into a new settings object
     assert training.with_overrides(settings, num_env_runners=0, lr=None).num_env_runners == 0
+
+
+@pytest.mark.parametrize("value, expect", [
+    ([[5, 1e-3], [100, 1e-4]], "from 0"),
+    ([[0, 1e-3]], "at least two"),
+    ([[0, 1e-3], [0, 1e-4]], "must increase"),
+    ([[0, -1.0], [3, 1e-4]], "values must be numbers > 0"),
+    ("fast", "a number > 0 or a schedule"),
+    (0, "a number > 0 or a schedule"),
+])
+def test_a_bad_learning_rate_schedule_is_refused_in_one_line(default_scenario, value, expect):
+    from hmarl_rllib import training
+
+    data = default_scenario.model_dump(mode="json", by_alias=True)
+    data["training"] = {**(data.get("training") or {}), "lr": value}
+    with pytest.raises(ConfigError) as err:
+        training.training_settings(parse_config(data, "bad.yaml"))
+    msg = str(err.value)
+    assert "training.lr" in msg and expect in msg and "\n" not in msg, msg
+
+
+def test_lr_and_entropy_schedules_reach_ppo(default_scenario):
+    """A schedule [[env steps, value], ...] is handed to RLlib as its schedule; a number as a number."""
+    from hmarl_rllib import training
+
+    settings = training.with_overrides(training.training_settings(default_scenario),
+                                       lr=[[0, "1e-3"], [1000, 1e-4]], entropy=[[0, 0.01], [500, 0.0]])
+    assert settings.lr == [[0, 1e-3], [1000, 1e-4]] and settings.entropy == [[0, 0.01], [500, 0.0]]
+    cfg = training.build_algo_config(default_scenario, settings, num_env_runners=0)
+    assert cfg.lr == [[0, 1e-3], [1000, 1e-4]] and cfg.entropy_coeff == [[0, 0.01], [500, 0.0]]
+    assert training.with_overrides(settings, lr="2e-4").lr == 2e-4
