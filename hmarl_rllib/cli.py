@@ -248,6 +248,20 @@ def cmd_learn_grid(args) -> int:
     return 0
 
 
+def cmd_headroom(args) -> int:
+    from hmarl_rllib.config import load_config
+    from hmarl_rllib.headroom import check, format_headroom, headroom
+    from hmarl_rllib.training import baseline_policy, training_settings
+
+    scenario = load_config(args.config)
+    check(scenario, args.futures)
+    progress = _progress(args)
+    baseline = baseline_policy(scenario, training_settings(scenario), progress)
+    result = headroom(scenario, baseline, states=args.states, futures=args.futures, progress=progress)
+    print(json.dumps(result) if args.json else format_headroom(result))
+    return 0
+
+
 def cmd_plot(args) -> int:
     from hmarl_rllib.plots import plot_run
 
@@ -322,6 +336,15 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("--storage", help="results root (default tune_results/)")
     lg.add_argument("--json", action="store_true")
     lg.set_defaults(func=cmd_learn_grid)
+
+    hr = sub.add_parser("headroom", help="one step of policy improvement over the rule that the"
+                                         " correction actions correct: is there anything to learn?")
+    hr.add_argument("--config", required=True, help="scenario YAML with baseline_correction actions")
+    hr.add_argument("--states", type=_positive_int, default=100, help="states per day (demand paths of the rule)")
+    hr.add_argument("--futures", type=_positive_int, default=32,
+                    help="demand continuations per state, even: half choose the best action, half measure it")
+    hr.add_argument("--json", action="store_true")
+    hr.set_defaults(func=cmd_headroom)
 
     s = sub.add_parser("simulate", help="run the twin with a policy and print KPIs")
     s.add_argument("--config", required=True, help="scenario YAML, e.g. configs/default.yaml")

@@ -1,0 +1,150 @@
+"""Is there anything to learn over the rule? One step of policy improvement, measured.
+
+In ``baseline_correction`` mode every agent's action adds ``values[a] × μ`` to what the tuned
+rule (``training.baseline``) orders, and action "correction 0" *is* the rule. A learned policy
+can only beat the rule if, in some states the chain visits, some correction does better than
+the rule does. This module measures that directly, with no learning:
+
+1. ``states`` demand paths are played with the rule; each day t of each path is a state s_t;
+2. from s_t, each single agent's alternative correction is applied on day t only (every other
+   agent and every later day: the rule), and the episode is finished on ``futures`` demand
+   continuations (the path's demand up to day t, fresh demand from day t on), the same
+   continuations for every alternative (common random numbers);
+3. the **advantage** of an alternative in s_t is its mean episode cost minus the rule's on the
+   same continuations. The best alternative is *chosen* on half of the continuations and its
+   advantage *measured* on the other half, so noise cannot make the rule look beatable.
+
+The sum over days of the mean (measured) advantage of the chosen action estimates, to first
+order, what one policy-improvement step over the rule gains per episode (the performance
+difference identity evaluated on the rule's own path). If in (nearly) every state the rule's
+correction 0 is the best action, the rule is (nearly) a fixed point of policy improvement over
+this action menu: a learned policy that picks correction 0 everywhere is then what learning
+*should* find, and beating the rule by more needs other actions or observations, not more
+training.
+
+Layer: experiments (twin, rules, action codecs; no RL imports).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from hmarl_rllib import reconciliation, simulate
+from hmarl_rllib.errors import ConfigError
+
+STATE_SEEDS = 5_000_000  # demand paths of the states (disjoint from training, tuning, validation, held-out)
+FUTURE_SEEDS = 6_000_000  # demand continuations
+MAX_REPLICAS = 20_000  # twin replicas simulated at once (memory ~ replicas × days × nodes × 13 × 8 B)
+
+
+def check(scenario, futures: int) -> None:
+    """Refuse, in one line, what :func:`headroom` cannot measure (before any rule is tuned)."""
+    modes = {k: getattr(scenario.actions, k).mode for k in ("store", "warehouse", "supplier")}
+    if any(m != "baseline_correction" for m in modes.values()):
+        raise ConfigError(f"headroom: every agent's actions must be baseline_correction (the rule + a correction);"
+                          f" {scenario.source_path or scenario.name} has {modes}")
+    if futures < 4 or futures % 2:
+        raise ConfigError(f"headroom: --futures must be an even number >= 4 (got {futures}): half choose, half measure")
+
+
+def headroom(scenario, baseline, states: int = 100, futures: int = 32, progress=None) -> dict:
+    """One policy-improvement step over ``baseline`` (a tuned :class:`ChainPolicy`) with the
+    scenario's correction actions (see the module doc). Returns a dict with per-day and total
+    first-order gains (negative = cheaper than the rule), the share of states where an
+    alternative was chosen, and which alternatives were."""
+    from hmarl_rllib.policies.actions import codecs, decode_orders
+    from hmarl_rllib.policies.modules import warm_start_action
+    from hmarl_rllib.twin.network import SupplyChainTwin
+
+    check(scenario, futures)
+    cods = codecs(scenario, baseline)
+    zero = {k: warm_start_action(cods[k]) for k in ("store", "warehouse", "supplier")}
+    if any(z is None for z in zero.values()):
+        raise ConfigError("headroom: every agent's correction values must include 0 (the rule itself)")
+    N, K = len(scenario.store_list), len(scenario.skus)
+    devs = [None]
+    for kind in ("store", "warehouse", "supplier"):
+        for a in range(len(cods[kind].values)):
+            if a != zero[kind]:
+                devs.extend([(kind, i, a) for i in range(N)] if kind == "store" else [(kind, None, a)])
+    D, W, T = len(devs), scenario.warmup_days, scenario.episode_length
+    per_state = D * futures
+    chunk = max(1, MAX_REPLICAS // per_state)
+    t0 = time.perf_counter()
+
+    def draws(seeds):
+        tw = SupplyChainTwin(scenario, record=False)
+        tw.reset(seeds)
+        return tw.demand.copy(), tw.extra_store.copy(), tw.extra_wh.copy()
+
+    state_seeds = np.arange(STATE_SEEDS, STATE_SEEDS + states)
+    future_seeds = np.arange(FUTURE_SEEDS, FUTURE_SEEDS + futures)
+    path, cont = draws(state_seeds), draws(future_seeds)
+    adv = np.zeros((T, states, D, futures))  # episode cost of the alternative − the rule's
+    for t in range(T):
+        day = W + t
+        for s0 in range(0, states, chunk):
+            S = min(chunk, states - s0)
+            si = s0 + np.repeat(np.arange(S), per_state)
+            di = np.tile(np.repeat(np.arange(D), futures), S)
+            ki = np.tile(np.arange(futures), S * D)
+            a_store = np.full((len(si), N, K), zero["store"])
+            a_wh = np.full((len(si), K), zero["warehouse"])
+            a_sup = np.full((len(si), K), zero["supplier"])
+            for d, dv in enumerate(devs[1:], start=1):
+                m = di == d
+                if dv[0] == "store":
+                    a_store[m, dv[1], :] = dv[2]
+                elif dv[0] == "warehouse":
+                    a_wh[m] = dv[2]
+                else:
+                    a_sup[m] = dv[2]
+            tw = SupplyChainTwin(scenario, record=True)
+            tw.reset(future_seeds[ki])
+            for arr, (p, c) in zip((tw.demand, tw.extra_store, tw.extra_wh), zip(path, cont)):
+                arr[:, :day] = p[si, :day]
+                arr[:, day:] = c[ki, day:]
+            while not tw.done:
+                if tw.day == day:
+                    tw.step(*decode_orders(cods, tw, a_store, a_wh, a_sup))
+                else:
+                    tw.step(*baseline.orders(tw))
+            cost = reconciliation.chain_kpis(simulate.scored_ledger(tw), N)["cost"].reshape(S, D, futures)
+            adv[t, s0:s0 + S] = cost - cost[:, :1, :]
+        if progress:
+            progress(f"day {t + 1}/{T}: {time.perf_counter() - t0:.0f}s")
+    half = futures // 2
+    chosen = adv[..., :half].mean(-1).argmin(-1)  # (T, states); 0 = the rule
+    measured = np.take_along_axis(adv[..., half:].mean(-1), chosen[..., None], -1)[..., 0]
+    per_day = measured.mean(axis=1)
+    rule = simulate.chain_cost(scenario, baseline.orders, state_seeds)
+    label = ["rule"] + [f"{k}{'' if i is None else f' {i + 1}'} correction {cods[k].values[a]:g}" for k, i, a in devs[1:]]
+    always = adv.mean(axis=(1, 3))  # (T, D): the alternative applied in every state of day t
+    return {
+        "scenario": scenario.name, "rule": baseline.name, "states_per_day": states, "futures": futures,
+        "days": T, "alternatives": label[1:],
+        "rule_cost_mean": float(rule.mean()),
+        "first_order_gain_per_episode": float(per_day.sum()),
+        "first_order_gain_share": float(per_day.sum() / rule.mean()),
+        "gain_per_day": [float(x) for x in per_day],
+        "share_states_rule_chosen": float((chosen == 0).mean()),
+        "chosen_share": {label[d]: float((chosen == d).mean()) for d in range(D) if (chosen == d).any()},
+        "best_single_day": {"day": int(np.argmin(per_day)), "gain": float(per_day.min())},
+        "always_gain_per_episode": {label[d]: float(always[:, d].sum()) for d in range(1, D)},
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def format_headroom(r: dict) -> str:
+    lines = [f"{r['scenario']}: one step of policy improvement over {r['rule']} "
+             f"({r['states_per_day']} states per day x {r['days']} days, {r['futures']} continuations each,"
+             f" {r['seconds']:.0f}s)",
+             f"  rule's cost per episode {r['rule_cost_mean']:,.1f}; the rule's own action is the best in"
+             f" {r['share_states_rule_chosen']:.1%} of states",
+             f"  first-order gain of the improved policy: {r['first_order_gain_per_episode']:+,.1f} per episode"
+             f" ({r['first_order_gain_share']:+.2%}; negative = cheaper than the rule)",
+             f"  best day: day {r['best_single_day']['day']} ({r['best_single_day']['gain']:+,.1f})",
+             "  chosen instead of the rule (share of states): " +
+             ", ".join(f"{k} {v:.1%}" for k, v in r["chosen_share"].items() if k != "rule")]
+    return "\n".join(lines)
