@@ -9,11 +9,14 @@ its own lead time L and penalty p. For each cell:
    order-up-to level with the lowest exact expected episode cost (a stronger comparator than a
    level tuned by simulation: no tuning noise);
 2. a store policy **trained from scratch** with PPO (``training:`` of the config, no warm start,
-   no rule to correct: actions are order quantities 0..``max_order``) for a wall-time budget;
-   the solver is only the referee: nothing it computes reaches training;
+   no rule to correct: the base config's action mode over a range sized from the demand,
+   :func:`cell_scenario`) for a wall-time budget; the solver is only the referee: nothing it
+   computes reaches training;
 3. the learned policy (its best checkpoint by its own validation evaluations) and the best
    base-stock on the same held-out seeds: mean costs, their ratio to the optimum, and the
-   paired difference learned − base-stock with its 95% CI.
+   paired difference learned − base-stock with its 95% CI;
+4. where the learned policy loses (:func:`gap_by_day`): its gap split by day with the
+   optimum's Q-values, after training.
 
 Episodes are finite (60 days), so the learned and base-stock costs are compared with the
 finite-horizon optimum, not with Zipkin's average-cost figures (those are reproduced by
