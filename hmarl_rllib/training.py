@@ -301,7 +301,7 @@ def batched_validation(algorithm, eval_env_runner_group):
     the path `hmarl evaluate` scores held-out seeds on). Same observations, actions, warm-up
     and costs as playing the env one episode after another (a test checks the two agree),
     without the driver stepping RLlib's env loop day by day: 60 episodes of 60 days took
-    12 s that way, a fifth of a second this way. Logs the metrics :class:`KPICallback` logs
+    12 s that way; 300 take 0.24 s this way. Logs the metrics :class:`KPICallback` logs
     per evaluation episode, under ``evaluation/env_runners/``."""
     from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, EVALUATION_RESULTS
 
