@@ -35,7 +35,7 @@ from hmarl_rllib.errors import ConfigError
 
 STATE_SEEDS = 5_000_000  # demand paths of the states (disjoint from training, tuning, validation, held-out)
 FUTURE_SEEDS = 6_000_000  # demand continuations
-MAX_REPLICAS = 20_000  # twin replicas simulated at once (memory ~ replicas × days × nodes × 13 × 8 B)
+MAX_LEDGER_BYTES = 1 << 30  # the ledger of the replicas simulated at once (replicas × days × nodes × SKUs × fields × 8 B)
 
 
 def check(scenario, futures: int) -> None:
@@ -55,7 +55,7 @@ def headroom(scenario, baseline, states: int = 100, futures: int = 32, progress=
     alternative was chosen, and which alternatives were."""
     from hmarl_rllib.policies.actions import codecs, decode_orders
     from hmarl_rllib.policies.modules import warm_start_action
-    from hmarl_rllib.twin.network import SupplyChainTwin
+    from hmarl_rllib.twin.network import FIELDS, SupplyChainTwin
 
     check(scenario, futures)
     cods = codecs(scenario, baseline)
@@ -70,7 +70,12 @@ def headroom(scenario, baseline, states: int = 100, futures: int = 32, progress=
                 devs.extend([(kind, i, a) for i in range(N)] if kind == "store" else [(kind, None, a)])
     D, W, T = len(devs), scenario.warmup_days, scenario.episode_length
     per_state = D * futures
-    chunk = max(1, MAX_REPLICAS // per_state)
+    replica_bytes = (W + T) * (N + 2) * K * len(FIELDS) * 8
+    chunk = MAX_LEDGER_BYTES // (per_state * replica_bytes)
+    if chunk < 1:
+        raise ConfigError(f"headroom: one state's {per_state:,} replicas ({D} actions x {futures} continuations) need"
+                          f" {per_state * replica_bytes / 2**30:.1f} GiB of ledger (limit 1 GiB): pass fewer --futures")
+    chunk = int(chunk)
     t0 = time.perf_counter()
 
     def draws(seeds):

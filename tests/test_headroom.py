@@ -45,3 +45,10 @@ def test_hmarl_headroom_json():
     r = json.loads(proc.stdout)
     assert r["rule"] == "s_S_endgame_schedule" and r["states_per_day"] == 2 and r["futures"] == 4
     assert 0.0 <= r["share_states_rule_chosen"] <= 1.0
+
+
+def test_headroom_refuses_a_run_whose_ledger_would_not_fit(default_scenario):
+    from hmarl_rllib.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="GiB of ledger.*fewer --futures"):
+        headroom(default_scenario, tuned_policy(default_scenario, "s_S"), states=1, futures=100_000)
