@@ -46,9 +46,13 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-def _worker_port_range(width: int = 40) -> tuple[int, int]:
+def _worker_port_range(width: int = 40, avoid=()) -> tuple[int, int]:
+    """A free range of worker ports that holds none of ``avoid`` (the components' own ports:
+    Ray refuses to start when a component's port lies in the worker range)."""
     for base in range(30000 + os.getpid() % 2000 * 10, 60000, 997):
         ports = range(base, base + width)
+        if any(p in ports for p in avoid):
+            continue
         free = True
         for p in ports:
             with socket.socket() as s:
@@ -92,7 +96,7 @@ def ray_token(tmp_path_factory) -> dict:
 @pytest.fixture
 def ray_head(ray_token):
     gcs, dash, client, nm, om, agent_listen, agent_grpc, rt_agent, metrics = _free_ports(9)
-    wmin, wmax = _worker_port_range()
+    wmin, wmax = _worker_port_range(avoid=(gcs, dash, client, nm, om, agent_listen, agent_grpc, rt_agent, metrics))
     temp = tempfile.mkdtemp(prefix="rj")  # short: Ray's socket paths must stay under 107 chars
     cmd = [RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs}",
            "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--ray-client-server-port={client}",
