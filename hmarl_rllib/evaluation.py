@@ -101,6 +101,13 @@ def _restore_module(ckpt: Path, module_id: str):
     return module
 
 
+def agent_module_map(scenario, has_module) -> dict:
+    """Agent id -> module id, the upstream types learning where ``has_module(module id)``."""
+    store_ids, wh_ids, sup_ids = agent_ids(scenario)
+    learn = tuple(t for t, m in LEARNED_MODULES.items() if has_module(m))
+    return {a: module_for_agent(a, learn=learn) for a in store_ids + wh_ids + sup_ids}
+
+
 def load_trained(checkpoint, config: Scenario | None = None) -> TrainedPolicy:
     """Restore a checkpoint's modules and scenario (no Ray). ``config`` replaces the trained
     scenario (e.g. to test on other demand); its spaces must match the checkpoint's."""
@@ -132,9 +139,7 @@ def load_trained(checkpoint, config: Scenario | None = None) -> TrainedPolicy:
             baseline = policy_from_dict(env_cfg.get("baseline"), config, "checkpoint baseline")
         except ConfigError as err:
             raise CheckpointError(f"--checkpoint {ckpt}: {err}") from None
-    store_ids, wh_ids, sup_ids = agent_ids(scenario)
-    learn = tuple(t for t, m in LEARNED_MODULES.items() if (ckpt / MODULE_DIR / m).is_dir())
-    agent_modules = {a: module_for_agent(a, learn=learn) for a in store_ids + wh_ids + sup_ids}
+    agent_modules = agent_module_map(scenario, lambda m: (ckpt / MODULE_DIR / m).is_dir())
     modules = {m: _restore_module(ckpt, m) for m in sorted(set(agent_modules.values()))}
     _check_spaces(ckpt, scenario, baseline, modules, agent_modules, source)
     return TrainedPolicy(ckpt, scenario, baseline, modules, agent_modules, source)

@@ -307,17 +307,14 @@ def batched_validation(algorithm, eval_env_runner_group):
 
     from hmarl_rllib import reconciliation, simulate
     from hmarl_rllib.config import parse_config
-    from hmarl_rllib.env import agent_ids
-    from hmarl_rllib.evaluation import TrainedPolicy, greedy_orders
+    from hmarl_rllib.evaluation import TrainedPolicy, agent_module_map, greedy_orders
     from hmarl_rllib.policies.tuning import policy_from_dict
 
     cfg = algorithm.config
     env_cfg = dict(cfg.env_config)
     scenario = parse_config(env_cfg["scenario"], "env_config.scenario")
     baseline = policy_from_dict(env_cfg["baseline"], scenario, "env_config.baseline")
-    learn = tuple(t for t, m in LEARNED_MODULES.items() if m in cfg.policies)
-    store_ids, wh_ids, sup_ids = agent_ids(scenario)
-    agent_modules = {a: module_for_agent(a, learn=learn) for a in store_ids + wh_ids + sup_ids}
+    agent_modules = agent_module_map(scenario, lambda m: m in cfg.policies)
     runner = eval_env_runner_group.local_env_runner
     policy = TrainedPolicy(None, scenario, baseline, runner.module, agent_modules, "training")
     seeds = simulate.validation_seeds(int(cfg.evaluation_duration))
