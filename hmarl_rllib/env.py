@@ -178,7 +178,8 @@ class HMARLEnv(MultiAgentEnv):
     **Arguments** (``env_config``): ``scenario`` (Scenario, dict or YAML path); ``baseline``
     (a :class:`ChainPolicy` or a parameters dict for warm-up and corrections); ``episode_seeds``
     (a list of demand seeds cycled through, e.g. held-out evaluation seeds; default: random
-    training seeds below 1,000,000).
+    training seeds below 1,000,000); ``random_starts`` (share of random-seed episodes whose
+    stores start from a random state, :meth:`ChainDynamics.randomize_stores`; default 0).
 
     **Version history.** v1: first release. v2: observations are squashed into [−10, 10] (the
     identity within ±5, so a v1 observation up to 5 is unchanged) and the Box spaces carry those
@@ -201,6 +202,9 @@ class HMARLEnv(MultiAgentEnv):
             base = policy_from_dict(base, sc)
         self.baseline: ChainPolicy = base or rule_based_policy(sc, "s_S")
         self.episode_seeds = list(env_config.get("episode_seeds") or [])
+        self.random_starts = float(env_config.get("random_starts") or 0.0)
+        if not 0.0 <= self.random_starts <= 1.0:
+            raise ValueError(f"env_config.random_starts = {self.random_starts}: give a share in [0, 1]")
         self.set_stream(*(env_config.get(k, getattr(ctx, k, 0)) for k in ("worker_index", "vector_index")))
         self.chain = ChainDynamics(sc, self.baseline)
         self.twin, self.codecs = self.chain.twin, self.chain.codecs
@@ -244,7 +248,9 @@ class HMARLEnv(MultiAgentEnv):
             ep_seed = int(self._rng.integers(0, TUNE_SEED_BASE))
         self.episode_seed = ep_seed
         self.agents = list(self.possible_agents)
-        return self._agent_dict(self.chain.reset([ep_seed])), {}
+        # exploring starts only on training seeds: fixed seeds (validation, held-out) start as the scenario says
+        explore = 0.0 if (self.episode_seeds or (options and "episode_seed" in options)) else self.random_starts
+        return self._agent_dict(self.chain.reset([ep_seed], explore, self._rng)), {}
 
     def step(self, action_dict):
         N, K = self.N, self.K
@@ -295,16 +301,50 @@ class ChainDynamics:
     def done(self) -> bool:
         return self.twin.done
 
-    def reset(self, seeds) -> dict:
-        """One replica per demand seed; returns the first observations (see :meth:`observations`)."""
+    def reset(self, seeds, random_starts: float = 0.0, rng=None) -> dict:
+        """One replica per demand seed; returns the first observations (see :meth:`observations`).
+
+        ``random_starts``: the share of replicas whose stores start from a random state instead
+        of the scenario's (exploring starts, for training only): see :meth:`randomize_stores`.
+        """
         tw = self.twin
         tw.reset(seeds)
+        if random_starts > 0.0:
+            rng = np.random.default_rng() if rng is None else rng
+            self.randomize_stores(rng.random(tw.batch) < random_starts, rng)
         while tw.day < self.scenario.warmup_days:
             tw.step(*self.baseline.orders(tw))
         B = tw.batch
         self._last_store_orders = np.zeros((B, self.N, self.K))
         self._last_wh_order = np.zeros((B, self.K))
         return self.observations()
+
+    def randomize_stores(self, which: np.ndarray, rng) -> None:
+        """Exploring starts: give the stores of the replicas ``which`` (B,) a random day-0 state.
+
+        Per store and SKU, an inventory position X ~ U[0, 2 (L + 1) mu] (L the store's lead time,
+        mu its mean daily demand on day 0) is split over on hand and the L pipeline slots (units
+        arriving on days 0 .. L−1) by a flat Dirichlet draw, in whole units: empty and full
+        pipelines, low and high stock, all come up. On hand is capped by the store's capacity.
+        Backorders stay zero; the warehouse and the supplier keep the scenario's start.
+        """
+        tw = self.twin
+        rows = np.flatnonzero(which)
+        if not len(rows):
+            return
+        K, P = self.K, tw.P_s
+        mu = self.observe.mu_s  # (N, K), units/day
+        for n in range(self.N):
+            L = int(tw.lt_store[n])
+            X = rng.random((len(rows), K)) * 2.0 * (L + 1) * mu[n]
+            share = rng.dirichlet(np.ones(L + 1), size=(len(rows), K))  # (R, K, L+1)
+            units = np.floor(X[..., None] * share + rng.random(share.shape))  # unbiased rounding
+            on_hand = np.minimum(units[..., 0], tw.store_cap[n, 0])
+            tw.on_hand[rows, n] = on_hand
+            pipe = np.zeros((len(rows), K, P))
+            pipe[..., (tw.day + np.arange(L)) % P] = units[..., 1:]
+            tw.store_pipe[rows, n] = pipe
+            tw.in_transit[rows, n] = pipe.sum(axis=-1)
 
     def step(self, store_actions, wh_actions, sup_actions) -> tuple[dict, np.ndarray]:
         """Integer actions (B, N, K), (B, K), (B, K) → (observations, rewards (B, N+2, K))."""

@@ -139,6 +139,7 @@ class _BatchedSampler:
         self.store_ids, self.wh_ids, self.sup_ids = env.store_ids, env.wh_ids, env.sup_ids
         self.agents = list(env.possible_agents)
         self.episode_steps = env.scenario.episode_length
+        self.random_starts = env.random_starts
         mapping = runner.config.policy_mapping_fn
         self.agent_module = {aid: mapping(aid, None) for aid in self.agents}
         # per agent type: its agent ids (in the order of the type's observation array) and,
@@ -177,7 +178,7 @@ class _BatchedSampler:
         logp_hist = {t: [] for t in groups}
         dist_hist = {t: [] for t in groups}
         rew_hist = []
-        obs = chain.reset(self.rng.integers(0, TUNE_SEED_BASE, size=B))
+        obs = chain.reset(self.rng.integers(0, TUNE_SEED_BASE, size=B), self.random_starts, self.rng)
         for _ in range(T):
             flat = {"store": obs["store"].reshape(B, N * K, -1), "warehouse": obs["warehouse"],
                     "supplier": obs["supplier"]}

@@ -113,6 +113,10 @@ class TrainingSettings(BaseModel):
     # learned modules start with this logit head start for the action that reproduces the
     # baseline rule (correction 0 in baseline_correction mode); 0 = RLlib's default init
     warm_start: Annotated[float, Field(ge=0.0, le=20.0)] = 0.0
+    # exploring starts: this share of training episodes starts the stores from a random state
+    # (on hand and pipeline, env.ChainDynamics.randomize_stores); validation and evaluation
+    # episodes always start from the scenario's state
+    random_starts: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
     # PPO
     # lr and entropy: a number, or a piecewise-linear schedule [[env steps, value], ...] from
     # step 0 (RLlib's schedule format: the value at the run's sampled env steps)
@@ -256,9 +260,9 @@ def build_algo_config(scenario: Scenario, settings: TrainingSettings | None = No
 
     learned = {STORE_MODULE: learned_spec("store")}
     learned.update({LEARNED_MODULES[t]: learned_spec(t) for t in s.learners})
-    train_env = env_config(scenario, baseline)
+    train_env = {**env_config(scenario, baseline), "random_starts": s.random_starts}
     # merged into env_config by RLlib: the scenario stays in one place (Tune samples it once)
-    eval_env = {"episode_seeds": [int(x) for x in validation_seeds(s.evaluation_episodes)]}
+    eval_env = {"episode_seeds": [int(x) for x in validation_seeds(s.evaluation_episodes)], "random_starts": 0.0}
     config = (
         PPOConfig()
         .environment(ENV_NAME, env_config=train_env, normalize_actions=False, clip_actions=False)  # Discrete actions

@@ -212,3 +212,23 @@ def test_lr_and_entropy_schedules_reach_ppo(default_scenario):
     cfg = training.build_algo_config(default_scenario, settings, num_env_runners=0)
     assert cfg.lr == [[0, 1e-3], [1000, 1e-4]] and cfg.entropy_coeff == [[0, 0.01], [500, 0.0]]
     assert training.with_overrides(settings, lr="2e-4").lr == 2e-4
+
+
+@pytest.mark.parametrize("value", [1.5, -0.1, "half"])
+def test_a_random_starts_share_outside_0_1_is_refused_in_one_line(default_scenario, value):
+    from hmarl_rllib import training
+
+    data = default_scenario.model_dump(mode="json", by_alias=True)
+    data["training"] = {**(data.get("training") or {}), "random_starts": value}
+    with pytest.raises(ConfigError) as err:
+        training.training_settings(parse_config(data, "bad.yaml"))
+    msg = str(err.value)
+    assert "training.random_starts" in msg and "\n" not in msg, msg
+
+
+def test_random_starts_reach_the_training_envs_but_not_validation(default_scenario):
+    from hmarl_rllib import training
+
+    cfg = training.build_algo_config(default_scenario, num_env_runners=0, random_starts=0.25)
+    assert cfg.env_config["random_starts"] == 0.25
+    assert cfg.evaluation_config["env_config"]["random_starts"] == 0.0

@@ -345,3 +345,53 @@ def test_the_run_callback_numbers_the_sub_envs_of_a_vector_env():
     firsts = [_seed_sequence(e, n=1)[0] for e in subs]
     assert len(set(firsts)) == 3, firsts
     assert [(e.worker_index, e.vector_index) for e in subs] == [(2, 0), (2, 1), (2, 2)]
+
+
+# ----------------------------------------------------------------------- exploring starts
+RANDOM_START = dict(episode_length=12, observations={"mode": "rich"},
+                    stores={"count": 2, "lead_time": 3, "capacity": 30, "initial_inventory": 20, "demand": {"model": "poisson", "mean": 10}})
+
+
+def test_random_starts_give_varied_store_states_whose_pipeline_arrives_on_time():
+    from hmarl_rllib.env import ChainDynamics
+    from hmarl_rllib.policies.heuristics import rule_based_policy
+
+    sc = scenario(**RANDOM_START)
+    chain = ChainDynamics(sc, rule_based_policy(sc, "s_S"))
+    B, L, mu = 4000, 3, 10.0
+    chain.reset(np.arange(B), 0.5, np.random.default_rng(3))
+    tw = chain.twin
+    start = tw.on_hand[:, :, 0].copy(), tw.store_pipeline()[:, :, 0].copy()
+    fixed = (tw.in_transit[:, :, 0] == 0).all(axis=1) & (tw.on_hand[:, :, 0] == tw.init_store[:, 0]).all(axis=1)
+    assert 0.45 < 1 - fixed.mean() < 0.55  # half the replicas start at random, both stores alike
+    moved = ~fixed
+    on_hand, pipe = start[0][moved], start[1][moved]
+    assert on_hand.min() == 0 and on_hand.max() == 30  # whole units, capped by the store's capacity
+    np.testing.assert_array_equal(on_hand, np.round(on_hand))
+    position = on_hand + pipe.sum(axis=-1)
+    assert position.max() <= 2 * (L + 1) * mu + L + 1
+    assert abs(position.mean() - (L + 1) * mu) < 0.05 * (L + 1) * mu  # minus the capacity's cut
+    assert pipe.shape[-1] == L and (pipe == 0).any(axis=-1).mean() > 0.15  # empty slots come up
+    np.testing.assert_allclose(tw.in_transit[moved][:, :, 0], pipe.sum(axis=-1))
+    # with no orders, the pipeline arrives on its days: day d receives slot d, then nothing is in transit
+    for d in range(L):
+        row = tw.step(np.zeros((B, 2, 1)), np.zeros((B, 1)), np.zeros((B, 1)))
+        np.testing.assert_array_equal(row[moved][:, :2, 0, F["received"]], pipe[..., d])
+    assert (tw.in_transit == 0).all()
+
+
+def test_random_starts_never_touch_validation_or_held_out_episodes():
+    sc = scenario(**RANDOM_START)
+    fixed = HMARLEnv({"scenario": sc, "random_starts": 1.0, "episode_seeds": [1, 2, 3]})
+    plain = HMARLEnv({"scenario": sc, "episode_seeds": [1, 2, 3]})
+    for _ in range(3):
+        a, b = fixed.reset(seed=0)[0], plain.reset(seed=0)[0]
+        assert all(np.array_equal(a[k], b[k]) for k in a)
+    chosen = HMARLEnv({"scenario": sc, "random_starts": 1.0})
+    chosen.reset(options={"episode_seed": 5})
+    assert (chosen.twin.in_transit == 0).all()
+    training = HMARLEnv({"scenario": sc, "random_starts": 1.0})
+    starts = {float(training.reset(seed=s)[0]["store_1"][7]) for s in range(20)}  # inventory position
+    assert len(starts) > 10
+    with pytest.raises(ValueError, match="random_starts"):
+        HMARLEnv({"scenario": sc, "random_starts": 1.5})
