@@ -242,7 +242,7 @@ def cmd_learn_grid(args) -> int:
     from hmarl_rllib.learn_grid import format_grid, run_grid
 
     result = run_grid(args.config, cells=args.cells, minutes=args.minutes, episodes=args.episodes,
-                      storage=args.storage, progress=_progress(args),
+                      storage=args.storage, progress=_progress(args), criterion=args.criterion,
                       iteration_stream=sys.stderr)
     print(json.dumps(result) if args.json else format_grid(result))
     return 0
@@ -332,7 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("--cells", type=_cell, nargs="+", metavar="L:p",
                     help="cells to run (default: L = 1..4 x p = 4, 9, 19)")
     lg.add_argument("--minutes", type=float, default=15.0, help="training wall time per cell (default 15)")
-    lg.add_argument("--episodes", type=_positive_int, default=1000, help="held-out episodes per cell")
+    lg.add_argument("--criterion", choices=["finite", "average"], default="finite",
+                    help="finite: 60-day episodes vs the finite-horizon optimum (default); average: long-run"
+                         " cost per day vs the average-cost optimum (Zipkin's figures)")
+    lg.add_argument("--episodes", type=_positive_int,
+                    help="held-out episodes per cell (default 1000; average: replicas of 1,000 days, default 200)")
     lg.add_argument("--storage", help="results root (default tune_results/)")
     lg.add_argument("--json", action="store_true")
     lg.set_defaults(func=cmd_learn_grid)

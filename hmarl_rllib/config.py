@@ -239,6 +239,11 @@ class Scenario(_Strict):
     name: str = "default"
     episode_length: Annotated[int, Field(ge=1, le=100_000)] = 30
     warmup_days: NonNegativeInt = 0
+    # finite: the episode is the whole problem (it ends on its last day, and agents observe the
+    # share of time left); infinite: the episode is a time limit on an endless problem (RLlib
+    # bootstraps the value of the last day, and the share of time left is always observed as 1),
+    # for policies judged on their long-run average cost per day
+    horizon: Literal["finite", "infinite"] = "finite"
     seed: NonNegativeInt = 42
     start_weekday: Annotated[int, Field(ge=0, le=6)] = 0
     shortage: Literal["lost_sales", "backorder"] = "lost_sales"
@@ -302,9 +307,12 @@ class Scenario(_Strict):
     def _drop_default_internal_shortage(self, handler):
         # ``internal_shortage: cancel`` (the default) is left out of dumps, so that fingerprints
         # of scenarios written before the field existed (cached tuned baselines) stay the same
+        # (the same for ``horizon: finite``)
         out = handler(self)
-        if isinstance(out, dict) and out.get("internal_shortage") == "cancel":
-            out.pop("internal_shortage")
+        if isinstance(out, dict):
+            for key, default in (("internal_shortage", "cancel"), ("horizon", "finite")):
+                if out.get(key) == default:
+                    out.pop(key)
         return out
 
     def model_copy(self, *, update=None, deep=False):

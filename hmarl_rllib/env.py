@@ -148,7 +148,8 @@ class HMARLEnv(MultiAgentEnv):
     3     yesterday's demand                           μ
     4     mean demand of the last 7 days               μ
     5     warehouse on hand                            10·μ_w
-    6     share of the episode still to go (1 → 0)     —
+    6     share of the episode still to go (1 → 0;     —
+          always 1 with ``horizon: infinite``)
     ====  ===========================================  ==========
 
     warehouse (6): 0 on hand, 1 in transit from the supplier, 2 stores' orders yesterday (÷ μ_w),
@@ -172,7 +173,9 @@ class HMARLEnv(MultiAgentEnv):
     rule-based (s, S) levels) and not scored.
 
     **Episode end.** After ``episode_length`` scored days all agents are terminated (a finite
-    horizon: the remaining time is part of the observation). The last step's infos carry the
+    horizon: the remaining time is part of the observation); with ``horizon: infinite`` they
+    are truncated instead (a time limit on an endless problem: RLlib bootstraps the last
+    value, and the share of time to go is always observed as 1). The last step's infos carry the
     episode's KPIs per agent (``kpi``) and for the chain (``chain``).
 
     **Arguments** (``env_config``): ``scenario`` (Scenario, dict or YAML path); ``baseline``
@@ -260,8 +263,9 @@ class HMARLEnv(MultiAgentEnv):
         obs, r = self.chain.step(so.reshape(1, N, K), wo.reshape(1, K), pa.reshape(1, K))
         rewards = dict(zip(self.possible_agents, self.chain.agent_rewards(r)[0].tolist()))
         done = self.chain.done
-        terminateds = {"__all__": done}
-        truncateds = {"__all__": False}
+        endless = self.scenario.horizon == "infinite"  # the last day is a time limit, not the end
+        terminateds = {"__all__": done and not endless}
+        truncateds = {"__all__": done and endless}
         infos = self.chain.final_infos()[0] if done else {}
         return self._agent_dict(obs), rewards, terminateds, truncateds, infos
 
@@ -408,6 +412,7 @@ class ObservationBuilder:
         self.lt = np.array([s.lead_time for s in sc.store_list], float)[:, None]
         self.lt_int = self.lt[:, 0].astype(int)
         self.T = sc.episode_length
+        self.endless = sc.horizon == "infinite"  # time left is not part of the problem
         days = sc.warmup_days + sc.episode_length + int(self.lt.max()) + 2
         path = mean_path(sc, days)  # (T, N, K)
         self._cum_mean = np.concatenate([np.zeros((1, self.N, self.K)), np.cumsum(path, axis=0)])
@@ -417,7 +422,7 @@ class ObservationBuilder:
 
     def __call__(self, tw, last_store_orders, last_wh_order) -> dict:
         B, N, K, t = tw.batch, self.N, self.K, tw.day
-        t_left = np.float32((tw.days_total - t) / self.T)
+        t_left = np.float32(1.0 if self.endless else (tw.days_total - t) / self.T)
         isd, isw, imu, imw = self._inv
         whp = tw.warehouse_position()  # (B, K)
         store = np.empty((B, N, K, self.sizes["store"]), np.float32)

@@ -18,9 +18,17 @@ its own lead time L and penalty p. For each cell:
 4. where the learned policy loses (:func:`gap_by_day`): its gap split by day with the
    optimum's Q-values, after training.
 
-Episodes are finite (60 days), so the learned and base-stock costs are compared with the
-finite-horizon optimum, not with Zipkin's average-cost figures (those are reproduced by
-``hmarl optimum --zipkin``).
+Two criteria (``--criterion``):
+
+- ``finite`` (the default): episodes are the base config's 60 days from 10 units on hand, and the
+  learned and base-stock costs per episode are compared with the finite-horizon optimum (from
+  that start, with its transient: nothing ordered arrives before day L).
+- ``average``: Zipkin's criterion, the long-run average cost per day. Training episodes are
+  ``horizon: infinite`` (60 days cut by a time limit, the last value bootstrapped, no time-to-go
+  in the observation) after :data:`TRAIN_WARMUP` days of the tuned base-stock; each policy is
+  then scored per day over :data:`EVAL_DAYS` days after :data:`EVAL_WARMUP` days of its own play,
+  against the exact average-cost optimum (Zipkin's figures, reproduced by ``hmarl optimum
+  --zipkin``) and the best base-stock level by its exact average cost.
 """
 from __future__ import annotations
 
@@ -31,17 +39,24 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 GRID = [(L, p) for p in (4.0, 9.0, 19.0) for L in (1, 2, 3, 4)]
+CRITERIA = ("finite", "average")
+TRAIN_WARMUP = 20  # average criterion: days of the tuned base-stock before each training episode
+EVAL_WARMUP = 100  # average criterion: days each policy plays, unscored, before it is scored
+EVAL_DAYS = 1000  # average criterion: scored days per held-out replica
 
 
-def cell_scenario(base, lead_time: int, penalty: float):
+def cell_scenario(base, lead_time: int, penalty: float, criterion: str = "finite"):
     """``base`` (a one-store scenario) with lead time L and penalty p. The store's actions keep
     the base's mode, over a range sized from the demand alone (never from the solver):
     ``order_up_to`` levels 0..⌈(L+1)μ + 5√((L+1)μ) + μ⌉ in whole units, or ``quantities``
-    0..⌈3μ + 5⌉."""
+    0..⌈3μ + 5⌉. ``criterion="average"``: ``horizon: infinite`` and :data:`TRAIN_WARMUP`
+    warm-up days (name suffix ``_avg``)."""
     from hmarl_rllib.config import parse_config
 
     data = base.model_dump(mode="json", by_alias=True, exclude_none=False)
-    data["name"] = f"{base.name}_L{lead_time}_p{penalty:g}"
+    data["name"] = f"{base.name}_L{lead_time}_p{penalty:g}" + ("_avg" if criterion == "average" else "")
+    if criterion == "average":
+        data["horizon"], data["warmup_days"] = "infinite", TRAIN_WARMUP
     data["skus"][0]["stockout_penalty"] = float(penalty)
     data["stores"]["lead_time"] = int(lead_time)
     mu = float(base.mean_demand()[0, 0])
@@ -65,6 +80,27 @@ def best_base_stock(problem) -> tuple[int, float]:
     costs = {S: evaluate_base_stock(problem, S) for S in range(0, top + 1)}
     S = min(costs, key=costs.get)
     return S, costs[S]
+
+
+def best_average_base_stock(problem, start: int) -> tuple[int, float]:
+    """The order-up-to level with the lowest exact average cost per day, and that cost: a
+    descent from ``start`` (the episode's best level) by unit steps, as the average cost of
+    base-stock levels is unimodal on these problems; each neighbour is checked."""
+    from hmarl_rllib.policies.optimum import average_base_stock_cost
+
+    costs = {}
+
+    def cost(S):
+        if S not in costs:
+            costs[S] = average_base_stock_cost(problem, S) if S >= 0 else np.inf
+        return costs[S]
+
+    S = start
+    while True:
+        step = min((S - 1, S + 1), key=cost)
+        if cost(step) >= cost(S):
+            return S, costs[S]
+        S = step
 
 
 def base_stock_orders(S: int):
@@ -102,8 +138,15 @@ def gap_by_day(scenario, referee, order_fn, seeds) -> dict:
             "share_optimal_orders": float(np.mean(same)), "per_day": [float(x) for x in per_day]}
 
 
+def _mean_ci(x: np.ndarray) -> list[float]:
+    half = 1.96 * x.std(ddof=1) / np.sqrt(len(x))
+    return [float(x.mean() - half), float(x.mean() + half)]
+
+
 def run_cell(base, lead_time: int, penalty: float, minutes: float, episodes: int = 1000,
-             storage: str | None = None, progress=None, iteration_stream=None) -> dict:
+             storage: str | None = None, progress=None, iteration_stream=None, criterion: str = "finite") -> dict:
+    if criterion == "average":
+        return run_average_cell(base, lead_time, penalty, minutes, episodes, storage, progress, iteration_stream)
     import pandas as pd
 
     from hmarl_rllib import simulate
@@ -145,26 +188,79 @@ def run_cell(base, lead_time: int, penalty: float, minutes: float, episodes: int
             "iterations": res.iterations, "checkpoint": str(res.best_checkpoint), "episodes": episodes}
 
 
-def run_grid(config: str | Path | None = None, cells=None, minutes: float = 15.0, episodes: int = 1000,
-             storage: str | None = None, progress=None, iteration_stream=None) -> dict:
+def run_average_cell(base, lead_time: int, penalty: float, minutes: float, replicas: int = 200,
+                     storage: str | None = None, progress=None, iteration_stream=None) -> dict:
+    """One cell under the average-cost criterion (module docstring): costs are per day."""
+    import pandas as pd
+
+    from hmarl_rllib import simulate
+    from hmarl_rllib.benchmark import paired_difference
+    from hmarl_rllib.evaluation import greedy_orders, load_trained
+    from hmarl_rllib.policies.optimum import problem_from_scenario, solve
+    from hmarl_rllib.training import train
+
+    sc = cell_scenario(base, lead_time, penalty, "average")
+    problem = problem_from_scenario(sc.model_copy(update={"warmup_days": 0}))  # the average forgets the start
+    opt = solve(problem, average=True)
+    S, bs_exact = best_average_base_stock(problem, best_base_stock(problem)[0])
+    if progress:
+        progress(f"{sc.name}: average-cost optimum {opt.average_cost:.4f}/day, best base-stock S = {S} at"
+                 f" {bs_exact:.4f}/day; training PPO from scratch for {minutes:g} min")
+    t0 = time.time()
+    res = train(sc, name=sc.name, storage=storage, time_budget_s=minutes * 60.0, progress=progress,
+                iteration_stream=iteration_stream)
+    train_min = (time.time() - t0) / 60.0
+    df = pd.read_csv(Path(res.trial_dir) / "progress.csv")
+    env_steps = int(df["env_runners/num_env_steps_sampled_lifetime"].iloc[-1])
+    long = sc.model_copy(update={"episode_length": EVAL_DAYS, "warmup_days": EVAL_WARMUP})
+    trained = load_trained(res.best_checkpoint, long)
+    seeds = simulate.eval_seeds(replicas)
+    # each policy warms itself up (warmup_fn = its own orders), then every day is scored
+    learned = simulate.chain_cost(long, greedy_orders(trained), seeds) / EVAL_DAYS
+    bs = simulate.chain_cost(long, base_stock_orders(S), seeds) / EVAL_DAYS
+    d = paired_difference(learned, bs)
+    g = float(opt.average_cost)
+    return {"cell": sc.name, "criterion": "average", "lead_time": lead_time, "penalty": penalty, "optimum": g,
+            "best_base_stock_level": S, "best_base_stock_exact": bs_exact, "base_stock": float(bs.mean()),
+            "base_stock_ci95": _mean_ci(bs), "learned": float(learned.mean()), "learned_ci95": _mean_ci(learned),
+            "learned_over_optimum": float(learned.mean()) / g, "base_stock_over_optimum": bs_exact / g,
+            "paired_learned_minus_base_stock": d, "env_steps": env_steps, "minutes": train_min,
+            "iterations": res.iterations, "checkpoint": str(res.best_checkpoint), "episodes": replicas,
+            "eval_days": EVAL_DAYS, "eval_warmup_days": EVAL_WARMUP}
+
+
+def run_grid(config: str | Path | None = None, cells=None, minutes: float = 15.0, episodes: int | None = None,
+             storage: str | None = None, progress=None, iteration_stream=None, criterion: str = "finite") -> dict:
+    """Every cell of ``cells`` (default :data:`GRID`). ``episodes``: held-out episodes per cell
+    (default 1,000), or under the average criterion held-out replicas of :data:`EVAL_DAYS` days
+    (default 200)."""
     from hmarl_rllib.config import load_config
 
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion {criterion!r}: use one of {', '.join(CRITERIA)}")
     base = load_config(config or ROOT / "configs" / "one_store.yaml")
-    rows = [run_cell(base, L, p, minutes, episodes, storage, progress, iteration_stream) for L, p in (cells or GRID)]
+    n = episodes or (200 if criterion == "average" else 1000)
+    rows = [run_cell(base, L, p, minutes, n, storage, progress, iteration_stream, criterion) for L, p in (cells or GRID)]
     ratios = [r["learned_over_optimum"] for r in rows]
-    return {"rows": rows, "max_learned_over_optimum": max(ratios), "median_learned_over_optimum": float(np.median(ratios)),
-            "minutes_per_cell": minutes}
+    return {"criterion": criterion, "rows": rows, "max_learned_over_optimum": max(ratios),
+            "median_learned_over_optimum": float(np.median(ratios)), "minutes_per_cell": minutes}
 
 
 def format_grid(result: dict) -> str:
     head = (f"{'L':>2} {'p':>4} {'optimum':>9} {'base-stock':>11} {'learned':>9} {'learned/opt':>12}"
             f" {'bs/opt':>8} {'learned-bs [95% CI]':>26} {'env steps':>11} {'min':>5}")
-    lines = [head, "-" * len(head)]
+    average = result.get("criterion") == "average"
+    lines = [f"average cost per day over {EVAL_DAYS:,} days after {EVAL_WARMUP} warm-up days of the policy's own"
+             " play; optimum: the exact average-cost optimum (Zipkin's); base-stock: the level with the lowest"
+             " exact average cost" if average else
+             "cost per episode; optimum: the exact finite-horizon optimum from the episode's start; base-stock:"
+             " the level with the lowest exact episode cost", head, "-" * len(head)]
+    k = 4 if average else 2  # decimals: costs per day or per episode
     for r in result["rows"]:
         d = r["paired_learned_minus_base_stock"]
-        lines.append(f"{r['lead_time']:>2} {r['penalty']:>4g} {r['optimum']:>9.2f} {r['base_stock']:>11.2f}"
-                     f" {r['learned']:>9.2f} {r['learned_over_optimum']:>12.4f} {r['base_stock_over_optimum']:>8.4f}"
-                     f" {d['mean']:>+8.2f} [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]"
+        lines.append(f"{r['lead_time']:>2} {r['penalty']:>4g} {r['optimum']:>9.{k}f} {r['base_stock']:>11.{k}f}"
+                     f" {r['learned']:>9.{k}f} {r['learned_over_optimum']:>12.4f} {r['base_stock_over_optimum']:>8.4f}"
+                     f" {d['mean']:>+8.{k}f} [{d['ci95'][0]:+.{k}f}, {d['ci95'][1]:+.{k}f}]"
                      f" {r['env_steps']:>11,} {r['minutes']:>5.1f}")
     lines.append(f"learned / optimum: max {result['max_learned_over_optimum']:.4f},"
                  f" median {result['median_learned_over_optimum']:.4f} (target: max <= 1.01, median <= 1.005)")

@@ -140,6 +140,7 @@ class _BatchedSampler:
         self.agents = list(env.possible_agents)
         self.episode_steps = env.scenario.episode_length
         self.random_starts = env.random_starts
+        self.endless = env.scenario.horizon == "infinite"
         mapping = runner.config.policy_mapping_fn
         self.agent_module = {aid: mapping(aid, None) for aid in self.agents}
         # per agent type: its agent ids (in the order of the type's observation array) and,
@@ -237,10 +238,14 @@ class _BatchedSampler:
                                  WEIGHTS_SEQ_NO: seq_no} if lp is not None else {})
                           for ids, _, _, lp, d in per_type for i, aid in enumerate(ids)})
         rew = [dict(zip(self.agents, row)) for row in rewards.tolist()]
-        done = {aid: True for aid in self.agents}
+        # a finite horizon ends the problem; an infinite one is cut by a time limit (RLlib then
+        # bootstraps the value of the last observation)
+        cut = self.endless
+        ends = {"__all__": True, **{aid: True for aid in self.agents}}
         return MultiAgentEpisode(
             observations=observations, actions=actions, rewards=rew, extra_model_outputs=extra,
-            infos=[{}] * T + [infos], terminateds={"__all__": True, **done}, truncateds={"__all__": False},
+            infos=[{}] * T + [infos], terminateds={"__all__": False} if cut else ends,
+            truncateds=ends if cut else {"__all__": False},
             observation_space=self.obs_space, action_space=self.act_space,
             agent_module_ids=dict(self.agent_module), len_lookback_buffer=0)
 

@@ -232,3 +232,17 @@ def test_random_starts_reach_the_training_envs_but_not_validation(default_scenar
     cfg = training.build_algo_config(default_scenario, num_env_runners=0, random_starts=0.25)
     assert cfg.env_config["random_starts"] == 0.25
     assert cfg.evaluation_config["env_config"]["random_starts"] == 0.0
+
+
+def test_horizon_is_finite_or_infinite_and_leaves_cached_baselines_valid(default_scenario):
+    from hmarl_rllib.policies.tuning import scenario_fingerprint
+
+    data = default_scenario.model_dump(mode="json", by_alias=True)
+    assert "horizon" not in data  # the default is left out of dumps: fingerprints written before it stay
+    with pytest.raises(ConfigError) as err:
+        parse_config({**data, "horizon": "forever"}, "bad.yaml")
+    assert "horizon" in str(err.value) and "\n" not in str(err.value)
+    endless = parse_config({**data, "horizon": "infinite"}, "ok.yaml")
+    assert endless.model_dump(mode="json")["horizon"] == "infinite"
+    # the twin's costs do not depend on the horizon: the same tuned rule serves both
+    assert scenario_fingerprint(endless) == scenario_fingerprint(default_scenario)

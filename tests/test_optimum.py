@@ -185,3 +185,31 @@ def test_the_day_by_day_gap_of_a_base_stock_policy_adds_up_to_its_exact_gap():
     assert exact_gap > 1.0 and lo <= exact_gap <= hi, (exact_gap, split["gap_ci95"])
     assert split["first_days"] + split["middle"] + split["last_10_days"] == pytest.approx(split["gap"])
     assert 0.0 < split["share_optimal_orders"] < 1.0
+
+
+@pytest.mark.parametrize("L, p, S", [(1, 9.0, 14), (2, 4.0, 16)])
+def test_the_exact_average_cost_of_a_base_stock_level_is_the_twins_long_run_cost(L, p, S):
+    """The average criterion of `hmarl learn-grid`: exact average cost per day of base-stock S
+    against the twin's cost per day over 1,000 days after 100 warm-up days of the same rule."""
+    from hmarl_rllib.policies.optimum import average_base_stock_cost
+
+    sc = one_store(lead_time=L, p=p, days=1000, init=0)
+    exact = average_base_stock_cost(problem_from_scenario(sc), S)
+    long = sc.model_copy(update={"warmup_days": 100})
+    per_day = simulate.chain_cost(long, base_stock_orders(S), simulate.eval_seeds(300)) / 1000
+    half = 1.96 * per_day.std(ddof=1) / np.sqrt(len(per_day))
+    assert abs(per_day.mean() - exact) <= half, (exact, per_day.mean(), half)
+    assert half < 0.01 * exact  # a sharp check, not a wide CI
+    # and no base-stock level beats the optimum: Zipkin's figure is below it
+    assert solve(zipkin_problem(L, p), average=True).average_cost < exact
+
+
+def test_the_best_average_base_stock_level_is_the_best_of_all_levels():
+    from hmarl_rllib.learn_grid import best_average_base_stock
+    from hmarl_rllib.policies.optimum import average_base_stock_cost
+
+    prob = zipkin_problem(2, 9.0)
+    costs = {S: average_base_stock_cost(prob, S) for S in range(5, 30)}
+    for start in (8, 17, 26):
+        S, c = best_average_base_stock(prob, start)
+        assert S == min(costs, key=costs.get) and c == pytest.approx(min(costs.values()), abs=1e-12)

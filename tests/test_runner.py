@@ -49,7 +49,9 @@ def _algo(learn, seed=None, sc=None):
     (lambda: load_config(WALKTHROUGH_YAML), ["stores", "warehouse"]),
     (lambda: scenario(**TWO_SKUS), ["stores"]),
     (lambda: scenario(**TWO_SKUS), ALL),
-], ids=["default-stores", "default-all", "walkthrough-phase2", "2sku-backorder-stores", "2sku-backorder-all"])
+    (lambda: scenario(**TWO_SKUS, horizon="infinite"), ["stores"]),
+], ids=["default-stores", "default-all", "walkthrough-phase2", "2sku-backorder-stores", "2sku-backorder-all",
+        "2sku-infinite-horizon"])
 def test_batched_episodes_replay_exactly_in_the_env(local_ray, sc, learn):
     import torch
     from ray.rllib.core.columns import Columns
@@ -58,7 +60,13 @@ def test_batched_episodes_replay_exactly_in_the_env(local_ray, sc, learn):
     try:
         runner = algo.env_runner
         episodes = runner.sample(num_timesteps=90)  # 3 whole 30-day episodes
-        assert len(episodes) == 3 and all(ep.is_terminated and len(ep) == 30 for ep in episodes)
+        # a finite horizon ends the problem; an infinite one is cut by a time limit, which RLlib
+        # bootstraps only when the episode (and every agent's) is truncated, not terminated
+        endless = config.env_config["scenario"].get("horizon") == "infinite"
+        assert len(episodes) == 3 and all(len(ep) == 30 for ep in episodes)
+        for ep in episodes:
+            assert (ep.is_truncated, ep.is_terminated) == (endless, not endless)
+            assert all((a.is_truncated, a.is_terminated) == (endless, not endless) for a in ep.agent_episodes.values())
         env = HMARLEnv(config.env_config)
         seeds = set()
         for ep in episodes:
@@ -71,12 +79,14 @@ def test_batched_episodes_replay_exactly_in_the_env(local_ray, sc, learn):
                 np.testing.assert_array_equal(ep.agent_episodes[aid].get_observations(0), obs[aid])
             for day in range(30):
                 actions = {aid: int(ep.agent_episodes[aid].get_actions(day)) for aid in agents}
-                obs, rew, term, _, infos = env.step(actions)
+                obs, rew, term, trunc, infos = env.step(actions)
                 for aid in agents:
                     sa = ep.agent_episodes[aid]
                     np.testing.assert_array_equal(sa.get_observations(day + 1), obs[aid])
                     assert sa.get_rewards(day) == pytest.approx(rew[aid], rel=1e-12, abs=1e-12)
-            assert term["__all__"]
+            assert (term["__all__"], trunc["__all__"]) == (not endless, endless)
+            if endless:  # the share of time to go is not part of an endless problem
+                assert all(obs[a][6] == 1.0 for a in env.store_ids)
             # KPIs are sums over the ledger: equal up to summation order (batch of 1 vs many)
             assert infos.keys() == final.keys()
             for aid, info in infos.items():

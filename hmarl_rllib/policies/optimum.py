@@ -549,6 +549,18 @@ class Referee:
         return Q - self.V[day][i], ch.q[self.best[day][i]]
 
 
+def _base_stock_chain(problem, S):
+    """The lost-sales chain and, per pre-order state, the index of base-stock S's order."""
+    cap = max(default_cap(replace(problem, capacity=None)), S, problem.initial_inventory)
+    if problem.capacity is not None:
+        cap = max(min(cap, int(problem.capacity)), S if S <= problem.capacity else 0)
+    chain = _LostSalesChain(problem, cap)
+    target = np.maximum(S - chain.pre_position, 0)
+    if problem.capacity is not None:
+        target = np.minimum(target, np.maximum(int(problem.capacity) - chain.pre_position, 0))
+    return chain, chain.starts + target  # q is the offset within each state's run
+
+
 def evaluate_base_stock(problem: SingleStoreProblem, order_up_to: int) -> float:
     """Exact finite-horizon expected cost of the base-stock policy "order up to S on the
     inventory position" (the twin's ``base_stock`` rule) from the initial state: the same
@@ -556,20 +568,33 @@ def evaluate_base_stock(problem: SingleStoreProblem, order_up_to: int) -> float:
     cost checks that the solver's model is the twin's."""
     S = int(order_up_to)
     if problem.lost_sales:
-        cap = max(default_cap(replace(problem, capacity=None)), S, problem.initial_inventory)
-        if problem.capacity is not None:
-            cap = max(min(cap, int(problem.capacity)), S if S <= problem.capacity else 0)
-        chain = _LostSalesChain(problem, cap)
-        target = np.maximum(S - chain.pre_position, 0)
-        if problem.capacity is not None:
-            target = np.minimum(target, np.maximum(int(problem.capacity) - chain.pre_position, 0))
-        pick = chain.starts + target  # q is the offset within each state's run
+        chain, pick = _base_stock_chain(problem, S)
         V = np.zeros(chain.n_pre)
         for t in range(problem.horizon - 1, -1, -1):
             rows = chain.next_idx[pick]
             V = chain.order_cost[pick] + (chain.stage_cost[pick] + V[rows]) @ problem.pmfs[t]
         return float(V[chain.initial_state(problem)])
     return _evaluate_backorder_base_stock(problem, S)  # the position DP with y = max(x, S)
+
+
+def average_base_stock_cost(problem: SingleStoreProblem, order_up_to: int, tol: float = 1e-7,
+                            max_iter: int = 50_000) -> float:
+    """Exact long-run average cost per day of base-stock S on a stationary lost-sales problem:
+    relative value iteration of the recursion of :func:`evaluate_base_stock`, until the one-day
+    cost increase is the same (within ``tol``) from every state."""
+    if not (problem.lost_sales and problem.stationary):
+        raise ConfigError("optimum: the exact average cost of a base-stock level needs stationary demand and lost sales")
+    chain, pick = _base_stock_chain(problem, int(order_up_to))
+    rows, pmf = chain.next_idx[pick], problem.pmfs[0]
+    h = np.zeros(chain.n_pre)
+    for _ in range(max_iter):
+        TV = chain.order_cost[pick] + (chain.stage_cost[pick] + h[rows]) @ pmf
+        diff = TV - h
+        if float(diff.max() - diff.min()) < tol:
+            return float(0.5 * (diff.max() + diff.min()))
+        h = TV - TV[0]
+    raise ConfigError(f"optimum: relative value iteration for base-stock {order_up_to} did not converge"
+                      f" in {max_iter} iterations")
 
 
 def _evaluate_backorder_base_stock(problem, S):

@@ -322,7 +322,7 @@ def scenario_fingerprint(scenario, n_seeds: int = DEFAULT_TUNE_SEEDS) -> str:
     policy's cost (not its name, seed, agent design or training), a demand file by the SHA-256
     of its bytes (a file rewritten in place retunes; the same file elsewhere does not), and
     :func:`tuning_settings` (``n_seeds`` tuning seeds, :data:`TUNING_VERSION`)."""
-    d = scenario.model_dump(exclude={"name", "seed", "reward", "actions", "observations", "training",
+    d = scenario.model_dump(exclude={"name", "seed", "horizon", "reward", "actions", "observations", "training",
                                      "baseline_params", "rule_based", "source_path"})
     if scenario.demand_file:
         try:
