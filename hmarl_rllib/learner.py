@@ -40,6 +40,8 @@ import torch
 from ray.rllib.algorithms.ppo.ppo import (LEARNER_RESULTS_KL_KEY, LEARNER_RESULTS_VF_EXPLAINED_VAR_KEY,
                                           LEARNER_RESULTS_VF_LOSS_UNCLIPPED_KEY)
 from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
+from ray.rllib.connectors.connector_v2 import ConnectorV2
+from ray.rllib.connectors.learner import GeneralAdvantageEstimation
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical
 from ray.rllib.core.learner.learner import ENTROPY_KEY, POLICY_LOSS_KEY, VF_LOSS_KEY
@@ -146,6 +148,32 @@ class FastMiniBatchCyclicIterator(MiniBatchCyclicIterator):
             self._minibatch_count += 1
 
 
+class RewardCentering(ConnectorV2):
+    """Learner connector piece (before GAE): subtract from each learned module's rewards their
+    mean over the train batch's real steps (reward centering, Naik et al. 2024).
+
+    On these problems a day's reward varies little around its mean, so with γ = 0.995 the
+    value is about mean / (1 − γ), two hundred days of it, and the part that tells states
+    apart is a sliver of it. Centered, the critic learns only that sliver. The episodes have a
+    fixed length and a constant per step does not depend on the actions, so the policy's
+    objective is unchanged; the metrics (returns, KPIs) are computed at sampling time and keep
+    the real rewards. ``training.reward_centering`` turns it on.
+    """
+
+    def __call__(self, *, rl_module, episodes, batch, **kwargs):
+        for mid, columns in batch.items():
+            if not isinstance(columns, dict) or Columns.REWARDS not in columns:
+                continue
+            rewards = columns[Columns.REWARDS]
+            mask = columns.get(Columns.LOSS_MASK)  # False on the artificial bootstrap step
+            if mask is None:
+                columns[Columns.REWARDS] = rewards - rewards.mean()
+            else:
+                mean = (rewards * mask).sum() / mask.sum().clamp(min=1)
+                columns[Columns.REWARDS] = torch.where(mask, rewards - mean, rewards)
+        return batch
+
+
 class FastPPOTorchLearner(PPOTorchLearner):
     """:class:`PPOTorchLearner` with the same updates and reported metrics, faster (module doc)."""
 
@@ -154,6 +182,8 @@ class FastPPOTorchLearner(PPOTorchLearner):
     def build(self) -> None:
         super().build()
         cfg = self.config
+        if cfg.learner_config_dict.get("reward_centering") and self._learner_connector is not None:
+            self._learner_connector.insert_before(GeneralAdvantageEstimation, RewardCentering())
         # the fast paths cover a local (or single remote) torch learner without extras
         self._fast = (cfg.num_learners <= 1 and not cfg.torch_compile_learner and self._grad_scalers is None
                       and self._lr_scheduler_classes is None and not cfg.torch_skip_nan_gradients)

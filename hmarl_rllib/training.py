@@ -117,6 +117,10 @@ class TrainingSettings(BaseModel):
     # (on hand and pipeline, env.ChainDynamics.randomize_stores); validation and evaluation
     # episodes always start from the scenario's state
     random_starts: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    # subtract each learned module's mean reward over the train batch before GAE (a learner
+    # connector piece, learner.RewardCentering): the critic learns differences between states,
+    # not two hundred days of the mean cost
+    reward_centering: bool = False
     # PPO
     # lr and entropy: a number, or a piecewise-linear schedule [[env steps, value], ...] from
     # step 0 (RLlib's schedule format: the value at the run's sampled env steps)
@@ -277,6 +281,7 @@ def build_algo_config(scenario: Scenario, settings: TrainingSettings | None = No
                      policies_to_train=list(learned))
         .rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs={**learned, **scripted}))
         .training(learner_class=FastPPOTorchLearner,  # RLlib's PPO updates, less overhead (learner.py)
+                  learner_config_dict={"reward_centering": s.reward_centering},
                   **{arg: getattr(s, "lambda_" if key == "lambda" else key) for key, arg in PPO_KEYS.items()})
         # Evaluation: the algorithm's own process, greedy actions, and the same validation seeds
         # every time. They pick the best checkpoint, so they are disjoint from the held-out

@@ -80,3 +80,46 @@ def test_fast_learner_updates_exactly_as_rllib():
     for key, value in theirs.items():
         value, mine = float(value), float(ours[key])
         assert mine == value or (math.isnan(mine) and math.isnan(value)), (key, mine, value)
+
+
+def test_reward_centering_hands_gae_rewards_centred_on_the_batch_mean():
+    """``training.reward_centering``: a learner connector piece right before GAE subtracts the
+    mean reward of the batch's real steps; the bootstrap step RLlib adds stays untouched."""
+    import ray
+    from ray.rllib.connectors.learner import GeneralAdvantageEstimation
+    from ray.rllib.core.columns import Columns
+
+    from hmarl_rllib.config import load_config
+    from hmarl_rllib.policies.modules import STORE_MODULE
+    from hmarl_rllib.training import build_algo_config
+
+    sc = load_config(DEFAULT_YAML)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        batches = {}
+        for on in (False, True):
+            config = build_algo_config(sc, num_env_runners=0, envs_per_runner=4, seed=5, reward_centering=on)
+            algo = config.build_algo()
+            try:
+                learner = algo.learner_group._learner
+                names = [type(c).__name__ for c in learner._learner_connector.connectors]
+                assert ("RewardCentering" in names) == on
+                if on:
+                    assert names.index("RewardCentering") == names.index(GeneralAdvantageEstimation.__name__) - 1
+                if not batches:
+                    episodes = algo.env_runner.sample(num_timesteps=300)
+                batches[on] = learner._learner_connector(rl_module=learner.module, batch={},
+                                                         episodes=copy.deepcopy(episodes), shared_data={},
+                                                         metrics=learner.metrics)
+            finally:
+                algo.stop()
+        mid = STORE_MODULE
+        raw, centred = (batches[k][mid][Columns.REWARDS].numpy() for k in (False, True))
+        mask = batches[True][mid][Columns.LOSS_MASK].numpy()
+        assert (~mask).any()  # RLlib's bootstrap steps are in the batch...
+        np.testing.assert_array_equal(centred[~mask], raw[~mask])  # ...and keep their reward
+        assert abs(raw[mask].mean()) > 0.01
+        assert abs(centred[mask].mean()) < 1e-6
+        np.testing.assert_allclose(raw[mask] - centred[mask], raw[mask].mean(), rtol=1e-5)
+    finally:
+        ray.shutdown()
