@@ -194,7 +194,10 @@ class FastPPOTorchLearner(PPOTorchLearner):
     def configure_optimizers_for_module(self, module_id, config=None) -> None:
         """TorchLearner's Adam, with the multi-tensor (foreach) implementation: one kernel
         per Adam op for all of a module's parameters instead of one per parameter (torch
-        only picks it by default for CUDA tensors)."""
+        only picks it by default for CUDA tensors). With an ``lr`` schedule RLlib sets the
+        learning rate as a tensor, which foreach Adam refuses: then RLlib's own optimizer."""
+        if isinstance(config.lr, (list, tuple)):
+            self._fast_optimizer = False  # this instance only
         if not self._fast_optimizer:
             return super().configure_optimizers_for_module(module_id, config)
         params = self.get_parameters(self._module[module_id])

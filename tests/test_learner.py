@@ -123,3 +123,31 @@ def test_reward_centering_hands_gae_rewards_centred_on_the_batch_mean():
         np.testing.assert_allclose(raw[mask] - centred[mask], raw[mask].mean(), rtol=1e-5)
     finally:
         ray.shutdown()
+
+
+def test_training_follows_lr_and_entropy_schedules():
+    """Schedules ``[[env steps, value], ...]`` train (RLlib sets a scheduled lr as a tensor, which
+    the fast learner's foreach Adam would refuse) and the reported lr follows the schedule."""
+    import ray
+
+    from hmarl_rllib.config import load_config
+    from hmarl_rllib.training import build_algo_config
+
+    config = build_algo_config(load_config(DEFAULT_YAML), num_env_runners=0, envs_per_runner=4, seed=5,
+                               train_batch=120, minibatch=60, epochs=1, evaluation_interval=50,
+                               checkpoint_frequency=50, lr=[[0, 1e-3], [600, 1e-4]], entropy=[[0, 0.01], [600, 0.0]])
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        algo = config.build_algo()
+        try:
+            lrs = []
+            for _ in range(6):
+                res = algo.train()["learners"]["store_policy"]
+                lrs.append(float(res["default_optimizer_learning_rate"]))
+                coeff = float(res["curr_entropy_coeff"])
+        finally:
+            algo.stop()
+        assert lrs[0] > lrs[1] > lrs[2] and lrs[-1] == pytest.approx(1e-4, rel=1e-6), lrs
+        assert coeff == pytest.approx(0.0, abs=1e-6)
+    finally:
+        ray.shutdown()
