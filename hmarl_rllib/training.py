@@ -274,15 +274,15 @@ def build_algo_config(scenario: Scenario, settings: TrainingSettings | None = No
                      rollout_fragment_length=s.rollout_fragment_length, num_cpus_per_env_runner=s.runner_cpus,
                      env_runner_cls=FastMultiAgentEnvRunner)
         # the driver's bundle is max(num_cpus_per_learner, num_cpus_for_main_process) with a local learner
-        .learners(num_learners=0, num_cpus_per_learner=s.driver_cpus)
+        .learners(num_learners=0, num_cpus_per_learner=s.driver_cpus,
+                  learner_class=FastPPOTorchLearner,  # RLlib's PPO updates, less overhead (learner.py)
+                  learner_config_dict={"reward_centering": s.reward_centering})
         .resources(num_cpus_for_main_process=s.driver_cpus)
         .multi_agent(policies=[*learned, *scripted],  # an ordered list: a set's order changes with the hash seed
                      policy_mapping_fn=partial(module_for_agent, learn=s.learners),
                      policies_to_train=list(learned))
         .rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs={**learned, **scripted}))
-        .training(learner_class=FastPPOTorchLearner,  # RLlib's PPO updates, less overhead (learner.py)
-                  learner_config_dict={"reward_centering": s.reward_centering},
-                  **{arg: getattr(s, "lambda_" if key == "lambda" else key) for key, arg in PPO_KEYS.items()})
+        .training(**{arg: getattr(s, "lambda_" if key == "lambda" else key) for key, arg in PPO_KEYS.items()})
         # Evaluation: the algorithm's own process, greedy actions, and the same validation seeds
         # every time. They pick the best checkpoint, so they are disjoint from the held-out
         # seeds of evaluate/benchmark.

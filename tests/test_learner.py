@@ -38,7 +38,7 @@ def test_fast_learner_updates_exactly_as_rllib():
 
     config = build_algo_config(load_config(DEFAULT_YAML), num_env_runners=0, envs_per_runner=4, seed=5)
     assert config.learner_class is FastPPOTorchLearner
-    reference = config.copy(copy_frozen=False).training(learner_class=PPOTorchLearner)
+    reference = config.copy(copy_frozen=False).learners(learner_class=PPOTorchLearner)
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         algos = {"fast": config.build_algo(), "rllib": reference.build_algo()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import scenario
+from conftest import ROOT, scenario
 from hmarl_rllib import simulate
 from hmarl_rllib.errors import ConfigError
 from hmarl_rllib.learn_grid import base_stock_orders
@@ -213,3 +213,21 @@ def test_the_best_average_base_stock_level_is_the_best_of_all_levels():
     for start in (8, 17, 26):
         S, c = best_average_base_stock(prob, start)
         assert S == min(costs, key=costs.get) and c == pytest.approx(min(costs.values()), abs=1e-12)
+
+
+def test_an_average_criterion_cell_is_zipkins_problem_played_without_an_end():
+    from hmarl_rllib.config import load_config
+    from hmarl_rllib.learn_grid import TRAIN_WARMUP, cell_scenario, format_grid
+
+    base = load_config(ROOT / "configs" / "one_store_long_run.yaml")
+    finite, endless = cell_scenario(base, 3, 9.0), cell_scenario(base, 3, 9.0, "average")
+    assert (finite.horizon, finite.warmup_days) == ("finite", base.warmup_days)
+    assert (endless.horizon, endless.warmup_days) == ("infinite", TRAIN_WARMUP) and endless.name.endswith("_avg")
+    g = solve(problem_from_scenario(endless.model_copy(update={"warmup_days": 0})), average=True).average_cost
+    assert round(g, 2) == ZIPKIN[3, 9]
+    row = {"lead_time": 3, "penalty": 9.0, "optimum": g, "base_stock": 6.9, "learned": 6.6, "learned_over_optimum": 6.6 / g,
+           "base_stock_over_optimum": 6.9 / g, "paired_learned_minus_base_stock": {"mean": -0.3, "ci95": [-0.31, -0.29]},
+           "env_steps": 10, "minutes": 1.0}
+    text = format_grid({"criterion": "average", "rows": [row], "max_learned_over_optimum": 6.6 / g,
+                        "median_learned_over_optimum": 6.6 / g})
+    assert "average cost per day" in text and f"{g:.4f}" in text  # per-day costs to 4 decimals
