@@ -227,7 +227,37 @@ def test_an_average_criterion_cell_is_zipkins_problem_played_without_an_end():
     assert round(g, 2) == ZIPKIN[3, 9]
     row = {"lead_time": 3, "penalty": 9.0, "optimum": g, "base_stock": 6.9, "learned": 6.6, "learned_over_optimum": 6.6 / g,
            "base_stock_over_optimum": 6.9 / g, "paired_learned_minus_base_stock": {"mean": -0.3, "ci95": [-0.31, -0.29]},
-           "env_steps": 10, "minutes": 1.0}
+           "env_steps": 10, "minutes": 1.0, "learned_over_optimum_referee": 1 + 0.05 / g,
+           "gap": {"gap_per_day": 0.05, "gap_ci95": [0.049, 0.051], "share_optimal_orders": 0.8}}
     text = format_grid({"criterion": "average", "rows": [row], "max_learned_over_optimum": 6.6 / g,
                         "median_learned_over_optimum": 6.6 / g})
     assert "average cost per day" in text and f"{g:.4f}" in text  # per-day costs to 4 decimals
+    assert "average-cost referee" in text and f"{1 + 0.05 / g:.4f}" in text and "80.0%" in text
+
+
+def test_the_average_referee_charges_a_base_stock_level_its_exact_excess_average_cost():
+    """Played by base-stock S, the mean of the average referee's losses over the scored days
+    (learn_grid.average_gap) is the rule's exact average cost minus the optimal one, and the
+    referee's own orders lose nothing."""
+    from hmarl_rllib.learn_grid import average_gap
+    from hmarl_rllib.policies.optimum import AverageReferee, average_base_stock_cost
+
+    sc = one_store(lead_time=2, p=9.0, days=400, init=0).model_copy(update={"warmup_days": 50})
+    prob = problem_from_scenario(one_store(lead_time=2, p=9.0, days=400, init=0))
+    ref = AverageReferee(prob)
+    assert ref.cost == pytest.approx(ZIPKIN[2, 9], abs=0.005)
+    S = 17
+    exact = average_base_stock_cost(prob, S) - ref.cost
+    seeds = simulate.eval_seeds(200)
+    gap = average_gap(sc, ref, base_stock_orders(S), seeds)
+    half = (gap["gap_ci95"][1] - gap["gap_ci95"][0]) / 2
+    assert exact > 0.02 and abs(gap["gap_per_day"] - exact) <= max(half, 1e-3), (exact, gap)
+    assert half < 0.02 * exact
+
+    def optimal(twin):
+        q = ref.optimal_order(twin.day, twin.on_hand[:, 0, 0], twin.store_pipeline()[:, 0, 0, :])
+        zero = np.zeros((twin.batch, 1))
+        return q.astype(float)[:, None, None], zero, zero
+
+    best = average_gap(sc, ref, optimal, seeds)
+    assert abs(best["gap_per_day"]) < 1e-9 and best["share_optimal_orders"] == 1.0

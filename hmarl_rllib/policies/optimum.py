@@ -549,6 +549,54 @@ class Referee:
         return Q - self.V[day][i], ch.q[self.best[day][i]]
 
 
+class AverageReferee(Referee):
+    """:class:`Referee` for the long-run average cost (stationary demand, lost sales).
+
+    With the relative values h* and the optimal average cost g* (relative value iteration),
+    ``Q(s, q) = order cost + E[today's cost + h*(s')]`` and ``min_q Q(s, q) = h*(s) + g*``. For a
+    policy π with stationary state distribution d_π, ``average cost(π) − g* = E_{s~d_π}[Q(s, π(s))
+    − min_q Q(s, q)]``: the mean over π's own days of :meth:`loss` estimates its gap per day,
+    with the noise of the states visited only (the costs are expectations).
+    """
+
+    def __init__(self, problem: SingleStoreProblem, cap: int | None = None, tol: float = 1e-9,
+                 max_iter: int = 50_000):
+        if not (problem.lost_sales and problem.stationary):
+            raise ConfigError("optimum: the average-cost referee covers stationary lost-sales problems")
+        self.problem, self.cap = problem, int(cap or default_cap(problem))
+        self.chain = ch = _LostSalesChain(problem, self.cap)
+        self.pmf = problem.pmfs[0]
+        h = np.zeros(ch.n_pre)
+        for _ in range(max_iter):
+            TV, _ = ch.minimise(ch.q_values(self.pmf, h), argmin=False)
+            diff = TV - h
+            if float(diff.max() - diff.min()) < tol:
+                break
+            h = TV - TV[0]
+        else:
+            raise ConfigError(f"optimum: relative value iteration did not converge in {max_iter} iterations")
+        self.g = float(0.5 * (diff.max() + diff.min()))
+        self.h = h
+        self.V_min, self.best_post = ch.minimise(ch.q_values(self.pmf, h))
+
+    @property
+    def cost(self) -> float:
+        """The optimal average cost per day, g*."""
+        return self.g
+
+    def optimal_order(self, day: int, on_hand: np.ndarray, pipeline: np.ndarray) -> np.ndarray:
+        return self.chain.q[self.best_post[self._states(on_hand, pipeline)]]
+
+    def loss(self, day: int, on_hand: np.ndarray, pipeline: np.ndarray, order: np.ndarray):
+        """``(Q(s, q) − min Q(s, ·), q*)`` per replica (``day`` is ignored: the problem is stationary)."""
+        ch = self.chain
+        i = self._states(on_hand, pipeline)
+        q = np.minimum(np.maximum(np.rint(order), 0).astype(np.int64), self.cap - ch.pre_position[i])
+        post = ch.starts[i] + q
+        Q = ch.order_cost[post] + (ch.stage_cost[post] + self.h[ch.next_idx[post]]) @ self.pmf
+        return Q - self.V_min[i], ch.q[self.best_post[i]]
+
+
 def _base_stock_chain(problem, S):
     """The lost-sales chain and, per pre-order state, the index of base-stock S's order."""
     cap = max(default_cap(replace(problem, capacity=None)), S, problem.initial_inventory)
