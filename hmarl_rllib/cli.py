@@ -248,6 +248,21 @@ def cmd_learn_grid(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from hmarl_rllib.config import load_config
+    from hmarl_rllib.export import export_policy
+
+    config = load_config(args.config) if args.config else None
+    manifest = export_policy(args.checkpoint, args.out, config)
+    if args.json:
+        print(json.dumps(manifest))
+        return 0
+    learned = [m for m, spec in manifest["modules"].items() if spec["learned"]]
+    print(f"wrote {args.out}: {', '.join(f'{m}.onnx' for m in learned) or 'no learned module'}, rules.yaml,"
+          f" manifest.json ({len(manifest['agents'])} agents; run with hmarl_rllib.deploy.load)")
+    return 0
+
+
 def cmd_headroom(args) -> int:
     from hmarl_rllib.config import load_config
     from hmarl_rllib.headroom import check, format_headroom, headroom
@@ -316,6 +331,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds per trace's program; past it the bound is HiGHS's dual bound (default 20)")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_benchmark)
+
+    x = sub.add_parser("export", help="a checkpoint's learned modules as ONNX + manifest, for inference"
+                                      " without Ray or torch (hmarl_rllib.deploy)")
+    x.add_argument("--checkpoint", required=True, help="checkpoint folder from `hmarl train`")
+    x.add_argument("--out", required=True, help="folder to write (created)")
+    x.add_argument("--config", help="scenario YAML to export for instead of the checkpoint's (same spaces)")
+    x.add_argument("--json", action="store_true")
+    x.set_defaults(func=cmd_export)
 
     o = sub.add_parser("optimum", help="exact optimal cost of a one-store scenario by dynamic programming")
     o.add_argument("--config", help="one-store scenario YAML whose upstream never runs short and costs nothing")

@@ -186,7 +186,8 @@ def test_help_lists_the_commands_in_workflow_order():
     from hmarl_rllib.cli import build_parser
 
     commands = build_parser()._subparsers._group_actions[0].choices
-    assert list(commands) == ["train", "evaluate", "tune", "tune-report", "benchmark", "optimum", "learn-grid", "headroom",
+    assert list(commands) == ["train", "evaluate", "tune", "tune-report", "benchmark", "export", "optimum", "learn-grid",
+                              "headroom",
                               "simulate",
                               "baseline", "plot", "bench-train", "bench-twin"]
 

@@ -251,6 +251,62 @@ def test_greedy_actions_match_the_algorithms_inference(tiny_run):
     assert len(set(ours.tolist())) >= 2  # a constant policy would make the comparison vacuous
 
 
+def test_an_exported_policy_acts_as_the_checkpoint_without_ray_or_torch(tiny_run, tmp_path):
+    """`hmarl export` writes ONNX + manifest; hmarl_rllib.deploy (numpy + onnxruntime, in a
+    fresh process that never imports torch or ray) picks the checkpoint's greedy actions on
+    1,080 store observations recorded from the policy's own play in the twin."""
+    from hmarl_rllib import simulate
+    from hmarl_rllib.env import ObservationBuilder
+    from hmarl_rllib.evaluation import greedy_orders, load_trained, module_actions
+    from hmarl_rllib.twin import SupplyChainTwin
+    from hmarl_rllib.twin.network import F
+
+    ckpt = max(checkpoints(tiny_run["trial"]))
+    out = tmp_path / "exported"
+    hmarl("export", "--checkpoint", ckpt, "--out", out, cwd=tiny_run["root"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    trained = load_trained(ckpt)
+    assert manifest["agents"]["store_1"] == {"module": "store_policy", "type": "store"}
+    assert [m for m, spec in manifest["modules"].items() if spec["learned"]] == ["store_policy"]
+    assert len(manifest["observations"]["store"]) == manifest["modules"]["store_policy"]["n_obs"]
+    assert (out / "store_policy.onnx").is_file() and (out / "rules.yaml").is_file()
+    # the policy's own path: every day's store observations, then its greedy orders
+    sc = trained.scenario
+    twin, build, play = SupplyChainTwin(sc), ObservationBuilder(sc), greedy_orders(trained)
+    twin.reset(simulate.eval_seeds(12))
+    N, K, recorded = twin.n_stores, twin.n_skus, []
+    while not twin.done:
+        if twin.day:
+            row = twin.ledger[twin.day - 1]
+            last = row[:, :N, :, F["order_placed"]], row[:, N, :, F["order_placed"]]
+        else:
+            last = np.zeros((12, N, K)), np.zeros((12, K))
+        o = build(twin, *last)["store"]
+        recorded.append(o.reshape(-1, o.shape[-1]))
+        twin.step(*play(twin))
+    obs = np.concatenate(recorded)
+    assert len(obs) >= 1000
+    np.save(tmp_path / "obs.npy", obs)
+    code = ("import sys, numpy as np; from hmarl_rllib.deploy import load; p = load(sys.argv[1]);"
+            " np.save(sys.argv[3], p.actions('store_policy', np.load(sys.argv[2])));"
+            " print(sorted(m for m in ('torch', 'ray') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code, str(out), str(tmp_path / "obs.npy"), str(tmp_path / "a.npy")],
+                          env=env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "[]"  # neither torch nor ray was imported
+    theirs = np.load(tmp_path / "a.npy")
+    ours = module_actions(trained.modules["store_policy"], obs)
+    np.testing.assert_array_equal(theirs, ours)
+    assert len(set(ours.tolist())) >= 2  # a constant policy would make the comparison vacuous
+    # a folder that is not an export, and a bad checkpoint: one line each
+    from hmarl_rllib.deploy import ExportError, load
+
+    with pytest.raises(ExportError, match="manifest.json"):
+        load(tmp_path)
+    bad = hmarl("export", "--checkpoint", tmp_path / "nope", "--out", tmp_path / "x", cwd=tiny_run["root"], check=False)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--checkpoint" in bad.stderr
+
+
 @pytest.mark.parametrize("case", ["missing", "not_checkpoint", "partial", "experiment_dir", "other_spaces"])
 def test_bad_checkpoints_are_refused_with_one_line(tiny_run, tmp_path, case):
     ckpt = max(checkpoints(tiny_run["trial"]))
