@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from hmarl_rllib.errors import InputError
 from hmarl_rllib.policies.heuristics import RULE_NAMES
@@ -102,8 +103,6 @@ def cmd_simulate(args) -> int:
 def cmd_baseline(args) -> int:
     from hmarl_rllib import report, simulate
     from hmarl_rllib.config import load_config
-    from pathlib import Path
-
     from hmarl_rllib.policies.tuning import (DEFAULT_TUNE_SEEDS, params_path, policy_to_dict, save_policy,
                                              scenario_fingerprint, tune_policy)
 
@@ -241,6 +240,16 @@ def _cell(text):
 def cmd_learn_grid(args) -> int:
     from hmarl_rllib.learn_grid import format_grid, run_grid
 
+    if args.rescore:
+        from hmarl_rllib.learn_grid import rescore_grid
+
+        try:
+            earlier = json.loads(Path(args.rescore).read_text())
+        except (OSError, ValueError) as err:
+            raise InputError(f"--rescore {args.rescore}: cannot read it as JSON ({err})") from None
+        result = rescore_grid(earlier, args.config, args.episodes, progress=_progress(args))
+        print(json.dumps(result) if args.json else format_grid(result))
+        return 0
     result = run_grid(args.config, cells=args.cells, minutes=args.minutes, episodes=args.episodes,
                       storage=args.storage, progress=_progress(args), criterion=args.criterion,
                       iteration_stream=sys.stderr)
@@ -361,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("--episodes", type=_positive_int,
                     help="held-out episodes per cell (default 1000; average: replicas of 1,000 days, default 200)")
     lg.add_argument("--storage", help="results root (default tune_results/)")
+    lg.add_argument("--rescore", metavar="RESULT.json",
+                    help="score again the checkpoints of an earlier `--criterion average --json` result (no training)")
     lg.add_argument("--json", action="store_true")
     lg.set_defaults(func=cmd_learn_grid)
 

@@ -209,47 +209,91 @@ def run_cell(base, lead_time: int, penalty: float, minutes: float, episodes: int
             "iterations": res.iterations, "checkpoint": str(res.best_checkpoint), "episodes": episodes}
 
 
+def _average_reference(sc):
+    """The cell's exact references: its problem, the average-cost optimum g*, and the best
+    base-stock level by exact average cost with that cost."""
+    from hmarl_rllib.policies.optimum import problem_from_scenario, solve
+
+    problem = problem_from_scenario(sc.model_copy(update={"warmup_days": 0}))  # the average forgets the start
+    g = float(solve(problem, average=True).average_cost)
+    S, bs_exact = best_average_base_stock(problem, best_base_stock(problem)[0])
+    return problem, g, S, bs_exact
+
+
+def score_average(sc, checkpoint, replicas: int, reference=None) -> dict:
+    """Score a checkpoint of an average-criterion cell ``sc`` on ``replicas`` held-out replicas:
+    per day over :data:`EVAL_DAYS` days after :data:`EVAL_WARMUP` days of each policy's own play,
+    beside the best base-stock (paired), and its gap per day by the average-cost referee."""
+    from hmarl_rllib import simulate
+    from hmarl_rllib.benchmark import paired_difference
+    from hmarl_rllib.evaluation import greedy_orders, load_trained
+    from hmarl_rllib.policies.optimum import AverageReferee
+
+    problem, g, S, bs_exact = reference or _average_reference(sc)
+    long = sc.model_copy(update={"episode_length": EVAL_DAYS, "warmup_days": EVAL_WARMUP})
+    trained = load_trained(checkpoint, long)
+    seeds = simulate.eval_seeds(replicas)
+    # each policy warms itself up (warmup_fn = its own orders), then every day is scored
+    learned = simulate.chain_cost(long, greedy_orders(trained), seeds) / EVAL_DAYS
+    bs = simulate.chain_cost(long, base_stock_orders(S), seeds) / EVAL_DAYS
+    gap = average_gap(long, AverageReferee(problem), greedy_orders(trained), seeds)
+    return {"cell": sc.name, "criterion": "average", "optimum": g, "best_base_stock_level": S,
+            "best_base_stock_exact": bs_exact, "base_stock": float(bs.mean()), "base_stock_ci95": _mean_ci(bs),
+            "learned": float(learned.mean()), "learned_ci95": _mean_ci(learned),
+            "learned_over_optimum": float(learned.mean()) / g, "base_stock_over_optimum": bs_exact / g,
+            "paired_learned_minus_base_stock": paired_difference(learned, bs), "gap": gap,
+            "learned_over_optimum_referee": 1.0 + gap["gap_per_day"] / g, "checkpoint": str(checkpoint),
+            "episodes": replicas, "eval_days": EVAL_DAYS, "eval_warmup_days": EVAL_WARMUP}
+
+
 def run_average_cell(base, lead_time: int, penalty: float, minutes: float, replicas: int = 200,
                      storage: str | None = None, progress=None, iteration_stream=None) -> dict:
     """One cell under the average-cost criterion (module docstring): costs are per day."""
     import pandas as pd
 
-    from hmarl_rllib import simulate
-    from hmarl_rllib.benchmark import paired_difference
-    from hmarl_rllib.evaluation import greedy_orders, load_trained
-    from hmarl_rllib.policies.optimum import AverageReferee, problem_from_scenario, solve
     from hmarl_rllib.training import train
 
     sc = cell_scenario(base, lead_time, penalty, "average")
-    problem = problem_from_scenario(sc.model_copy(update={"warmup_days": 0}))  # the average forgets the start
-    opt = solve(problem, average=True)
-    S, bs_exact = best_average_base_stock(problem, best_base_stock(problem)[0])
+    reference = _average_reference(sc)
     if progress:
-        progress(f"{sc.name}: average-cost optimum {opt.average_cost:.4f}/day, best base-stock S = {S} at"
-                 f" {bs_exact:.4f}/day; training PPO from scratch for {minutes:g} min")
+        progress(f"{sc.name}: average-cost optimum {reference[1]:.4f}/day, best base-stock S = {reference[2]} at"
+                 f" {reference[3]:.4f}/day; training PPO from scratch for {minutes:g} min")
     t0 = time.time()
     res = train(sc, name=sc.name, storage=storage, time_budget_s=minutes * 60.0, progress=progress,
                 iteration_stream=iteration_stream)
     train_min = (time.time() - t0) / 60.0
     df = pd.read_csv(Path(res.trial_dir) / "progress.csv")
     env_steps = int(df["env_runners/num_env_steps_sampled_lifetime"].iloc[-1])
-    long = sc.model_copy(update={"episode_length": EVAL_DAYS, "warmup_days": EVAL_WARMUP})
-    trained = load_trained(res.best_checkpoint, long)
-    seeds = simulate.eval_seeds(replicas)
-    # each policy warms itself up (warmup_fn = its own orders), then every day is scored
-    learned = simulate.chain_cost(long, greedy_orders(trained), seeds) / EVAL_DAYS
-    bs = simulate.chain_cost(long, base_stock_orders(S), seeds) / EVAL_DAYS
-    d = paired_difference(learned, bs)
-    g = float(opt.average_cost)
-    gap = average_gap(long, AverageReferee(problem), greedy_orders(trained), seeds)
-    return {"cell": sc.name, "criterion": "average", "gap": gap,
-            "learned_over_optimum_referee": 1.0 + gap["gap_per_day"] / g, "lead_time": lead_time, "penalty": penalty, "optimum": g,
-            "best_base_stock_level": S, "best_base_stock_exact": bs_exact, "base_stock": float(bs.mean()),
-            "base_stock_ci95": _mean_ci(bs), "learned": float(learned.mean()), "learned_ci95": _mean_ci(learned),
-            "learned_over_optimum": float(learned.mean()) / g, "base_stock_over_optimum": bs_exact / g,
-            "paired_learned_minus_base_stock": d, "env_steps": env_steps, "minutes": train_min,
-            "iterations": res.iterations, "checkpoint": str(res.best_checkpoint), "episodes": replicas,
-            "eval_days": EVAL_DAYS, "eval_warmup_days": EVAL_WARMUP}
+    return {"lead_time": lead_time, "penalty": penalty, **score_average(sc, res.best_checkpoint, replicas, reference),
+            "env_steps": env_steps, "minutes": train_min, "iterations": res.iterations}
+
+
+def rescore_grid(result: dict, config: str | Path | None = None, episodes: int | None = None,
+                 progress=None) -> dict:
+    """Score again the checkpoints of an earlier ``learn-grid --criterion average --json`` result
+    (e.g. on more held-out replicas, or with a referee that run did not have): no training;
+    env steps and minutes are the earlier run's."""
+    from hmarl_rllib.config import load_config
+    from hmarl_rllib.errors import InputError
+
+    if not isinstance(result, dict) or result.get("criterion") != "average" or not result.get("rows"):
+        raise InputError("--rescore: give the --json output of `hmarl learn-grid --criterion average`"
+                         " (the finite criterion's cells are scored by their own run)")
+    base = load_config(config or ROOT / "configs" / "one_store.yaml")
+    rows = []
+    for r in result["rows"]:
+        sc = cell_scenario(base, int(r["lead_time"]), float(r["penalty"]), "average")
+        if sc.name != r["cell"]:
+            raise InputError(f"--rescore: cell {r['cell']} was trained from another base config than"
+                             f" {config or 'configs/one_store.yaml'} (it builds {sc.name}); pass that --config")
+        if not Path(r["checkpoint"]).is_dir():
+            raise InputError(f"--rescore: the checkpoint of {r['cell']} is gone ({r['checkpoint']})")
+        if progress:
+            progress(f"{sc.name}: scoring {r['checkpoint']}")
+        rows.append({**r, **score_average(sc, r["checkpoint"], episodes or int(r["episodes"]))})
+    ratios = [r["learned_over_optimum"] for r in rows]
+    return {**result, "rows": rows, "max_learned_over_optimum": max(ratios),
+            "median_learned_over_optimum": float(np.median(ratios))}
 
 
 def run_grid(config: str | Path | None = None, cells=None, minutes: float = 15.0, episodes: int | None = None,

@@ -261,3 +261,20 @@ def test_the_average_referee_charges_a_base_stock_level_its_exact_excess_average
 
     best = average_gap(sc, ref, optimal, seeds)
     assert abs(best["gap_per_day"]) < 1e-9 and best["share_optimal_orders"] == 1.0
+
+
+@pytest.mark.parametrize("content, words", [
+    ("not json", "cannot read it as JSON"),
+    ('{"criterion": "finite", "rows": [{"cell": "x"}]}', "--criterion average"),
+    ('{"criterion": "average", "rows": [{"cell": "one_store_L4_p4_avg", "lead_time": 4, "penalty": 4,'
+     ' "checkpoint": "/nonexistent/checkpoint_000001", "episodes": 10}]}', "checkpoint of one_store_L4_p4_avg is gone"),
+])
+def test_rescoring_refuses_what_it_cannot_score_in_one_line(tmp_path, content, words):
+    import subprocess
+
+    from conftest import HMARL
+
+    f = tmp_path / "grid.json"
+    f.write_text(content)
+    proc = subprocess.run([str(HMARL), "learn-grid", "--rescore", str(f)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and words in proc.stderr and proc.stderr.strip().count("\n") == 0, proc.stderr
