@@ -254,7 +254,7 @@ def test_greedy_actions_match_the_algorithms_inference(tiny_run):
 def test_an_exported_policy_acts_as_the_checkpoint_without_ray_or_torch(tiny_run, tmp_path):
     """`hmarl export` writes ONNX + manifest; hmarl_rllib.deploy (numpy + onnxruntime, in a
     fresh process that never imports torch or ray) picks the checkpoint's greedy actions on
-    1,080 store observations recorded from the policy's own play in the twin."""
+    1,080 store observations recorded from the policy's own play in the twin (and 256 off its path)."""
     from hmarl_rllib import simulate
     from hmarl_rllib.env import ObservationBuilder
     from hmarl_rllib.evaluation import greedy_orders, load_trained, module_actions
@@ -286,6 +286,9 @@ def test_an_exported_policy_acts_as_the_checkpoint_without_ray_or_torch(tiny_run
         twin.step(*play(twin))
     obs = np.concatenate(recorded)
     assert len(obs) >= 1000
+    # a 3-iteration policy may play one action on its own path: off-path observations too, so
+    # that the comparison covers more than one action
+    obs = np.concatenate([obs, np.random.default_rng(0).normal(0, 2, (256, obs.shape[1])).astype(np.float32)])
     np.save(tmp_path / "obs.npy", obs)
     code = ("import sys, numpy as np; from hmarl_rllib.deploy import load; p = load(sys.argv[1]);"
             " np.save(sys.argv[3], p.actions('store_policy', np.load(sys.argv[2])));"
