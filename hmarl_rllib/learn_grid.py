@@ -164,17 +164,30 @@ def _mean_ci(x: np.ndarray) -> list[float]:
     return [float(x.mean() - half), float(x.mean() + half)]
 
 
+def _train_cell(sc, minutes, storage, progress, iteration_stream):
+    """Train PPO from scratch on the cell ``sc`` for ``minutes`` of wall time: (result, env steps
+    sampled, minutes taken)."""
+    import pandas as pd
+
+    from hmarl_rllib.training import train
+
+    t0 = time.time()
+    res = train(sc, name=sc.name, storage=storage, time_budget_s=minutes * 60.0, progress=progress,
+                iteration_stream=iteration_stream)
+    train_min = (time.time() - t0) / 60.0
+    df = pd.read_csv(Path(res.trial_dir) / "progress.csv")
+    return res, int(df["env_runners/num_env_steps_sampled_lifetime"].iloc[-1]), train_min
+
+
 def run_cell(base, lead_time: int, penalty: float, minutes: float, episodes: int = 1000,
              storage: str | None = None, progress=None, iteration_stream=None, criterion: str = "finite") -> dict:
     if criterion == "average":
         return run_average_cell(base, lead_time, penalty, minutes, episodes, storage, progress, iteration_stream)
-    import pandas as pd
 
     from hmarl_rllib import simulate
     from hmarl_rllib.benchmark import paired_difference
     from hmarl_rllib.evaluation import greedy_orders, load_trained
     from hmarl_rllib.policies.optimum import Referee, problem_from_scenario, solve
-    from hmarl_rllib.training import train
 
     sc = cell_scenario(base, lead_time, penalty)
     problem = problem_from_scenario(sc)
@@ -183,12 +196,7 @@ def run_cell(base, lead_time: int, penalty: float, minutes: float, episodes: int
     if progress:
         progress(f"{sc.name}: optimum {opt.cost:.2f}, best base-stock S = {S} at {bs_exact:.2f};"
                  f" training PPO from scratch for {minutes:g} min")
-    t0 = time.time()
-    res = train(sc, name=sc.name, storage=storage, time_budget_s=minutes * 60.0, progress=progress,
-                iteration_stream=iteration_stream)
-    train_min = (time.time() - t0) / 60.0
-    df = pd.read_csv(Path(res.trial_dir) / "progress.csv")
-    env_steps = int(df["env_runners/num_env_steps_sampled_lifetime"].iloc[-1])
+    res, env_steps, train_min = _train_cell(sc, minutes, storage, progress, iteration_stream)
     trained = load_trained(res.best_checkpoint, sc)
     seeds = simulate.eval_seeds(episodes)
     learned = simulate.chain_cost(sc, greedy_orders(trained), seeds)
@@ -249,21 +257,12 @@ def score_average(sc, checkpoint, replicas: int, reference=None) -> dict:
 def run_average_cell(base, lead_time: int, penalty: float, minutes: float, replicas: int = 200,
                      storage: str | None = None, progress=None, iteration_stream=None) -> dict:
     """One cell under the average-cost criterion (module docstring): costs are per day."""
-    import pandas as pd
-
-    from hmarl_rllib.training import train
-
     sc = cell_scenario(base, lead_time, penalty, "average")
     reference = _average_reference(sc)
     if progress:
         progress(f"{sc.name}: average-cost optimum {reference[1]:.4f}/day, best base-stock S = {reference[2]} at"
                  f" {reference[3]:.4f}/day; training PPO from scratch for {minutes:g} min")
-    t0 = time.time()
-    res = train(sc, name=sc.name, storage=storage, time_budget_s=minutes * 60.0, progress=progress,
-                iteration_stream=iteration_stream)
-    train_min = (time.time() - t0) / 60.0
-    df = pd.read_csv(Path(res.trial_dir) / "progress.csv")
-    env_steps = int(df["env_runners/num_env_steps_sampled_lifetime"].iloc[-1])
+    res, env_steps, train_min = _train_cell(sc, minutes, storage, progress, iteration_stream)
     return {"lead_time": lead_time, "penalty": penalty, **score_average(sc, res.best_checkpoint, replicas, reference),
             "env_steps": env_steps, "minutes": train_min, "iterations": res.iterations}
 
