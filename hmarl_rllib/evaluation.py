@@ -30,7 +30,7 @@ import numpy as np
 
 from hmarl_rllib import reconciliation, report, simulate
 from hmarl_rllib.config import Scenario, parse_config
-from hmarl_rllib.env import ObservationBuilder, agent_ids, obs_sizes
+from hmarl_rllib.observe import ObservationBuilder, agent_ids, obs_sizes
 from hmarl_rllib.errors import CheckpointError, ConfigError
 from hmarl_rllib.policies.actions import codecs, decode_orders
 from hmarl_rllib.policies.heuristics import ChainPolicy
@@ -146,7 +146,7 @@ def load_trained(checkpoint, config: Scenario | None = None) -> TrainedPolicy:
 
 
 def _check_spaces(ckpt, scenario, baseline, modules, agent_modules, source) -> None:
-    from hmarl_rllib.env import agent_type
+    from hmarl_rllib.observe import agent_type
 
     sizes = obs_sizes(scenario)
     n_act = {t: c.n for t, c in codecs(scenario, baseline).items()}

@@ -2,18 +2,10 @@
 
 During training the stores learn while the warehouse and the supplier follow the tuned
 baseline (base-stock or (s, S), see :mod:`hmarl_rllib.policies.heuristics`). Inside RLlib a
-policy is an RLModule, so :class:`HeuristicModule` wraps the numpy heuristic:
-
-1. un-scale the observation into the agent's **inventory position** IP: for both agent types
-   and both observation modes, index 0 (on hand / finished stock) plus index 1 (in transit
-   from the supplier / production in progress), observed in units of ``10·μ_w``
-   (see :class:`hmarl_rllib.env.HMARLEnv`); rounded to whole units, as the twin's stock is;
-2. compute the heuristic order: base-stock ``max(0, S − IP)`` or (s, S) ``S − IP if IP ≤ s``;
-3. map it to the action whose decoded order is nearest (:meth:`ActionCodec.encode`).
-
-In ``baseline_correction`` mode the rule *is* the action with correction 0 (the env decodes it
-into the baseline's order, with today's levels for a seasonal baseline), so the module returns
-that action without decoding anything.
+policy is an RLModule, so :class:`HeuristicModule` wraps the numpy rule
+:class:`~hmarl_rllib.policies.scripted.ScriptedRule` (which reads the agent's inventory position
+from its observation, computes the rule's order and picks the action nearest to it; in
+``baseline_correction`` mode the rule *is* the action with correction 0).
 
 The module returns ``actions`` directly, so RLlib samples nothing for it. Its parameters live
 in ``model_config`` (plain floats), so a checkpoint restores it without the scenario.
@@ -26,10 +18,11 @@ from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import DefaultPP
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.rl_module import RLModule, RLModuleSpec
 
-from hmarl_rllib.env import agent_ids, agent_type, obs_sizes, observation_units, unsquash
+from hmarl_rllib.env import agent_ids, agent_type, obs_sizes, observation_units
 from hmarl_rllib.errors import ConfigError
 from hmarl_rllib.policies.actions import ActionCodec, codecs
-from hmarl_rllib.policies.heuristics import ChainPolicy, base_stock_order, s_S_order
+from hmarl_rllib.policies.heuristics import ChainPolicy
+from hmarl_rllib.policies.scripted import ScriptedRule, rule_action
 
 SCRIPTED_TYPES = ("warehouse", "supplier")
 STORE_MODULE = "store_policy"  # the PPO module shared by every store agent
@@ -48,30 +41,12 @@ class HeuristicModule(RLModule):
     """
 
     def setup(self):
-        mc = self.model_config
-        self.kind = mc["kind"]
-        self.order_up_to = float(mc["order_up_to"])
-        self.reorder_point = None if mc.get("reorder_point") is None else float(mc["reorder_point"])
-        self.position_scale = float(mc["position_scale"])
-        c = mc["codec"]
-        self.codec = ActionCodec(c["mode"], c["values"], c["mu"], c.get("base_level"), c.get("base_reorder"))
-        self.rule_action = warm_start_action(self.codec) if c["mode"] == "baseline_correction" else None
+        self.rule = ScriptedRule(self.model_config)  # the numpy rule (also run by hmarl_rllib.deploy)
+        self.codec, self.rule_action = self.rule.codec, self.rule.rule_action
 
     def actions_for(self, obs: np.ndarray) -> np.ndarray:
         """Integer actions for a (B, n_obs) array of observations."""
-        obs = np.asarray(obs, dtype=np.float64)
-        if self.rule_action is not None:
-            return np.full(len(obs), self.rule_action, dtype=np.int64)
-        # observations are squashed into [-10, 10] (env v2): undo it before reading stock;
-        # a saturated field (+inf) is a position no rule orders at
-        with np.errstate(invalid="ignore"):
-            raw = (unsquash(obs[:, 0]) + unsquash(obs[:, 1])) * self.position_scale
-        position = np.rint(np.where(np.isfinite(raw), raw, np.finfo(np.float64).max))
-        if self.kind == "s_S":
-            order = s_S_order(position, self.reorder_point, self.order_up_to)
-        else:
-            order = base_stock_order(position, self.order_up_to)
-        return self.codec.encode(order, position).astype(np.int64)
+        return self.rule.actions(obs)
 
     def _forward(self, batch, **kwargs):
         obs = batch[Columns.OBS]
@@ -200,6 +175,4 @@ class WarmStartPPOModule(DefaultPPOTorchRLModule):
 
 def warm_start_action(codec: ActionCodec) -> int | None:
     """The action that reproduces the baseline rule: correction 0 in a ``*_correction`` mode."""
-    if not codec.mode.endswith("_correction") or not np.any(codec.values == 0):
-        return None
-    return int(np.flatnonzero(codec.values == 0)[0])
+    return rule_action(codec)

@@ -214,16 +214,11 @@ class SupplyChainTwin:
         return out
 
     # -------------------------------------------------------------------------------- step
-    def step(self, store_order, warehouse_order, production) -> np.ndarray:
-        """Simulate one day. Arguments are orders in units: (B, N, K), (B, K), (B, K).
-
-        Returns the day's ledger rows, shape (B, N+2, K, len(FIELDS)).
-        """
-        if self.day >= self.days_total:
-            raise RuntimeError("episode is over: call reset() first")
-        t, B, N, K = self.day, self.batch, self.n_stores, self.n_skus
-        # 1. orders placed: whole units, >= 0, within capacity of the ordering node
-        ib = self.internal_backorder
+    def placed_orders(self, store_order, warehouse_order, production):
+        """The orders :meth:`step` places for these requests today: whole units, >= 0, cut to
+        the room left under each ordering node's capacity and to the supplier's production
+        capacity (shared pro rata over SKUs). (B, N, K), (B, K), (B, K)."""
+        B, N, K, ib = self.batch, self.n_stores, self.n_skus, self.internal_backorder
         so = _whole(store_order, (B, N, K))
         if self._store_cap_any:
             pos = self.on_hand + self.in_transit
@@ -237,6 +232,19 @@ class SupplyChainTwin:
         total = pr.sum(axis=1, keepdims=True) if K > 1 else pr
         if total.max() > self.prod_cap:
             pr = np.floor(pr * np.minimum(1.0, self.prod_cap / np.maximum(total, 1.0)))
+        return so, wo, pr
+
+    def step(self, store_order, warehouse_order, production) -> np.ndarray:
+        """Simulate one day. Arguments are orders in units: (B, N, K), (B, K), (B, K).
+
+        Returns the day's ledger rows, shape (B, N+2, K, len(FIELDS)).
+        """
+        if self.day >= self.days_total:
+            raise RuntimeError("episode is over: call reset() first")
+        t, B, N, K = self.day, self.batch, self.n_stores, self.n_skus
+        ib = self.internal_backorder
+        # 1. orders placed: whole units, >= 0, within capacity of the ordering node
+        so, wo, pr = self.placed_orders(store_order, warehouse_order, production)
         # 2. supplier produces
         self.prod_pipe[:, :, (t + self.lt_prod) % self.P_p] += pr
         completed = _arrivals(self.prod_pipe, t % self.P_p)
