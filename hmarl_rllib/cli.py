@@ -172,6 +172,14 @@ def cmd_bench_twin(args) -> int:
     return 0
 
 
+def cmd_bench_serve(args) -> int:
+    from hmarl_rllib.bench_serve import bench_serve, format_bench_serve
+
+    result = bench_serve(tuple(args.stores), seconds=args.seconds, concurrency=args.concurrency)
+    print(json.dumps(result) if args.json else format_bench_serve(result))
+    return 0
+
+
 def cmd_benchmark(args) -> int:
     from hmarl_rllib.benchmark import format_benchmark, run_benchmark
     from hmarl_rllib.config import load_config
@@ -272,6 +280,37 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_recommend(args) -> int:
+    from hmarl_rllib.recommend import format_orders, recommend
+
+    orders, day = recommend(args.policy, args.state, args.out)
+    if args.json:
+        print(json.dumps({"day": day, "orders": orders.to_dict(orient="records")}))
+        return 0
+    print(format_orders(orders, day))
+    if args.out is not None:
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    import socket
+
+    from hmarl_rllib.serve import run
+
+    if not 1 <= args.port <= 65535:
+        raise InputError(f"--port {args.port}: give a port in 1..65535")
+    with socket.socket() as sock:  # a port in use fails here, in one line, before Ray starts
+        try:
+            sock.bind(("127.0.0.1", args.port))
+        except OSError as err:
+            raise InputError(f"--port {args.port}: cannot listen on 127.0.0.1 ({err.strerror}); give another port") from None
+    run(args.policy, args.port, args.replicas,
+        ready=lambda url: print(f"serving {args.policy} on {url}: POST /orders (a state as JSON), GET /healthz;"
+                                " Ctrl-C stops", flush=True))
+    return 0
+
+
 def cmd_headroom(args) -> int:
     from hmarl_rllib.config import load_config
     from hmarl_rllib.headroom import check, format_headroom, headroom
@@ -348,6 +387,22 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--config", help="scenario YAML to export for instead of the checkpoint's (same spaces)")
     x.add_argument("--json", action="store_true")
     x.set_defaults(func=cmd_export)
+
+    r = sub.add_parser("recommend", help="tomorrow's orders from today's stock with an exported policy,"
+                                         " beside the tuned rule's (no Ray, no torch)")
+    r.add_argument("--policy", required=True, help="folder written by `hmarl export`")
+    r.add_argument("--state", required=True, help="state file, CSV or Parquet: one row per node and SKU"
+                                                 " (columns: docs/deploy.md)")
+    r.add_argument("--out", help="write the orders here too (.csv or .parquet)")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_recommend)
+
+    v = sub.add_parser("serve", help="an exported policy over HTTP on 127.0.0.1 (Ray Serve):"
+                                     " POST /orders, GET /healthz")
+    v.add_argument("--policy", required=True, help="folder written by `hmarl export`")
+    v.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000)")
+    v.add_argument("--replicas", type=_positive_int, default=1, help="Serve replicas (default 1)")
+    v.set_defaults(func=cmd_serve)
 
     o = sub.add_parser("optimum", help="exact optimal cost of a one-store scenario by dynamic programming")
     o.add_argument("--config", help="one-store scenario YAML whose upstream never runs short and costs nothing")
@@ -428,6 +483,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_bench_twin)
+
+    w = sub.add_parser("bench-serve", help="benchmark `hmarl serve`: requests/s and p50/p99 latency for 1 and 100"
+                                           " stores per request")
+    w.add_argument("--stores", type=_positive_int, nargs="+", default=[1, 100], help="network sizes (default 1 100)")
+    w.add_argument("--seconds", type=float, default=10.0, help="timed seconds per size (default 10)")
+    w.add_argument("--concurrency", type=_positive_int, default=32, help="concurrent clients (default 32)")
+    w.add_argument("--json", action="store_true")
+    w.set_defaults(func=cmd_bench_serve)
     return p
 
 

@@ -1,8 +1,9 @@
 """Run an exported policy (``hmarl export``) with numpy and onnxruntime only: no Ray, no torch.
 
 An export folder holds ``manifest.json`` (agents, each module's observation layout and action
-meanings, the scenario's fingerprint), one ``<module>.onnx`` per learned module (observations →
-action logits) and ``rules.yaml`` (the scripted rules' tuned parameters). ::
+meanings, a scripted module's rule, the scenario's fingerprint), one ``<module>.onnx`` per
+learned module (observations → action logits), ``rules.yaml`` (the tuned rule) and
+``scenario.yaml``. ::
 
     from hmarl_rllib.deploy import load
     policy = load("exported/")
@@ -20,9 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from hmarl_rllib.errors import InputError
+from hmarl_rllib.policies.scripted import ScriptedRule
 
 MANIFEST = "manifest.json"
-EXPORT_VERSION = 1
+SCENARIO_FILE = "scenario.yaml"
+RULES_FILE = "rules.yaml"
+EXPORT_VERSION = 2  # v2: scenario.yaml, and the scripted modules' rules in the manifest
 
 
 class ExportError(InputError):
@@ -50,9 +54,10 @@ class ExportedPolicy:
         self.modules: dict = m["modules"]
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = opts.inter_op_num_threads = 1
-        self._sessions = {}
+        self._sessions, self._rules = {}, {}
         for mid, spec in self.modules.items():
             if not spec.get("learned"):
+                self._rules[mid] = ScriptedRule(spec["rule"])
                 continue
             f = folder / spec["file"]
             if not f.is_file():
@@ -68,27 +73,30 @@ class ExportedPolicy:
         if module_id not in self._sessions:
             raise ExportError(f"module {module_id!r}: not a learned module of {self.folder}"
                               f" (learned: {', '.join(self._sessions) or 'none'})")
+        return self._sessions[module_id].run(None, {"obs": self._check(module_id, obs)})[0]
+
+    def actions(self, module_id: str, obs) -> np.ndarray:
+        """Greedy actions for (n, n_obs) observations: a learned module's argmax of the logits
+        (as ``hmarl evaluate`` plays), a scripted module's rule (as in training)."""
+        if module_id in self._rules:
+            return self._rules[module_id].actions(self._check(module_id, obs))
+        return self.logits(module_id, obs).argmax(axis=-1).astype(np.int64)
+
+    def _check(self, module_id: str, obs) -> np.ndarray:
         x = np.ascontiguousarray(obs, dtype=np.float32)
         n_obs = self.modules[module_id]["n_obs"]
         if x.ndim != 2 or x.shape[1] != n_obs:
             raise ExportError(f"module {module_id!r}: observations must be (n, {n_obs}), got {x.shape}")
-        return self._sessions[module_id].run(None, {"obs": x})[0]
-
-    def actions(self, module_id: str, obs) -> np.ndarray:
-        """Greedy actions (the argmax of the logits, as ``hmarl evaluate`` plays) for (n, n_obs)."""
-        return self.logits(module_id, obs).argmax(axis=-1).astype(np.int64)
+        return x
 
     def agent_actions(self, observations: dict) -> dict:
-        """``{agent id: observation (n_obs,)}`` → ``{agent id: greedy action}`` for learned agents,
-        one forward pass per module."""
+        """``{agent id: observation (n_obs,)}`` → ``{agent id: greedy action}``, one forward pass
+        per module (learned or scripted)."""
         by_module: dict[str, list] = {}
         for aid in observations:
             if aid not in self.agents:
                 raise ExportError(f"agent {aid!r}: not in the export (agents: {', '.join(self.agents)})")
-            mid = self.agents[aid]["module"]
-            if mid not in self._sessions:
-                raise ExportError(f"agent {aid!r}: follows a scripted rule (rules.yaml), not a learned module")
-            by_module.setdefault(mid, []).append(aid)
+            by_module.setdefault(self.agents[aid]["module"], []).append(aid)
         out = {}
         for mid, ids in by_module.items():
             acts = self.actions(mid, np.stack([observations[a] for a in ids]))

@@ -2,10 +2,12 @@
 
 Writes into ``out``: ``<module>.onnx`` per learned module (input ``obs`` (n, n_obs) float32,
 output ``logits`` (n, n_actions); the greedy action is their argmax), ``rules.yaml`` (the
-scripted rules' tuned parameters, as ``hmarl baseline`` writes them) and ``manifest.json``
-(format version, scenario name and fingerprint, the checkpoint, every agent's module and type,
-per agent type the observation layout with each field's name and scale, per module its
-observation size and the meaning of each action). :mod:`hmarl_rllib.deploy` runs it.
+tuned rule's parameters, as ``hmarl baseline`` writes them: the scripted agents' rule, and the
+rule ``hmarl recommend`` shows beside the policy), ``scenario.yaml`` (the scenario trained on)
+and ``manifest.json`` (format version, scenario name and fingerprint, the checkpoint, every
+agent's module and type, per agent type the observation layout with each field's name and
+scale, per module its observation size, the meaning of each action and, for a scripted module,
+its rule's parameters). :mod:`hmarl_rllib.deploy` runs it.
 """
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ import torch
 import yaml
 from ray.rllib.core.columns import Columns
 
-from hmarl_rllib.deploy import EXPORT_VERSION, MANIFEST, ExportError
-from hmarl_rllib.env import HISTORY, agent_type, obs_sizes, observation_units
+from hmarl_rllib.deploy import EXPORT_VERSION, MANIFEST, RULES_FILE, SCENARIO_FILE, ExportError
+from hmarl_rllib.observe import HISTORY, agent_type, obs_sizes, observation_units
 from hmarl_rllib.evaluation import load_trained
 
 CALENDAR = ["weekday_sin", "weekday_cos", "yearday_sin", "yearday_cos"]
@@ -94,6 +96,8 @@ def export_policy(checkpoint, out, config=None) -> dict:
         spec = {"type": t, "learned": learned, "n_obs": sizes[t],
                 "actions": {"mode": cods[t].mode, "values": [float(v) for v in cods[t].values],
                             "meaning": _action_meaning(cods[t].mode)}}
+        if not learned:  # a scripted rule: its parameters, played by hmarl_rllib.policies.scripted
+            spec["rule"] = json.loads(json.dumps(module.model_config))
         if learned:
             spec["file"] = f"{mid}.onnx"
             with torch.no_grad():
@@ -102,7 +106,8 @@ def export_policy(checkpoint, out, config=None) -> dict:
                                   dynamic_axes={"obs": {0: "n"}, "logits": {0: "n"}}, dynamo=False,
                                   opset_version=17)
         modules[mid] = spec
-    (out / "rules.yaml").write_text(yaml.safe_dump(policy_to_dict(trained.baseline, sc), sort_keys=False))
+    (out / SCENARIO_FILE).write_text(yaml.safe_dump(sc.model_dump(mode="json"), sort_keys=False))
+    (out / RULES_FILE).write_text(yaml.safe_dump(policy_to_dict(trained.baseline, sc), sort_keys=False))
     manifest = {
         "version": EXPORT_VERSION, "scenario": sc.name, "fingerprint": scenario_fingerprint(sc),
         "checkpoint": str(trained.checkpoint), "observation_mode": sc.observations.mode,

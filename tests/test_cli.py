@@ -186,10 +186,12 @@ def test_help_lists_the_commands_in_workflow_order():
     from hmarl_rllib.cli import build_parser
 
     commands = build_parser()._subparsers._group_actions[0].choices
-    assert list(commands) == ["train", "evaluate", "tune", "tune-report", "benchmark", "export", "optimum", "learn-grid",
+    assert list(commands) == ["train", "evaluate", "tune", "tune-report", "benchmark", "export", "recommend", "serve",
+                              "optimum",
+                              "learn-grid",
                               "headroom",
                               "simulate",
-                              "baseline", "plot", "bench-train", "bench-twin"]
+                              "baseline", "plot", "bench-train", "bench-twin", "bench-serve"]
 
 
 def test_a_quick_tuning_leaves_the_default_file_alone(tmp_path, capsys):

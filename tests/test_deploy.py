@@ -97,9 +97,11 @@ def test_dockerfile_builds_the_package_for_cpu_as_non_root_with_hmarl_entrypoint
     assert ("ENTRYPOINT", '["hmarl"]') in ins
     scripts = setup_cfg()["options.entry_points"]["console_scripts"]
     assert re.search(r"^\s*hmarl\s*=\s*hmarl_rllib\.cli:main\s*$", scripts, re.M)
-    # usable as a Ray head or worker: ray[default] (dashboard, job API) comes with the package,
-    # wget for KubeRay's probes, Ray's ports exposed
-    assert "ray[rllib,tune,default]" in setup_cfg()["options"]["install_requires"]
+    # usable as a Ray head or worker: ray[default] (dashboard, job API) and ray[serve] (`hmarl
+    # serve`) come with the package, wget for KubeRay's probes, Ray's ports exposed
+    requires = setup_cfg()["options"]["install_requires"]
+    extras = re.search(r"ray\[([a-z,]+)\]", requires).group(1).split(",")
+    assert {"rllib", "tune", "default", "serve"} <= set(extras)
     assert any("wget" in a for a in runs)
     exposed = " ".join(a for k, a in ins if k == "EXPOSE").split()
     assert {"6379", "8265", "10001"} <= set(exposed)

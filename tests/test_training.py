@@ -310,6 +310,190 @@ def test_an_exported_policy_acts_as_the_checkpoint_without_ray_or_torch(tiny_run
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--checkpoint" in bad.stderr
 
 
+def recommend_matches_the_twin(ckpt: Path, folder: Path, replicas: int = 4) -> dict:
+    """Export ``ckpt``, then on every day of ``replicas`` held-out episodes played greedily in the
+    twin by the checkpoint, write the day's state, and check that `recommend` orders what the
+    policy ordered in the twin that day (and the tuned rule's order beside it). Returns counts."""
+    from hmarl_rllib import simulate
+    from hmarl_rllib.evaluation import greedy_orders, load_trained
+    from hmarl_rllib.recommend import Recommender
+    from hmarl_rllib.twin import SupplyChainTwin
+    from hmarl_rllib.twin.network import F
+    from hmarl_rllib.twin.state import state_frame
+
+    out = folder / "exported"
+    hmarl("export", "--checkpoint", ckpt, "--out", out, cwd=folder)
+    trained = load_trained(ckpt)
+    rec = Recommender(out)
+    twin, play = SupplyChainTwin(trained.scenario), greedy_orders(trained)
+    twin.reset(simulate.eval_seeds(replicas))
+    seen = {"states": 0, "nonzero_orders": 0, "learned_differs_from_rule": 0}
+    while not twin.done:
+        t = twin.day
+        states = [state_frame(twin, b) for b in range(replicas)]
+        so, wo, pr = twin.placed_orders(*rec.rules.orders(twin))
+        twin.step(*play(twin))
+        placed = twin.ledger[t][..., F["order_placed"]]  # (B, N + 2, K), what the twin placed
+        for b, state in enumerate(states):
+            got = rec.orders(state)
+            np.testing.assert_array_equal(got["order"].to_numpy(), placed[b].reshape(-1), err_msg=f"day {t}")
+            rule = np.concatenate([so[b].reshape(-1), wo[b].reshape(-1), pr[b].reshape(-1)])
+            np.testing.assert_array_equal(got["rule_order"].to_numpy(), rule, err_msg=f"day {t}")
+            seen["states"] += 1
+            seen["nonzero_orders"] += int((got["order"] > 0).sum())
+            seen["learned_differs_from_rule"] += int((got["learned"] & (got["order"] != got["rule_order"])).sum())
+    # and off the policy's path (a 3-iteration policy may order little on its own): on every day of
+    # episodes the tuned rule plays, recommend gives the orders the checkpoint would place there
+    twin.reset(simulate.eval_seeds(replicas, simulate.EVAL_SEED_BASE + 1000))
+    while not twin.done:
+        expected = np.concatenate([x.reshape(replicas, -1) for x in twin.placed_orders(*play(twin))], axis=1)
+        for b in range(replicas):
+            got = rec.orders(state_frame(twin, b))
+            np.testing.assert_array_equal(got["order"].to_numpy(), expected[b], err_msg=f"rule path, day {twin.day}")
+            seen["states"] += 1
+            seen["nonzero_orders"] += int((got["order"] > 0).sum())
+        twin.step(*rec.rules.orders(twin))
+    assert seen["nonzero_orders"] >= 10, seen  # states in which the policy orders something
+    return {**seen, "export": out, "recommender": rec, "state": states[0], "orders": rec.orders(states[0])}
+
+
+def test_recommend_orders_what_the_policy_orders_in_the_twin(tiny_run, tmp_path):
+    """`hmarl recommend --policy DIR --state today.parquet --out orders.csv` on a state written from
+    a twin day gives the orders the trained policy placed in the twin that day (every day of four
+    held-out episodes, through the library), with the tuned rule's beside them; the CLI prints and
+    writes the same table (CSV and Parquet in, CSV out, --json), without importing torch or Ray."""
+    ckpt = max(checkpoints(tiny_run["trial"]))
+    seen = recommend_matches_the_twin(ckpt, tmp_path)
+    assert seen["states"] >= 200  # every day of four 30-day episodes, on and off the policy's path
+    state, orders = seen["state"], seen["orders"]
+    state.to_parquet(tmp_path / "today.parquet", index=False)
+    state.to_csv(tmp_path / "today.csv", index=False)
+    code = ("import sys; from hmarl_rllib.cli import main; rc = main(sys.argv[1:]);"
+            " print('imported:', sorted(m for m in ('torch', 'ray') if m in sys.modules)); sys.exit(rc)")
+    for src in ("today.parquet", "today.csv"):
+        proc = subprocess.run([sys.executable, "-c", code, "recommend", "--policy", str(seen["export"]),
+                               "--state", str(tmp_path / src), "--out", str(tmp_path / "orders.csv")],
+                              env=env(), capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "imported: []" in proc.stdout
+        assert "rule_order" in proc.stdout and "store_1" in proc.stdout and "supplier" in proc.stdout
+        written = pd.read_csv(tmp_path / "orders.csv")
+        np.testing.assert_array_equal(written["order"], orders["order"])
+        np.testing.assert_array_equal(written["rule_order"], orders["rule_order"])
+        assert list(written["node"]) == list(orders["node"])
+    proc = hmarl("recommend", "--policy", seen["export"], "--state", tmp_path / "today.csv", "--json", cwd=tmp_path)
+    rows = json.loads(proc.stdout)["orders"]
+    assert [r["order"] for r in rows] == orders["order"].tolist()
+    # malformed state and bad --out: one line, exit 2, nothing written
+    bad = state.copy()
+    bad.loc[1, "on_hand"] = -4
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    for args, needle in ((["--state", tmp_path / "bad.csv"], "on_hand: row 2 (store_2, A) is -4"),
+                         (["--state", tmp_path / "today.csv", "--out", tmp_path / "nowhere" / "o.csv"], "--out")):
+        proc = hmarl("recommend", "--policy", seen["export"], *args, cwd=tmp_path, check=False)
+        assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and needle in proc.stderr, proc.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _http(url, body: bytes | None = None):
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, data=body, headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            code, raw = r.status, r.read()
+    except urllib.error.HTTPError as err:
+        code, raw = err.code, err.read()
+    try:
+        return code, json.loads(raw)
+    except ValueError:  # e.g. the proxy's own page while the app starts
+        return code, raw.decode(errors="replace")
+
+
+def test_serve_answers_orders_over_http_as_recommend_does(tiny_run, tmp_path):
+    """`hmarl serve` (Ray Serve on 127.0.0.1): GET /healthz; POST /orders with a state as JSON
+    answers the orders `recommend` gives for it, also for 24 concurrent requests (batched);
+    malformed JSON and a malformed state get 400 with a one-line message and the server stays
+    up; Ctrl-C stops it and every process it started."""
+    import concurrent.futures
+
+    import psutil
+
+    from hmarl_rllib.recommend import Recommender
+    from hmarl_rllib.twin import SupplyChainTwin
+    from hmarl_rllib.twin.state import state_frame
+
+    ckpt = max(checkpoints(tiny_run["trial"]))
+    out = tmp_path / "exported"
+    hmarl("export", "--checkpoint", ckpt, "--out", out, cwd=tmp_path)
+    rec = Recommender(out)
+    twin = SupplyChainTwin(rec.scenario)
+    twin.reset(np.arange(6) + 4_000_000)
+    states = []
+    while not twin.done:
+        states += [state_frame(twin, b) for b in range(6)] if twin.day % 4 == 1 else []
+        twin.step(*rec.rules.orders(twin))
+    expected = [rec.orders(s) for s in states]
+    bodies = [json.dumps({"state": json.loads(s.to_json(orient="records"))}).encode() for s in states]
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([*HMARL, "serve", "--policy", str(out), "--port", str(port)], cwd=tmp_path, env=env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    children = []
+    try:
+        deadline = time.time() + 240
+        while True:
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            try:
+                code, health = _http(f"{base}/healthz")
+                if code == 200:
+                    break
+            except OSError:
+                pass
+            assert time.time() < deadline, "serve did not come up in 240 s"
+            time.sleep(1.0)
+        assert health["status"] == "ok" and health["scenario"] == rec.scenario.name
+        children = psutil.Process(proc.pid).children(recursive=True)
+        code, ans = _http(f"{base}/orders", bodies[0])
+        assert code == 200 and ans["day"] == int(states[0]["day"].iloc[0])
+        assert [r["order"] for r in ans["orders"]] == expected[0]["order"].tolist()
+        assert [r["rule_order"] for r in ans["orders"]] == expected[0]["rule_order"].tolist()
+        with concurrent.futures.ThreadPoolExecutor(24) as pool:
+            answers = list(pool.map(lambda b: _http(f"{base}/orders", b), bodies))
+        assert len(answers) >= 24
+        for (code, ans), exp in zip(answers, expected):
+            assert code == 200 and [r["order"] for r in ans["orders"]] == exp["order"].tolist()
+            assert [r["node"] for r in ans["orders"]] == exp["node"].tolist()
+        # malformed: not JSON, not a state, a bad value; one line each, and the server stays up
+        rows = json.loads(bodies[0])["state"]
+        rows[1]["on_hand"] = -4
+        for body, needle in ((b"{not json", "body: not JSON"), (b'{"rows": []}', '{"state"'),
+                             (json.dumps({"state": rows}).encode(), "on_hand: row 2 (store_2, A) is -4")):
+            code, ans = _http(f"{base}/orders", body)
+            assert code == 400 and needle in ans["error"] and "\n" not in ans["error"], ans
+        assert _http(f"{base}/healthz")[0] == 200
+        assert _http(f"{base}/orders", bodies[1])[0] == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0, err[-3000:]
+    assert children, "serve started no processes?"
+    gone, alive = psutil.wait_procs(children, timeout=60)
+    assert not alive, [p.cmdline()[:3] for p in alive]
+
+
 @pytest.mark.parametrize("case", ["missing", "not_checkpoint", "partial", "experiment_dir", "other_spaces"])
 def test_bad_checkpoints_are_refused_with_one_line(tiny_run, tmp_path, case):
     ckpt = max(checkpoints(tiny_run["trial"]))
@@ -382,6 +566,7 @@ def test_upstream_learners_train_their_own_modules(tmp_path, training, learned, 
         before = {m: [p.detach().clone() for p in algo.get_module(m).parameters()] for m in learned}
         result = algo.train()
         after = {m: list(algo.get_module(m).parameters()) for m in before}
+        ckpt = Path(algo.save_to_path(str(tmp_path / "ckpt")))
         algo.stop()
     finally:
         ray.shutdown()
@@ -390,6 +575,11 @@ def test_upstream_learners_train_their_own_modules(tmp_path, training, learned, 
         assert "policy_loss" in result["learners"][m]
         assert any(not torch.equal(a, b) for a, b in zip(before[m], after[m])), f"{m} did not train"
     assert scripted in result["env_runners"]["module_episode_returns_mean"]
+    # exported, the scripted module plays its rule without Ray or torch: `recommend` orders what
+    # the checkpoint orders in the twin, the scripted agent included
+    seen = recommend_matches_the_twin(ckpt, tmp_path, replicas=2)
+    scripted_agent = scripted.split("_")[0]
+    assert not seen["orders"].set_index("agent").loc[scripted_agent, "learned"]
 
 
 def test_every_echelon_learning_trains_and_evaluates_without_ray(tmp_path):

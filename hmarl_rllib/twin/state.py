@@ -40,6 +40,7 @@ numpy and pandas only: no RL imports.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -120,12 +121,28 @@ def read_state(path) -> pd.DataFrame:
     raise StateFileError(f"--state {path}: unknown file type {path.suffix!r}; give .csv or .parquet")
 
 
-def twin_from_state(scenario, frame: pd.DataFrame, source: str = "state"):
+def twin_from_state(scenario, frame, source: str = "state"):
     """A one-replica twin in the state ``frame`` describes, with the orders of the day before:
     ``(twin, last_store_orders (1, N, K), last_warehouse_order (1, K))``. Every problem is a
     :class:`StateFileError` naming the column and the row (numbered from 1, as in the file)."""
+    return twin_from_states(scenario, [parse_state(scenario, frame, source)])
+
+
+class ParsedState(NamedTuple):
+    """A validated state: its day and every numeric column per node and SKU, (N + 2, K, C) in
+    the twin's node order (stores, warehouse, supplier) and :func:`state_columns`' order from
+    ``day`` on."""
+
+    day: int
+    grid: np.ndarray
+
+
+def parse_state(scenario, frame, source: str = "state", twin: SupplyChainTwin | None = None) -> ParsedState:
+    """Validate a state table (a DataFrame, or ``{column: values}`` as from JSON rows); any
+    problem is one :class:`StateFileError` line naming the column and the row. ``twin``: a twin
+    of the scenario to read its layout from (one is made otherwise)."""
     sc = scenario
-    tw = SupplyChainTwin(sc, record=False)
+    tw = twin if twin is not None else SupplyChainTwin(sc, record=False)
     N, K = tw.n_stores, tw.n_skus
     nodes, skus = tw.node_names(), list(sc.sku_names)
     cols = state_columns(sc)
@@ -232,36 +249,40 @@ def twin_from_state(scenario, frame: pd.DataFrame, source: str = "state"):
             if h > t and values[c][i] != 0:
                 raise StateFileError(f"{source}: {c}: {where(i)} is {values[c][i]:g}, but day {t} - {h} is before the"
                                      " horizon's day 0, where the policy was trained to see 0; give 0")
-    tw.reset([0])
-    tw.day = t
-    last_store, last_wh = np.zeros((1, N, K)), np.zeros((1, K))
-    tw.demand[:] = 0.0  # the future is not part of a state; only the history is read
+    grid = np.empty((N + 2, K, len(cols) - 2))
     for (m, k), i in index.items():
-        arriving = np.array([values[f"arriving_in_{d}d"][i] for d in range(1, pipeline_days(sc) + 1)])
-        if m < N:
-            tw.on_hand[0, m, k], tw.backorders[0, m, k] = values["on_hand"][i], values["backorders"][i]
-            tw.store_owed[0, m, k] = values["owed"][i]
-            _fill(tw.store_pipe[0, m, k], t, arriving)
-            tw.in_transit[0, m, k] = arriving.sum()
-            last_store[0, m, k] = values["ordered_yesterday"][i]
-            for h in range(1, min(HISTORY_DAYS, t) + 1):
-                tw.demand[0, t - h, m, k] = values[f"demand_{h}d_ago"][i]
-        elif m == N:
-            tw.wh_on_hand[0, k], tw.wh_owed[0, k] = values["on_hand"][i], values["owed"][i]
-            _fill(tw.wh_pipe[0, k], t, arriving)
-            tw.wh_in_transit[0, k] = arriving.sum()
-            last_wh[0, k] = values["ordered_yesterday"][i]
-        else:
-            tw.sup_on_hand[0, k] = values["on_hand"][i]
-            _fill(tw.prod_pipe[0, k], t, arriving)
-            tw.sup_in_production[0, k] = arriving.sum()
-    return tw, last_store, last_wh
+        grid[m, k] = [values[c][i] for c in cols[2:]]
+    return ParsedState(t, grid)
 
 
-def _fill(pipe: np.ndarray, day: int, arriving: np.ndarray) -> None:
-    """Put units arriving in 1..D days into a circular pipeline buffer of length P (the twin's
-    slot for "in d days" on day t is (t + d − 1) % P; D <= P − 1 is checked by the caller)."""
-    P = len(pipe)
-    pipe[:] = 0.0
-    for d, units in enumerate(arriving[: P - 1], start=1):
-        pipe[(day + d - 1) % P] = units
+def twin_from_states(scenario, states: list[ParsedState]):
+    """One twin replica per parsed state (all on the same day), with the orders of the day
+    before: ``(twin, last_store_orders (B, N, K), last_warehouse_order (B, K))``."""
+    sc = scenario
+    days = {p.day for p in states}
+    if len(days) != 1:
+        raise ValueError(f"states of one twin share a day, got days {sorted(days)}")
+    t = days.pop()
+    tw = SupplyChainTwin(sc, record=False)
+    N = tw.n_stores
+    B = len(states)
+    col = {c: j for j, c in enumerate(state_columns(sc)[2:])}
+    g = np.stack([p.grid for p in states])  # (B, N + 2, K, C)
+    D = pipeline_days(sc)
+    arriving = g[..., [col[f"arriving_in_{d}d"] for d in range(1, D + 1)]]  # (B, N + 2, K, D)
+    tw.reset(np.zeros(B, dtype=np.int64))
+    tw.day = t
+    tw.demand[:] = 0.0  # the future is not part of a state; only the history is read
+    tw.on_hand[:], tw.backorders[:] = g[:, :N, :, col["on_hand"]], g[:, :N, :, col["backorders"]]
+    tw.store_owed[:], tw.wh_owed[:] = g[:, :N, :, col["owed"]], g[:, N, :, col["owed"]]
+    tw.wh_on_hand[:], tw.sup_on_hand[:] = g[:, N, :, col["on_hand"]], g[:, N + 1, :, col["on_hand"]]
+    for pipe, arr, total in ((tw.store_pipe, arriving[:, :N], "in_transit"), (tw.wh_pipe, arriving[:, N], "wh_in_transit"),
+                             (tw.prod_pipe, arriving[:, N + 1], "sup_in_production")):
+        P = pipe.shape[-1]
+        pipe[:] = 0.0
+        for d in range(1, min(D, P - 1) + 1):  # "in d days" on day t is slot (t + d - 1) % P
+            pipe[..., (t + d - 1) % P] = arr[..., d - 1]
+        setattr(tw, total, arr.sum(axis=-1))
+    for h in range(1, min(HISTORY_DAYS, t) + 1):
+        tw.demand[:, t - h] = g[:, :N, :, col[f"demand_{h}d_ago"]]
+    return tw, g[:, :N, :, col["ordered_yesterday"]].copy(), g[:, N, :, col["ordered_yesterday"]].copy()
