@@ -233,6 +233,11 @@ class Observations(_Strict):
     # stock is observed in units of stock_days days of mean demand (before the squash into
     # [-10, 10]): 10 by default; smaller values resolve single units better on small problems
     stock_days: Annotated[float, Field(gt=0.0, le=1000.0)] = 10.0
+    # rich mode: false observes the calendar features / the recent-demand features (yesterday,
+    # the 7-day mean, the 7-day history) as 0, keeping the layout: inputs that carry nothing when
+    # demand is stationary and independent from day to day, only noise for the network
+    calendar: bool = True
+    demand_history: bool = True
 
 
 class Scenario(_Strict):

@@ -111,6 +111,7 @@ class ObservationBuilder:
         days_unit = sc.observations.stock_days  # SCALE_DAYS unless the scenario says otherwise
         self._inv = (1.0 / (days_unit * mu), 1.0 / (days_unit * mw), 1.0 / mu, 1.0 / mw)
         self._inv_lt_mu = 1.0 / (mu * (self.lt + 1))
+        self.calendar, self.history = sc.observations.calendar, sc.observations.demand_history
 
     def __call__(self, tw, last_store_orders, last_wh_order) -> dict:
         B, N, K, t = tw.batch, self.N, self.K, tw.day
@@ -119,7 +120,7 @@ class ObservationBuilder:
         whp = tw.warehouse_position()  # (B, K)
         store = np.empty((B, N, K, self.sizes["store"]), np.float32)
         store[..., 0], store[..., 1], store[..., 2] = tw.on_hand * isd, tw.in_transit * isd, tw.backorders * isd
-        if t > 0:
+        if t > 0 and self.history:
             store[..., 3] = tw.demand[:, t - 1] * imu
             store[..., 4] = tw.demand[:, max(0, t - HISTORY): t].sum(axis=1) * (imu / HISTORY)
         else:
@@ -144,8 +145,8 @@ class ObservationBuilder:
         """Fill the ``rich`` mode's extra columns in place."""
         N, day = self.N, tw.day
         isd, isw, imu, imw = self._inv
-        hist = tw.demand_history(HISTORY)  # (B, H, N, K)
-        cal = _calendar(day, self.scenario.start_weekday)
+        hist = tw.demand_history(HISTORY) if self.history else np.zeros((tw.batch, HISTORY, N, self.K))  # (B, H, N, K)
+        cal = _calendar(day, self.scenario.start_weekday) if self.calendar else np.zeros(4, np.float32)
         store[..., 7] = tw.store_position() * isd
         store[..., 8] = (whp * isw)[:, None, :]
         store[..., 9] = (self._cum_mean[day + self.lt_int + 1, np.arange(N)] - self._cum_mean[day]) * self._inv_lt_mu

@@ -200,3 +200,36 @@ def test_a_trained_store_modules_action_changes_with_its_inventory_position(tmp_
     assert max(positions[0::2]) == 0 and min(positions[1::2]) >= 40, positions  # empty vs 8+ days of demand
     assert (a_low > a_high).all(), (a_low.tolist(), a_high.tolist())
     shutil.rmtree(tmp_path / "runs", ignore_errors=True)
+
+
+def test_calendar_and_demand_history_can_be_observed_as_zero_keeping_the_layout():
+    """observations.calendar / demand_history: false zero exactly those fields (names from the
+    export manifest's layout) on every day; every other field is what the default observes."""
+    from hmarl_rllib.export import observation_layout
+    from hmarl_rllib.observe import ObservationBuilder
+    from hmarl_rllib.twin import SupplyChainTwin
+    from hmarl_rllib.twin.network import F
+
+    base = dict(episode_length=20, stores={"count": 2, "lead_time": 2, "demand": {"mean": 7}}, observations={"mode": "rich"})
+    on = scenario(**base)
+    off = scenario(**{**base, "observations": {"mode": "rich", "calendar": False, "demand_history": False}})
+    rule = rule_based_policy(on, "s_S")
+    layout = {t: [f["name"] for f in fields] for t, fields in observation_layout(on).items()}
+    assert layout == {t: [f["name"] for f in fields] for t, fields in observation_layout(off).items()}
+    dropped = {"weekday_sin", "weekday_cos", "yearday_sin", "yearday_cos", "demand_yesterday", "demand_mean_7d"}
+    tw = SupplyChainTwin(on)
+    tw.reset([0, 1])
+    b_on, b_off = ObservationBuilder(on), ObservationBuilder(off)
+    seen_nonzero = 0
+    while not tw.done:
+        N, K = tw.n_stores, tw.n_skus
+        last = ((tw.ledger[tw.day - 1][:, :N, :, F["order_placed"]], tw.ledger[tw.day - 1][:, N, :, F["order_placed"]])
+                if tw.day else (np.zeros((2, N, K)), np.zeros((2, K))))
+        o_on, o_off = b_on(tw, *last), b_off(tw, *last)
+        for t, names in layout.items():
+            gone = np.array([n in dropped or n.startswith("demand_") and n.endswith("_ago") for n in names])
+            np.testing.assert_array_equal(o_off[t][..., gone], 0.0)
+            np.testing.assert_array_equal(o_off[t][..., ~gone], o_on[t][..., ~gone])
+            seen_nonzero += int(np.abs(o_on[t][..., gone]).sum() > 0)
+        tw.step(*rule.orders(tw))
+    assert seen_nonzero > 20  # the default does observe something there
