@@ -35,6 +35,7 @@ import numpy as np
 
 from hmarl_rllib import reconciliation, report, simulate
 from hmarl_rllib.policies.heuristics import POLICIES
+from hmarl_rllib.twin.demand import scored_dates
 
 ENDGAME = "s_S_endgame"  # reference rows (not baselines)
 SEASONAL = ("s_S_seasonal", "echelon_s_S_seasonal")
@@ -155,6 +156,7 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
         "checkpoint": None if checkpoint is None else str(checkpoint),
         "episodes": int(episodes),
         "seeds": [int(seeds[0]), int(seeds[-1])],
+        "demand_dates": scored_dates(scenario, seeds, scenario.warmup_days + scenario.episode_length),
         "policies": {name: {**report.json_policy(s), "holding_cost_mean": s["holding_cost_mean"],
                             "stockout_cost_mean": s["stockout_cost_mean"],
                             "ordering_cost_mean": s["ordering_cost_mean"]} for name, s in summaries.items()},
@@ -222,7 +224,10 @@ def format_benchmark(result: dict) -> str:
            f"{'holding':>10}{'stockout':>10}{'ordering':>10}{'vs best':>9}{'vs bound':>10}" \
            + (f"{'vs optimum':>12}" if opt_gaps else "")
     lines = [f"scenario {result['scenario']}: {result['episodes']} held-out episodes,"
-             f" seeds {result['seeds'][0]}..{result['seeds'][1]}", head, "-" * len(head)]
+             f" seeds {result['seeds'][0]}..{result['seeds'][1]}"]
+    if result.get("demand_dates"):
+        lines.append(result["demand_dates"])
+    lines += [head, "-" * len(head)]
     for name, s in pol.items():
         lo, hi = s["cost_ci95"]
         gap = f"{100 * gaps[name]:+.1f}%" if name in gaps else "-"

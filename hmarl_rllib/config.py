@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 
+from datetime import date
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -240,6 +241,38 @@ class Observations(_Strict):
     demand_history: bool = True
 
 
+class DemandSplit(_Strict):
+    """A demand file split by date: RL training and baseline tuning draw their windows from the
+    first part, the evaluations that choose the checkpoint from the second, ``evaluate`` and
+    ``benchmark`` from the last; no window crosses a boundary. Give the last day of the first two
+    parts (``train_until``, ``validate_until``), or their shares of the file's days
+    (``train_fraction``, ``validate_fraction``)."""
+
+    train_until: date | None = None
+    validate_until: date | None = None
+    train_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
+    validate_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
+
+    @model_validator(mode="after")
+    def _one_style(self):
+        dates = (self.train_until, self.validate_until)
+        shares = (self.train_fraction, self.validate_fraction)
+        if any(d is not None for d in dates) and any(x is not None for x in shares):
+            raise ValueError("give either train_until and validate_until (dates) or train_fraction and validate_fraction,"
+                             " not both")
+        if all(d is not None for d in dates):
+            if self.validate_until <= self.train_until:
+                raise ValueError(f"validate_until ({self.validate_until}) must come after train_until ({self.train_until})")
+        elif all(x is not None for x in shares):
+            if self.train_fraction + self.validate_fraction >= 1.0:
+                raise ValueError(f"train_fraction + validate_fraction = {self.train_fraction + self.validate_fraction:g}"
+                                 " leaves no test part; keep it below 1")
+        else:
+            raise ValueError("give train_until and validate_until (dates, e.g. 2025-06-30), or train_fraction and"
+                             " validate_fraction (shares of the file's days, e.g. 0.6 and 0.2)")
+        return self
+
+
 class Scenario(_Strict):
     name: str = "default"
     episode_length: Annotated[int, Field(ge=1, le=100_000)] = 30
@@ -261,6 +294,9 @@ class Scenario(_Strict):
     warehouse: Warehouse = Warehouse()
     supplier: Supplier = Supplier()
     demand_file: str | None = None
+    demand_split: DemandSplit | None = None  # needs demand_file (see DemandSplit)
+    # the M5 layout's calendar (columns d, date); default: calendar.csv beside the demand file
+    demand_calendar: str | None = None
     random_lead_times: RandomLeadTimes = RandomLeadTimes()
     reward: Reward = Reward()
     actions: Actions = Actions()
@@ -276,6 +312,8 @@ class Scenario(_Strict):
         names = [s.name for s in self.skus]
         if len(set(names)) != len(names):
             raise ValueError(f"skus: names must be unique, got {names}")
+        if self.demand_split is not None and not self.demand_file:
+            raise ValueError("demand_split: splits a demand file; set demand_file or drop demand_split")
         stores = self.store_list
         snames = [s.name for s in stores]
         if len(set(snames)) != len(snames):
@@ -417,6 +455,8 @@ def load_config(path: str | Path) -> Scenario:
     updates: dict[str, Any] = {"source_path": str(path.resolve())}
     if scenario.demand_file and not Path(scenario.demand_file).is_absolute():
         updates["demand_file"] = str((path.parent / scenario.demand_file).resolve())
+    if scenario.demand_calendar and not Path(scenario.demand_calendar).is_absolute():
+        updates["demand_calendar"] = str((path.parent / scenario.demand_calendar).resolve())
     if scenario.baseline_params and not Path(scenario.baseline_params).is_absolute():
         updates["baseline_params"] = str((path.parent / scenario.baseline_params).resolve())
     return scenario.model_copy(update=updates)

@@ -31,6 +31,7 @@ import numpy as np
 from hmarl_rllib import reconciliation, report, simulate
 from hmarl_rllib.config import Scenario, parse_config
 from hmarl_rllib.observe import ObservationBuilder, agent_ids, obs_sizes
+from hmarl_rllib.twin.demand import scored_dates
 from hmarl_rllib.errors import CheckpointError, ConfigError
 from hmarl_rllib.policies.actions import codecs, decode_orders
 from hmarl_rllib.policies.heuristics import ChainPolicy
@@ -232,6 +233,7 @@ def evaluate_trained_policy(checkpoint, episodes: int = 100, seed: int | None = 
         runs[trained.baseline.name] = simulate.evaluate(sc, trained.baseline.orders, seeds)
     result = {"checkpoint": str(trained.checkpoint), "scenario": sc.name, "config": trained.config_source,
               "episodes": int(episodes), "seeds": [int(seeds[0]), int(seeds[-1])],
+              "demand_dates": scored_dates(sc, seeds, sc.warmup_days + sc.episode_length),
               "policies": {name: summary for name, (summary, _) in runs.items()}}
     if out is not None:
         result["written"] = write_outputs(Path(out), trained, runs, seeds)
@@ -256,7 +258,10 @@ def json_summary(result: dict) -> dict:
 def format_tables(result: dict) -> str:
     lines = [f"checkpoint {result['checkpoint']}",
              f"scenario {result['scenario']} (from {result['config']}): {result['episodes']} held-out episodes,"
-             f" seeds {result['seeds'][0]}..{result['seeds'][1]}", ""]
+             f" seeds {result['seeds'][0]}..{result['seeds'][1]}"]
+    if result.get("demand_dates"):
+        lines.append(result["demand_dates"])
+    lines.append("")
     for name, summary in result["policies"].items():
         lines += [report.agent_table(summary, title=f"{name}:"), ""]
     lines.append(report.chain_table(result["policies"]))

@@ -22,10 +22,8 @@ import numpy as np
 from hmarl_rllib import reconciliation
 from hmarl_rllib.errors import InputError
 from hmarl_rllib.twin import SupplyChainTwin
+from hmarl_rllib.twin.demand import EVAL_SEED_BASE, TUNE_SEED_BASE, VALIDATION_SEED_BASE  # noqa: F401 (defined there)
 
-TUNE_SEED_BASE = 1_000_000
-VALIDATION_SEED_BASE = 1_500_000
-EVAL_SEED_BASE = 2_000_000
 MAX_SEED = 2**63 - 1  # demand seeds are int64
 
 OrderFn = Callable[[SupplyChainTwin], tuple]

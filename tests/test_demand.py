@@ -209,3 +209,105 @@ def test_too_short_or_missing_file_is_refused(tmp_path):
     (tmp_path / "d.xlsx").write_text("x")
     with pytest.raises(DemandFileError, match="unknown extension"):
         load_demand_file(str(tmp_path / "d.xlsx"), tuple(STORES), tuple(SKUS))
+
+
+# ----------------------------------------------------------------- demand files split by date
+def _day_file(tmp_path, days=200):
+    """A demand file whose demand on day d is d (every store and SKU): a window shows its days."""
+    table = np.broadcast_to(np.arange(days, dtype=float)[:, None, None], (days, 2, 2)).copy()
+    path = tmp_path / "days.csv"
+    write_demand_file(path, table, STORES, SKUS, start="2026-01-01")
+    return path, table
+
+
+@pytest.mark.parametrize("split", [
+    {"train_until": "2026-04-30", "validate_until": "2026-06-09"},  # days 0..119 | 120..159 | 160..199
+    {"train_fraction": 0.6, "validate_fraction": 0.2},
+])
+def test_a_split_demand_file_gives_each_seed_range_its_own_part(tmp_path, split):
+    from hmarl_rllib.twin.demand import (EVAL_SEED_BASE, TUNE_SEED_BASE, VALIDATION_SEED_BASE, demand_parts,
+                                         scored_dates)
+
+    path, table = _day_file(tmp_path)
+    sc = _file_scenario(path, days=30, warmup_days=2, demand_split=split)
+    assert demand_parts(sc) == [(0, 120), (120, 160), (160, 200)]
+    ranges = {"training": (np.arange(400), (0, 120)), "tuning": (TUNE_SEED_BASE + np.arange(400), (0, 120)),
+              "validation": (VALIDATION_SEED_BASE + np.arange(400), (120, 160)),
+              "held-out": (EVAL_SEED_BASE + np.arange(400), (160, 200))}
+    for name, (seeds, (lo, hi)) in ranges.items():
+        d = sample_demand(sc, seeds, 32)[..., 0, 0]  # (seeds, days): the day index of each window day
+        assert d.min() >= lo and d.max() <= hi - 1, name  # no window crosses a boundary
+        np.testing.assert_array_equal(np.diff(d, axis=1), 1.0)  # contiguous windows
+        starts = set(d[:, 0].astype(int).tolist())
+        assert min(starts) == lo and max(starts) == hi - 32, name  # and they reach both ends of the part
+    # only the training part is averaged into the mean the observations and rules use
+    np.testing.assert_allclose(sc.mean_demand(), table[:120].mean(axis=0))
+    text = scored_dates(sc, EVAL_SEED_BASE + np.arange(10), 32)
+    assert "test part 2026-06-10..2026-07-19" in text and "train" not in text
+
+
+def test_a_split_too_short_for_an_episode_is_refused_with_the_numbers(tmp_path):
+    path, _ = _day_file(tmp_path)
+    sc = _file_scenario(path, days=50, demand_split={"train_until": "2026-04-30", "validate_until": "2026-06-09"})
+    with pytest.raises(DemandFileError) as err:
+        SupplyChainTwin(sc)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "validate part" in msg and "holds 40 days (2026-05-01..2026-06-09)" in msg and "needs 50" in msg
+    assert "200 days (2026-01-01..2026-07-19)" in msg
+
+
+def test_without_a_split_windows_come_from_the_whole_file_as_before(tmp_path):
+    from hmarl_rllib.twin.demand import EVAL_SEED_BASE
+
+    path, _ = _day_file(tmp_path)
+    sc = _file_scenario(path, days=30)
+    d = sample_demand(sc, EVAL_SEED_BASE + np.arange(400), 30)[..., 0, 0]
+    assert d[:, 0].min() < 60 and d[:, 0].max() > 150  # held-out windows over the days training saw
+
+
+def _m5_fixture(folder, days=120, seed=0):
+    """A small file of the M5 competition's shape: sales_train_*.csv (id, item_id, dept_id,
+    cat_id, store_id, state_id, d_1..d_N) and calendar.csv (date, wm_yr_wk, weekday, ..., d)."""
+    rng = np.random.default_rng(seed)
+    items, m5_stores = ["FOODS_1_001", "FOODS_1_002", "HOBBIES_1_001"], ["CA_1", "CA_2", "TX_1"]
+    rows = []
+    for st in m5_stores:
+        for it in items:
+            sales = rng.poisson(3 + items.index(it), days)
+            rows.append({"id": f"{it}_{st}_validation", "item_id": it, "dept_id": it[:-4], "cat_id": it.split("_")[0],
+                         "store_id": st, "state_id": st[:2], **{f"d_{d + 1}": int(v) for d, v in enumerate(sales)}})
+    sales = pd.DataFrame(rows)
+    sales.to_csv(folder / "sales_train_validation.csv", index=False)
+    dates = pd.date_range("2011-01-29", periods=days + 30, freq="D")  # the calendar runs past the sales, as M5's does
+    pd.DataFrame({"date": dates.strftime("%Y-%m-%d"), "wm_yr_wk": 11101, "weekday": dates.day_name(),
+                  "wday": 1, "month": dates.month, "year": dates.year, "d": [f"d_{i + 1}" for i in range(len(dates))],
+                  "event_name_1": None}).to_csv(folder / "calendar.csv", index=False)
+    return sales
+
+
+def test_the_m5_layout_is_read_directly_with_its_calendar(tmp_path):
+    """A scenario pointed at files of the M5 competition's shape (stores named by store_id, SKUs
+    by item_id) plays their unit sales, dated by calendar.csv, split by date like any file."""
+    from hmarl_rllib.twin.demand import demand_file_dates, scenario_demand_table
+
+    sales = _m5_fixture(tmp_path)
+    fields = dict(demand_file=str(tmp_path / "sales_train_validation.csv"), episode_length=20,
+                  skus=[{"name": "FOODS_1_001"}, {"name": "HOBBIES_1_001"}], stores=[{"name": "CA_1"}, {"name": "TX_1"}])
+    sc = scenario(**fields, demand_split={"train_until": "2011-04-08", "validate_until": "2011-05-08"})
+    table = scenario_demand_table(sc)  # (days, stores, SKUs) in the scenario's order
+    assert table.shape == (120, 2, 2)
+    for i, st in enumerate(["CA_1", "TX_1"]):
+        for k, it in enumerate(["FOODS_1_001", "HOBBIES_1_001"]):
+            row = sales[(sales.store_id == st) & (sales.item_id == it)].iloc[0]
+            np.testing.assert_array_equal(table[:, i, k], row[[f"d_{d}" for d in range(1, 121)]].to_numpy(float))
+    dates = demand_file_dates(sc)
+    assert str(dates[0].date()) == "2011-01-29" and len(dates) == 120
+    SupplyChainTwin(sc).reset([0, 1])  # the split fits: 70 | 30 | 20 days
+    # without its calendar the layout is refused in one line; so are stores the file does not hold
+    (tmp_path / "calendar.csv").unlink()
+    with pytest.raises(DemandFileError, match="needs its calendar"):
+        scenario_demand_table(scenario(**fields))
+    _m5_fixture(tmp_path)
+    with pytest.raises(DemandFileError, match="no row has a store_id"):
+        scenario_demand_table(scenario(**{**fields, "stores": [{"name": "WI_9"}]}))

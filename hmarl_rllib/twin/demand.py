@@ -22,6 +22,66 @@ from hmarl_rllib.errors import DemandFileError
 
 DEMAND_COLUMNS = ("date", "store", "sku", "demand")
 
+# The seed ranges (documented in hmarl_rllib.simulate, which uses them): a demand file split by
+# date (``demand_split``) gives each range its own part of the file.
+TUNE_SEED_BASE = 1_000_000  # baseline tuning: below VALIDATION_SEED_BASE, like RL training
+VALIDATION_SEED_BASE = 1_500_000  # the evaluations that choose the checkpoint
+EVAL_SEED_BASE = 2_000_000  # held-out evaluation
+PARTS = ("train", "validate", "test")
+
+
+def seed_parts(seeds) -> np.ndarray:
+    """Which part of a split demand file each seed draws from: 0 train (RL training and
+    baseline tuning), 1 validate (checkpoint choice), 2 test (held-out evaluation)."""
+    seeds = np.asarray(seeds, dtype=np.int64)
+    return (seeds >= VALIDATION_SEED_BASE).astype(np.int64) + (seeds >= EVAL_SEED_BASE)
+
+
+def demand_parts(scenario) -> list[tuple[int, int]] | None:
+    """The day ranges [lo, hi) of the train, validate and test parts of a scenario's demand
+    file (``demand_split``), or None without a split."""
+    sp = scenario.demand_split
+    if sp is None or not scenario.demand_file:
+        return None
+    dates = demand_file_dates(scenario)
+    T = len(dates)
+    if sp.train_fraction is not None:
+        a = int(round(T * sp.train_fraction))
+        b = a + int(round(T * sp.validate_fraction))
+    else:
+        a = int(dates.searchsorted(pd.Timestamp(sp.train_until), side="right"))
+        b = int(dates.searchsorted(pd.Timestamp(sp.validate_until), side="right"))
+    return [(0, a), (a, b), (b, T)]
+
+
+def check_demand_split(scenario, days: int) -> None:
+    """Refuse, with the numbers, a split whose parts cannot each hold one window of ``days``."""
+    parts = demand_parts(scenario)
+    if parts is None:
+        return
+    dates = demand_file_dates(scenario)
+    for name, (lo, hi) in zip(PARTS, parts):
+        if hi - lo < days:
+            span = f"{dates[lo].date()}..{dates[hi - 1].date()}" if hi > lo else "no days"
+            raise DemandFileError(
+                f"demand_split: the {name} part of {scenario.demand_file} holds {hi - lo} days ({span}) but an"
+                f" episode needs {days} (warmup_days + episode_length); the file has {len(dates)} days"
+                f" ({dates[0].date()}..{dates[-1].date()}): move the split dates, add days or shorten the episode")
+
+
+def scored_dates(scenario, seeds, days: int) -> str | None:
+    """Which dates of the demand file the windows of ``seeds`` come from, for tables."""
+    if not scenario.demand_file:
+        return None
+    dates = demand_file_dates(scenario)
+    parts = demand_parts(scenario)
+    which = sorted(set(seed_parts(seeds).tolist())) if parts is not None else []
+    if parts is None:
+        return (f"demand: windows of {days} days from {Path(scenario.demand_file).name},"
+                f" {dates[0].date()}..{dates[-1].date()} (no demand_split: the days training saw too)")
+    spans = [f"{PARTS[p]} part {dates[parts[p][0]].date()}..{dates[parts[p][1] - 1].date()}" for p in which]
+    return f"demand: windows of {days} days from {Path(scenario.demand_file).name}, {', '.join(spans)}"
+
 
 def mean_path(scenario, days: int) -> np.ndarray:
     """Deterministic mean demand per day, store and SKU, shape (days, N, K).
@@ -32,8 +92,10 @@ def mean_path(scenario, days: int) -> np.ndarray:
     stores, skus = scenario.store_list, scenario.skus
     n, k = len(stores), len(skus)
     if scenario.demand_file:
-        table = load_demand_file(scenario.demand_file, tuple(scenario.store_names),
-                                 tuple(scenario.sku_names))
+        table = scenario_demand_table(scenario)
+        parts = demand_parts(scenario)
+        if parts is not None:  # the training part only: nothing is fitted on held-out days
+            table = table[parts[0][0]: parts[0][1]]
         return np.broadcast_to(table.mean(axis=0), (days, n, k)).copy()
     t = np.arange(days)
     dow = (t + scenario.start_weekday) % 7
@@ -89,12 +151,13 @@ class DemandSampler:
         self.n, self.k = len(scenario.store_list), len(scenario.skus)
         self.table = None
         if scenario.demand_file:
-            self.table = load_demand_file(scenario.demand_file, tuple(scenario.store_names),
-                                          tuple(scenario.sku_names))
+            self.table = scenario_demand_table(scenario)
             if len(self.table) < days:
                 raise DemandFileError(
                     f"demand_file {scenario.demand_file}: holds {len(self.table)} days but an episode"
                     f" needs {days} (episode_length + warmup_days); add days or shorten the episode")
+            check_demand_split(scenario, days)
+            self.parts = demand_parts(scenario)
             return
         self.base = mean_path(scenario, days)
         self.kind, self.std, self.disp, self.p_promo, self.mult, self.dur = _model_arrays(scenario)
@@ -109,8 +172,11 @@ class DemandSampler:
         days, n, k = self.days, self.n, self.k
         out = np.empty((len(uniq), days, n, k))
         if self.table is not None:
-            for r, seed in enumerate(uniq):
-                start = np.random.default_rng([int(seed), 7]).integers(0, len(self.table) - days + 1)
+            # a window lies inside one part of a split file (the seed's, see seed_parts)
+            ranges = self.parts or [(0, len(self.table))] * 3
+            for r, (seed, part) in enumerate(zip(uniq, seed_parts(uniq))):
+                lo, hi = ranges[part]
+                start = lo + np.random.default_rng([int(seed), 7]).integers(0, hi - lo - days + 1)
                 out[r] = self.table[start: start + days]
             return out[inverse]
         pois, norm, nbin = self.pois, self.norm, self.nbin
@@ -141,7 +207,7 @@ class DemandSampler:
         return out[inverse]
 
 
-def load_demand_file(path: str, stores: tuple[str, ...], skus: tuple[str, ...]) -> np.ndarray:
+def load_demand_file(path: str, stores: tuple[str, ...], skus: tuple[str, ...], calendar: str | None = None) -> np.ndarray:
     """Read and validate a demand file; return demand per day, store and SKU, shape (T, N, K).
 
     Raises :class:`DemandFileError` (one line) on a missing file or column, negative / NaN /
@@ -149,16 +215,74 @@ def load_demand_file(path: str, stores: tuple[str, ...], skus: tuple[str, ...]) 
     store/SKU with no rows. Parsed tables are cached per file version (modification time and
     size), so a rewritten file is read again. The returned array is read-only.
     """
+    return _load(path, stores, skus, calendar)[0]
+
+
+def demand_file_dates(scenario) -> pd.DatetimeIndex:
+    """The days of a scenario's demand file, one per row of :func:`load_demand_file`'s table."""
+    table, first = _load(scenario.demand_file, tuple(scenario.store_names), tuple(scenario.sku_names),
+                         scenario.demand_calendar)
+    return pd.date_range(first, periods=len(table), freq="D")
+
+
+def scenario_demand_table(scenario) -> np.ndarray:
+    return load_demand_file(scenario.demand_file, tuple(scenario.store_names), tuple(scenario.sku_names),
+                            scenario.demand_calendar)
+
+
+def _load(path, stores, skus, calendar=None):
     p = Path(path)
     if not p.is_file():
         raise DemandFileError(f"demand_file {path}: no such file (give a CSV or Parquet path)")
     st = p.stat()
-    return _load_demand_table(str(path), st.st_mtime_ns, st.st_size, tuple(stores), tuple(skus))
+    cal = calendar or (str(p.parent / "calendar.csv") if (p.parent / "calendar.csv").is_file() else None)
+    cal_version = None
+    if cal is not None and Path(cal).is_file():
+        cs = Path(cal).stat()
+        cal_version = (cs.st_mtime_ns, cs.st_size)
+    return _load_demand_table(str(path), st.st_mtime_ns, st.st_size, tuple(stores), tuple(skus), cal, cal_version)
+
+
+M5_KEYS = ("item_id", "store_id")  # the M5 competition's sales files: one row per item and store
+
+
+def _m5_long(df: pd.DataFrame, path: str, calendar: str | None, stores, skus) -> pd.DataFrame:
+    """The M5 layout (``item_id``, ``store_id``, ..., ``d_1`` .. ``d_N`` daily unit sales, with
+    its ``calendar.csv`` mapping ``d`` to ``date``) as the long layout, for the scenario's stores
+    (``store_id``) and SKUs (``item_id``); other rows are left out."""
+    missing = [c for c in M5_KEYS if c not in df.columns]
+    if missing:
+        raise DemandFileError(f"demand_file {path}: M5 layout (d_1.. columns) without column(s) {missing}")
+    day_cols = [c for c in df.columns if str(c).startswith("d_")]
+    if not day_cols:
+        raise DemandFileError(f"demand_file {path}: M5 layout ({', '.join(M5_KEYS)}) without d_1 .. d_N columns")
+    if calendar is None or not Path(calendar).is_file():
+        raise DemandFileError(f"demand_file {path}: the M5 layout needs its calendar (columns d, date): set"
+                              f" demand_calendar or put calendar.csv beside the file"
+                              + (f" ({calendar} does not exist)" if calendar else ""))
+    try:
+        cal = pd.read_csv(calendar, usecols=["d", "date"])
+    except Exception as err:  # noqa: BLE001 - a reader failure is the file's fault
+        raise DemandFileError(f"demand_calendar {calendar}: cannot be read or lacks columns d, date"
+                              f" ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+    to_date = dict(zip(cal["d"].astype(str), cal["date"]))
+    unknown = [c for c in day_cols if c not in to_date]
+    if unknown:
+        raise DemandFileError(f"demand_file {path}: column {unknown[0]!r} is not a day of {calendar}")
+    keep = df["store_id"].astype(str).isin(stores) & df["item_id"].astype(str).isin(skus)
+    rows = df.loc[keep, [*M5_KEYS, *day_cols]]
+    if rows.empty:
+        raise DemandFileError(f"demand_file {path}: no row has a store_id of the scenario ({list(stores)[:5]}) and an"
+                              f" item_id among its SKUs ({list(skus)[:5]}); name stores and SKUs as the file does")
+    long = rows.melt(id_vars=list(M5_KEYS), var_name="d", value_name="demand")
+    return pd.DataFrame({"date": long["d"].map(to_date), "store": long["store_id"], "sku": long["item_id"],
+                         "demand": long["demand"]})
 
 
 @lru_cache(maxsize=8)
 def _load_demand_table(path: str, mtime_ns: int, size: int, stores: tuple[str, ...],
-                       skus: tuple[str, ...]) -> np.ndarray:
+                       skus: tuple[str, ...], calendar: str | None = None,
+                       calendar_version: tuple | None = None) -> tuple[np.ndarray, pd.Timestamp]:
     p = Path(path)
     try:
         if p.suffix.lower() in (".parquet", ".pq"):
@@ -171,6 +295,8 @@ def _load_demand_table(path: str, mtime_ns: int, size: int, stores: tuple[str, .
         raise
     except Exception as err:  # parser errors from pandas / pyarrow
         raise DemandFileError(f"demand_file {path}: cannot be read ({type(err).__name__}: {err})") from None
+    if M5_KEYS[0] in df.columns or any(str(c).startswith("d_") for c in df.columns[:50]):
+        df = _m5_long(df, path, calendar, stores, skus)
     missing = [c for c in DEMAND_COLUMNS if c not in df.columns]
     if missing:
         raise DemandFileError(f"demand_file {path}: missing column(s) {missing}; needs {list(DEMAND_COLUMNS)}")
@@ -209,7 +335,7 @@ def _load_demand_table(path: str, mtime_ns: int, size: int, stores: tuple[str, .
         raise DemandFileError(f"demand_file {path}: no row for date {days[d].date()}, store {stores[s]!r},"
                               f" sku {skus[k]!r}; every day needs a row per store and SKU")
     table.flags.writeable = False  # shared by every caller through the cache
-    return table
+    return table, days[0]
 
 
 def write_demand_file(path: str | Path, demand: np.ndarray, stores, skus, start="2026-01-01") -> None:
