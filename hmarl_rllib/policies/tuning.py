@@ -324,12 +324,17 @@ def scenario_fingerprint(scenario, n_seeds: int = DEFAULT_TUNE_SEEDS) -> str:
     :func:`tuning_settings` (``n_seeds`` tuning seeds, :data:`TUNING_VERSION`)."""
     d = scenario.model_dump(exclude={"name", "seed", "horizon", "reward", "actions", "observations", "training",
                                      "baseline_params", "rule_based", "source_path"})
-    if scenario.demand_file:
+    for key in ("demand_split", "demand_calendar"):  # newer fields: left out when unset, so that
+        if d.get(key) is None:                         # the fingerprints of older baselines still hold
+            d.pop(key, None)
+    for key in ("demand_file", "demand_calendar"):
+        path = getattr(scenario, key)
+        if not path:
+            continue
         try:
-            d["demand_file"] = "sha256:" + hashlib.sha256(Path(scenario.demand_file).read_bytes()).hexdigest()
+            d[key] = "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
         except OSError as err:
-            raise ConfigError(f"demand_file {scenario.demand_file}: cannot be read"
-                              f" ({err.strerror or type(err).__name__})") from None
+            raise ConfigError(f"{key} {path}: cannot be read ({err.strerror or type(err).__name__})") from None
     d["tuning"] = tuning_settings(n_seeds)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
