@@ -30,11 +30,13 @@ from __future__ import annotations
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
 from hmarl_rllib import reconciliation, report, simulate
 from hmarl_rllib.policies.heuristics import POLICIES
+from hmarl_rllib.reconciliation import paired_difference
 from hmarl_rllib.twin.demand import scored_dates
 
 ENDGAME = "s_S_endgame"  # reference rows (not baselines)
@@ -55,16 +57,6 @@ def has_season(scenario) -> bool:
 
     mp = mean_path(scenario, scenario.warmup_days + scenario.episode_length)
     return bool(np.ptp(mp, axis=0).max() > 1e-9 * max(1.0, float(mp.max())))
-
-
-def paired_difference(a: np.ndarray, b: np.ndarray) -> dict:
-    """Mean of the per-seed differences a − b of two policies' episode costs on the same seeds,
-    with its 95% confidence interval (normal approximation): negative means a is cheaper."""
-    d = np.asarray(a, float) - np.asarray(b, float)
-    half = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
-    m = float(d.mean())
-    return {"mean": m, "ci95": [m - half, m + half], "relative": m / float(np.mean(b)),
-            "significant": bool(abs(m) > half)}
 
 
 def exact_optimum(scenario, progress=None) -> dict | None:
@@ -101,16 +93,19 @@ def bound_costs(scenario, seeds, workers: int = 2, time_limit: float = 20.0, pro
 
 def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | None = None,
                   bound_episodes: int = 50, workers: int = 2, bound_time_limit: float = 20.0,
-                  progress=None) -> dict:
-    """Evaluate everything on the same held-out seeds; see the module docstring."""
+                  progress=None, out=None) -> dict:
+    """Evaluate everything on the same held-out seeds; see the module docstring. ``out``: a
+    folder for ``report.html`` (:mod:`hmarl_rllib.html_report`), its path under ``"report"``."""
     seeds = simulate.eval_seeds(episodes, seed)
     from hmarl_rllib.policies.tuning import tuned_policy
 
-    costs, summaries = {}, {}
+    costs, summaries, twins, rule_of = {}, {}, {}, {}
 
     def run(name, order_fn, warmup_fn=None):  # one policy on the seeds: its summary and per-trace costs
         summaries[name], twin = simulate.evaluate(scenario, order_fn, seeds, warmup_fn=warmup_fn)
         costs[name] = reconciliation.chain_kpis(simulate.scored_ledger(twin), twin.n_stores)["cost"]
+        if out is not None:
+            twins[name] = twin
 
     if checkpoint is not None:
         from hmarl_rllib.evaluation import greedy_orders, load_trained
@@ -126,11 +121,13 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
         if progress:
             progress(f"{kind}: {episodes} episodes")
         run(kind, tuned[kind].orders)
+        rule_of[kind] = tuned[kind]
     best = min(POLICIES, key=lambda k: summaries[k]["cost_mean"])
     if progress:
         progress("s_S_endgame (reference): tuning the stop days")
     endgame = tuned_policy(scenario, ENDGAME, progress=progress)  # the tuned (s, S) + tuned stop days
     run(ENDGAME, endgame.orders)
+    rule_of[ENDGAME] = endgame
     seasonal = {}
     if has_season(scenario):
         for name in SEASONAL:
@@ -138,6 +135,7 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
             if progress:
                 progress(f"{name} (reference): {episodes} episodes")
             run(name, seasonal[name].orders)
+            rule_of[name] = seasonal[name]
     best_seasonal = min(seasonal, key=lambda k: summaries[k]["cost_mean"]) if seasonal else None
     rules = [k for k in summaries if k != "learned"]
     corrected = None  # the rule the learned policy corrects (its correction 0), when no row shows it yet
@@ -147,6 +145,7 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
             if progress:
                 progress(f"{corrected} (reference: the rule the learned policy corrects): {episodes} episodes")
             run(corrected, trained.baseline.orders)
+        rule_of.setdefault(corrected, trained.baseline)
     best_rule = min(rules, key=lambda k: summaries[k]["cost_mean"])  # baselines and references alike
     if progress:
         progress("exact optimum (dynamic programming), when the scenario is a one-store problem")
@@ -211,7 +210,42 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
                            "violations": int(sum((c[:n] < bound - 1e-6).sum() for c in costs.values()))}
         if "learned" in gaps:
             result["gap_to_bound"] = gaps["learned"]
+    if out is not None:
+        if progress:
+            progress(f"writing {Path(out) / 'report.html'}")
+        result["report"] = str(_report(Path(out), result, summaries, costs, twins,
+                                       trained if checkpoint is not None else None, rule_of))
     return result
+
+
+def _report(out, result, summaries, costs, twins, trained, rule_of):
+    """``out/report.html`` of a benchmark: the learned policy (if any) and every rule row."""
+    from hmarl_rllib.evaluation import training_curve
+    from hmarl_rllib.html_report import ReportData, write_report
+
+    best_rule = result["best_rule"]
+    facts = [f"scenario {result['scenario']}: {result['episodes']} held-out episodes,"
+             f" seeds {result['seeds'][0]}..{result['seeds'][1]}",
+             f"best baseline: {result['best_baseline']}; best rule of any kind: {best_rule}"
+             + (f"; the rule the policy corrects: {result['corrected_rule']}" if result.get("corrected_rule") else "")]
+    if result.get("checkpoint"):
+        facts.insert(0, f"checkpoint {result['checkpoint']}")
+    if result.get("demand_dates"):
+        facts.append(result["demand_dates"])
+    opt = result.get("optimum") or {}
+    optimum = opt.get("cost")
+    if optimum is None and opt.get("why"):
+        facts.append(f"no exact optimum: {opt['why']}")
+    if result.get("bound"):
+        facts.append(f"perfect-information bound (a bound, not a policy) on the first {result['bound']['episodes']}"
+                     f" traces: {result['bound']['cost_mean']:,.1f}")
+    curve = None
+    if trained is not None:
+        refs = {best_rule: rule_of[best_rule], result["corrected_rule"]: rule_of[result["corrected_rule"]]}
+        curve = training_curve(trained, refs, optimum)
+    data = ReportData(title=f"hmarl benchmark: {result['scenario']}", facts=facts, summaries=summaries,
+                      costs=costs, paths=twins, best_rule=best_rule, optimum=optimum, curve=curve)
+    return write_report(out, data)
 
 
 def format_benchmark(result: dict) -> str:

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from hmarl_rllib.errors import InputError
+from hmarl_rllib.errors import InputError, output_folder
 from hmarl_rllib.policies.heuristics import RULE_NAMES
 
 POLICY_CHOICES = RULE_NAMES  # a classic policy, + _seasonal, + _endgame, + _schedule
@@ -185,10 +185,14 @@ def cmd_benchmark(args) -> int:
     from hmarl_rllib.config import load_config
 
     scenario = load_config(args.config)
+    if args.out:
+        output_folder(args.out)  # before minutes of work
     result = run_benchmark(scenario, args.checkpoint, episodes=args.episodes, seed=args.seed,
                            bound_episodes=args.bound_episodes, workers=args.workers,
-                           bound_time_limit=args.bound_time_limit, progress=_progress(args))
+                           bound_time_limit=args.bound_time_limit, progress=_progress(args), out=args.out)
     print(json.dumps(result) if args.json else format_benchmark(result))
+    if args.out and not args.json:
+        print(f"report: {result['report']}")
     return 0
 
 
@@ -377,6 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--workers", type=_positive_int, default=2, help="processes for the bound")
     m.add_argument("--bound-time-limit", type=float, default=20.0,
                    help="seconds per trace's program; past it the bound is HiGHS's dual bound (default 20)")
+    m.add_argument("--out", help="folder for report.html: KPIs, cost breakdown, inventory paths, paired differences"
+                                 " and (with --checkpoint) the training curve, one self-contained file")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_benchmark)
 

@@ -224,12 +224,14 @@ def evaluate_trained_policy(checkpoint, episodes: int = 100, seed: int | None = 
     sc = trained.scenario
     warm = trained.baseline.orders
     runs = {"learned": simulate.evaluate(sc, greedy_orders(trained), seeds, warmup_fn=warm)}
+    rules = {}
     for kind in baselines:
         # the baseline the warehouse and supplier ran with in training; the others tuned (cached)
         same = kind == trained.baseline.name and trained.config_source == "checkpoint"
-        policy = trained.baseline if same else _tuned(sc, kind, progress)
-        runs[kind] = simulate.evaluate(sc, policy.orders, seeds)
+        rules[kind] = trained.baseline if same else _tuned(sc, kind, progress)
+        runs[kind] = simulate.evaluate(sc, rules[kind].orders, seeds)
     if trained.baseline.name not in runs:  # a seasonal rule the training corrected: shown beside them
+        rules[trained.baseline.name] = trained.baseline
         runs[trained.baseline.name] = simulate.evaluate(sc, trained.baseline.orders, seeds)
     result = {"checkpoint": str(trained.checkpoint), "scenario": sc.name, "config": trained.config_source,
               "episodes": int(episodes), "seeds": [int(seeds[0]), int(seeds[-1])],
@@ -237,7 +239,50 @@ def evaluate_trained_policy(checkpoint, episodes: int = 100, seed: int | None = 
               "policies": {name: summary for name, (summary, _) in runs.items()}}
     if out is not None:
         result["written"] = write_outputs(Path(out), trained, runs, seeds)
+        result["written"].append(str(_report(Path(out), result, trained, runs, rules, progress)))
     return result
+
+
+def _report(out: Path, result: dict, trained: TrainedPolicy, runs: dict, rules: dict, progress=None) -> Path:
+    """``out/report.html`` (:mod:`hmarl_rllib.html_report`) of an evaluation."""
+    from hmarl_rllib.benchmark import exact_optimum
+    from hmarl_rllib.html_report import ReportData, write_report
+
+    best_rule = min((n for n in runs if n != "learned"), key=lambda n: runs[n][0]["cost_mean"])
+    facts = [f"checkpoint {result['checkpoint']}",
+             f"scenario {result['scenario']} (from {result['config']}): {result['episodes']} held-out episodes,"
+             f" seeds {result['seeds'][0]}..{result['seeds'][1]}",
+             f"best rule on these seeds: {best_rule}; the rule the policy corrects: {trained.baseline.name}"]
+    if result.get("demand_dates"):
+        facts.append(result["demand_dates"])
+    optimum = exact_optimum(trained.scenario, progress)["cost"]
+    data = ReportData(
+        title=f"hmarl evaluate: {result['scenario']}", facts=facts,
+        summaries={n: s for n, (s, _) in runs.items()},
+        costs={n: reconciliation.chain_kpis(simulate.scored_ledger(t), t.n_stores)["cost"] for n, (_, t) in runs.items()},
+        paths={n: t for n, (_, t) in runs.items()}, best_rule=best_rule, optimum=optimum,
+        curve=training_curve(trained, {best_rule: rules[best_rule], trained.baseline.name: trained.baseline}, optimum))
+    return write_report(out, data)
+
+
+def training_curve(trained: TrainedPolicy, rules: dict, optimum: float | None = None):
+    """The training curve of the run the checkpoint belongs to (``progress.csv`` in its trial
+    folder) with reference costs: each rule in ``rules`` (name -> ChainPolicy) played on the
+    validation seeds that training's greedy evaluations use, and the exact optimum. None when
+    the checkpoint has no run folder beside it."""
+    from hmarl_rllib.html_report import Curve
+    from hmarl_rllib.plots import load_progress
+
+    path = trained.checkpoint.parent / "progress.csv"
+    if not path.is_file():
+        return None
+    n = int(_checkpoint_config(trained.checkpoint).get("evaluation_duration") or 30)
+    seeds = simulate.validation_seeds(n)
+    refs = {f"{name} (validation seeds)": simulate.evaluate(trained.scenario, rule.orders, seeds)[0]["cost_mean"]
+            for name, rule in rules.items()}
+    if optimum is not None:
+        refs["exact optimum"] = optimum
+    return Curve(load_progress(path), refs)
 
 
 def _tuned(scenario, kind, progress):

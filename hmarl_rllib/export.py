@@ -21,6 +21,7 @@ from ray.rllib.core.columns import Columns
 
 from hmarl_rllib.deploy import EXPORT_VERSION, MANIFEST, RULES_FILE, SCENARIO_FILE, ExportError
 from hmarl_rllib.observe import HISTORY, agent_type, obs_sizes, observation_units
+from hmarl_rllib.errors import output_folder
 from hmarl_rllib.evaluation import load_trained
 
 CALENDAR = ["weekday_sin", "weekday_cos", "yearday_sin", "yearday_cos"]
@@ -77,10 +78,7 @@ def export_policy(checkpoint, out, config=None) -> dict:
 
     trained = load_trained(checkpoint, config)
     sc = trained.scenario
-    out = Path(out).expanduser()
-    if out.exists() and not out.is_dir():
-        raise ExportError(f"--out {out}: a file is in the way; give a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(Path(out).expanduser())
     sizes = obs_sizes(sc)
     cods = codecs(sc, trained.baseline)
     mu_s, mu_w = observation_units(sc)

@@ -185,7 +185,7 @@ def run_cell(base, lead_time: int, penalty: float, minutes: float, episodes: int
         return run_average_cell(base, lead_time, penalty, minutes, episodes, storage, progress, iteration_stream)
 
     from hmarl_rllib import simulate
-    from hmarl_rllib.benchmark import paired_difference
+    from hmarl_rllib.reconciliation import paired_difference
     from hmarl_rllib.evaluation import greedy_orders, load_trained
     from hmarl_rllib.policies.optimum import Referee, problem_from_scenario, solve
 
@@ -233,7 +233,7 @@ def score_average(sc, checkpoint, replicas: int, reference=None) -> dict:
     per day over :data:`EVAL_DAYS` days after :data:`EVAL_WARMUP` days of each policy's own play,
     beside the best base-stock (paired), and its gap per day by the average-cost referee."""
     from hmarl_rllib import simulate
-    from hmarl_rllib.benchmark import paired_difference
+    from hmarl_rllib.reconciliation import paired_difference
     from hmarl_rllib.evaluation import greedy_orders, load_trained
     from hmarl_rllib.policies.optimum import AverageReferee
 

@@ -122,3 +122,13 @@ def rewards(row: np.ndarray, cost_scale: float, team_weight: float) -> np.ndarra
     n_agents = cost.shape[1] * cost.shape[2]
     chain = cost.sum(axis=(1, 2), keepdims=True)
     return -cost_scale * ((1.0 - team_weight) * cost + team_weight * chain / n_agents)
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray) -> dict:
+    """Mean of the per-seed differences a − b of two policies' episode costs on the same seeds,
+    with its 95% confidence interval (normal approximation): negative means a is cheaper."""
+    d = np.asarray(a, float) - np.asarray(b, float)
+    half = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+    m = float(d.mean())
+    return {"mean": m, "ci95": [m - half, m + half], "relative": m / float(np.mean(b)),
+            "significant": bool(abs(m) > half)}

@@ -63,17 +63,22 @@ def cmd_train(args) -> int:
               + (f" --storage {args.storage}" if args.storage else "") + " --resume")
         return 1
     print(f"\nbest checkpoint: {run.best_checkpoint}")
+    out = run.best_checkpoint.parent / "evaluation"
     result = evaluation.evaluate_trained_policy(run.best_checkpoint, episodes=settings.final_eval_episodes,
-                                                progress=_say)
+                                                progress=_say, out=out)
     print(evaluation.format_tables(result))
+    print(f"\nreport: {out / 'report.html'} (ledgers, KPIs and plots beside it)")
     return 0
 
 
 def cmd_evaluate(args) -> int:
     from hmarl_rllib import evaluation
     from hmarl_rllib.config import load_config
+    from hmarl_rllib.errors import output_folder
 
     config = load_config(args.config) if args.config else None
+    if args.out:
+        output_folder(args.out)  # before the evaluation's work
     result = evaluation.evaluate_trained_policy(args.checkpoint, episodes=args.episodes, seed=args.seed,
                                                 out=args.out, config=config,
                                                 progress=None if args.json else _say)
@@ -126,7 +131,9 @@ def register(sub) -> None:
     e.add_argument("--episodes", type=_positive_int, default=100)
     e.add_argument("--seed", type=int, default=None,
                    help="first held-out seed (default 2000000; lower seeds train, tune and validate: refused)")
-    e.add_argument("--out", help="folder for ledgers (Parquet), KPIs (CSV) and plots (PNG)")
+    e.add_argument("--out", help="folder for ledgers (Parquet), KPIs (CSV), plots (PNG) and report.html (one"
+                                 " self-contained page: KPIs, cost breakdown, paths, paired differences, training"
+                                 " curve with the best rule as reference)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(func=cmd_evaluate)
 

@@ -68,6 +68,8 @@ def test_bad_inputs_in_process_give_exit_2(tmp_path, capsys):
         (["baseline", "--config", cfg], "--policy"),
         (["simulate", "--config", cfg, "--policy", "s_S_endgame_schedule", "--rule-based"], "has no schedule"),
         (["simulate", "--config", cfg, "--policy", "s_S_endgame", "--rule-based"], "has no stop days"),
+        (["benchmark", "--config", cfg, "--out", cfg], "--out"),  # a file where the report's folder goes
+        (["evaluate", "--checkpoint", tmp_path, "--out", cfg], "a file is in the way"),
     ]
     for argv, needle in cases:
         try:

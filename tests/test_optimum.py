@@ -131,7 +131,7 @@ def test_hmarl_optimum_prints_the_optimum_and_refuses_an_unsolvable_scenario():
 def test_paired_differences_separate_policies_whose_marginal_cis_overlap():
     """On the same seeds, base-stock 16 vs 17 on the one-store problem: the two 95% CIs overlap,
     the paired difference (common random numbers) is significant, with the exact costs' sign."""
-    from hmarl_rllib.benchmark import paired_difference
+    from hmarl_rllib.reconciliation import paired_difference
 
     sc = one_store(days=60)
     seeds = simulate.eval_seeds(400)

@@ -170,11 +170,22 @@ def test_training_evaluation_equals_playing_the_env_episode_by_episode(tiny_run)
     assert np.mean(costs) == pytest.approx(last["evaluation/env_runners/chain_cost"], rel=1e-9)
 
 
-def test_benchmark_json_compares_learned_baselines_reference_and_bound(tiny_run):
+def test_benchmark_json_compares_learned_baselines_reference_and_bound(tiny_run, tmp_path):
     ckpt = max(checkpoints(tiny_run["trial"]))
     proc = hmarl("benchmark", "--config", tiny_run["config"], "--checkpoint", ckpt, "--episodes", 12,
-                 "--bound-episodes", 2, "--bound-time-limit", 10, "--json", cwd=tiny_run["root"])
+                 "--bound-episodes", 2, "--bound-time-limit", 10, "--json", "--out", tmp_path / "bench",
+                 cwd=tiny_run["root"])
     r = json.loads(proc.stdout)
+    # its report: the paired differences it printed, the bound labelled as a bound, and it renders
+    text = Path(r["report"]).read_text()
+    for pair, d in r["paired"].items():
+        assert f"<td>{pair}</td>\n      <td>{d['mean']:+,.2f}</td>" in text, pair
+    assert f"perfect-information bound (a bound, not a policy) on the first 2 traces: {r['bound']['cost_mean']:,.1f}" in text
+    from browser import chromium_or_skip, render
+
+    seen = render(Path(r["report"]), chromium_or_skip())
+    assert seen["errors"] == [] and len(seen["images"]) == 4
+    assert all(i["complete"] and i["width"] > 300 for i in seen["images"]), seen["images"]
     pol = r["policies"]
     baselines = ("base_stock", "s_S", "echelon_base_stock", "echelon_s_S")
     assert set(pol) == {"learned", *baselines, "s_S_endgame"}  # stationary demand: no seasonal rows
@@ -207,6 +218,50 @@ def test_evaluate_out_writes_ledgers_kpis_and_plots(tiny_run, tmp_path):
     summary = pd.read_csv(tmp_path / "out" / "kpi_summary.csv")
     assert summary["policy"].tolist() == ["learned", "s_S"]
     assert summary.loc[0, "cost_mean"] == pytest.approx(result["policies"]["learned"]["cost_mean"])
+
+
+def test_the_evaluation_report_renders_in_chromium_and_follows_the_data(tiny_run, tmp_path):
+    """`evaluate --out` writes one self-contained report.html: opened in headless Chromium, its
+    four figures load (cost breakdown, paths, paired differences, training curve with reference
+    lines), nothing errs in the console, the page is not blank; its paired differences are the
+    ones computed from the per-episode KPIs it wrote beside it."""
+    from browser import chromium_or_skip, render
+
+    from hmarl_rllib import simulate
+    from hmarl_rllib.evaluation import evaluate_trained_policy
+    from hmarl_rllib.reconciliation import paired_difference
+
+    chromium = chromium_or_skip()
+    ckpt = max(checkpoints(tiny_run["trial"]))
+    out = tmp_path / "out"
+    result = evaluate_trained_policy(ckpt, episodes=6, out=out, baselines=("s_S", "base_stock"))
+    report = out / "report.html"
+    assert str(report) in result["written"]
+    text = report.read_text()
+    # self-contained: nothing fetched, every image inlined
+    assert "http://" not in text and "https://" not in text and "<script" not in text and "<link" not in text
+    assert text.count('src="data:image/png;base64,') == 4
+    # the numbers follow the data: chain cost per episode = the nodes' costs summed per replica
+    episodes = pd.read_csv(out / "kpi_episodes.csv")
+    chain = episodes.groupby(["policy", "replica"])["cost"].sum()
+    for rule in ("s_S", "base_stock"):
+        d = paired_difference(chain["learned"].to_numpy(), chain[rule].to_numpy())
+        assert f"<td>learned - {rule}</td>\n      <td>{d['mean']:+,.2f}</td>" in text, rule
+    for name, s in result["policies"].items():
+        assert f"<td>{name}</td>\n      <td>{s['cost_mean']:,.1f}</td>" in text, name
+    # the curve's reference lines are the rules on the validation seeds the curve's evaluations use
+    n_val = TINY_TRAINING["evaluation_episodes"]
+    on_val = evaluate_trained_policy(ckpt, seeds=simulate.validation_seeds(n_val), baselines=("s_S",))
+    assert f"<td>s_S (validation seeds)</td>\n      <td>{on_val['policies']['s_S']['cost_mean']:,.1f}</td>" in text
+    # what a reader sees
+    seen = render(report, chromium)
+    assert seen["errors"] == []
+    assert [i["alt"] for i in seen["images"]] == ["cost breakdown", "inventory and order paths",
+                                                   "paired differences", "training curve"]
+    assert all(i["complete"] and i["width"] > 300 and i["height"] > 150 for i in seen["images"]), seen["images"]
+    shot = np.asarray(seen["screenshot"], dtype=float)
+    assert shot.shape[0] > 1500  # the whole page, figures included
+    assert shot.std() > 20 and (shot.mean(axis=2) < 128).mean() > 0.01  # not blank: dark ink on the page
 
 
 def test_greedy_actions_match_the_algorithms_inference(tiny_run):
@@ -401,6 +456,11 @@ def test_recommend_orders_what_the_policy_orders_in_the_twin(tiny_run, tmp_path)
     proc = hmarl("recommend", "--policy", seen["export"], "--state", tmp_path / "today.csv", "--json", cwd=tmp_path)
     rows = json.loads(proc.stdout)["orders"]
     assert [r["order"] for r in rows] == orders["order"].tolist()
+    # the README's example state (docs/examples/today.csv, a day of the default scenario) still reads
+    proc = hmarl("recommend", "--policy", seen["export"], "--state", REPO / "docs" / "examples" / "today.csv",
+                 "--json", cwd=tmp_path)
+    assert [r["node"] for r in json.loads(proc.stdout)["orders"]] == ["store_1", "store_2", "store_3",
+                                                                       "warehouse", "supplier"]
     # malformed state and bad --out: one line, exit 2, nothing written
     bad = state.copy()
     bad.loc[1, "on_hand"] = -4
