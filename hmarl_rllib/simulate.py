@@ -22,6 +22,7 @@ import numpy as np
 from hmarl_rllib import reconciliation
 from hmarl_rllib.errors import InputError
 from hmarl_rllib.twin import SupplyChainTwin
+from hmarl_rllib.twin.network import F
 from hmarl_rllib.twin.demand import EVAL_SEED_BASE, TUNE_SEED_BASE, VALIDATION_SEED_BASE  # noqa: F401 (defined there)
 
 MAX_SEED = 2**63 - 1  # demand seeds are int64
@@ -79,9 +80,51 @@ def evaluate(scenario, order_fn: OrderFn, seeds, warmup_fn: OrderFn | None = Non
 
 
 def chain_cost(scenario, order_fn: OrderFn, seeds, warmup_fn: OrderFn | None = None) -> np.ndarray:
-    """Chain cost per replica (no ledger kept beyond what is needed)."""
-    twin = run(scenario, order_fn, seeds, warmup_fn=warmup_fn)
-    return reconciliation.chain_kpis(scored_ledger(twin), twin.n_stores)["cost"]
+    """Chain cost per replica (the scored days' costs summed as they are simulated: no ledger
+    kept, so memory grows with replicas × nodes × SKUs, not × days × fields)."""
+    twin = SupplyChainTwin(scenario, record=False)
+    twin.reset(seeds)
+    warm = warmup_fn or order_fn
+    cost_fields = [F["holding_cost"], F["stockout_cost"], F["ordering_cost"]]
+    total = np.zeros((twin.batch, twin.n_stores + 2, twin.n_skus, len(cost_fields)))
+    while not twin.done:
+        day = twin.day
+        row = twin.step(*(warm if day < scenario.warmup_days else order_fn)(twin))
+        if day >= scenario.warmup_days:
+            total += row[..., cost_fields]
+    return total.sum(axis=2).sum(axis=(1, 2))
+
+
+def replica_bytes(scenario) -> int:
+    """About what one replica of a twin run without a ledger holds (demand for every day,
+    random lead times, stock, pipelines, one day's rows and their temporaries), in bytes:
+    what :func:`candidate_costs` divides its memory budget by."""
+    N, K = len(scenario.store_list), len(scenario.skus)
+    T = scenario.warmup_days + scenario.episode_length
+    pipes = max(s.lead_time for s in scenario.store_list) + scenario.warehouse.lead_time + scenario.supplier.lead_time
+    floats = T * N * K + T * (N + 1) + (N + 2) * K * (3 * len(F) + 16 + pipes + 8)
+    return 8 * floats
+
+
+BATCH_BYTES = 256 * 2**20  # memory budget of one batched twin run in candidate_costs
+
+
+def candidate_costs(scenario, policy_for, n_candidates: int, seeds, budget: int = BATCH_BYTES) -> np.ndarray:
+    """Mean chain cost of each of ``n_candidates`` policies on the same ``seeds`` (common random
+    numbers), batched in the twin: ``policy_for(cand)`` gives the order function of a batch whose
+    replica r plays candidate ``cand[r]``. The (candidate, seed) pairs run in chunks of at most
+    ``budget`` bytes (:func:`replica_bytes`), so memory stays bounded however many candidates,
+    seeds, stores and SKUs; each replica's demand depends on its seed only, so the chunking does
+    not change the result."""
+    seeds = np.asarray(seeds, dtype=np.int64)
+    cand = np.repeat(np.arange(n_candidates), len(seeds))
+    reps = np.tile(seeds, n_candidates)
+    per = max(1, int(budget // replica_bytes(scenario)))
+    total = np.zeros(n_candidates)
+    for i in range(0, len(cand), per):
+        c = cand[i:i + per]
+        np.add.at(total, c, chain_cost(scenario, policy_for(c), reps[i:i + per]))
+    return total / len(seeds)
 
 
 def random_policy(scenario, seed: int = 0) -> OrderFn:

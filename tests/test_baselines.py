@@ -2,6 +2,7 @@
 decisions, tuned levels that beat the config's rule-based ones on held-out seeds."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -169,6 +170,39 @@ def test_tuning_handles_several_skus_and_store_groups():
     cost = simulate.chain_cost(sc, tuned.orders, seeds).mean()
     assert cost <= simulate.chain_cost(sc, start.orders, seeds).mean()
     assert cost == pytest.approx(tuned.meta["tuning_cost_mean"], rel=1e-6)
+
+
+def test_candidate_costs_hold_memory_to_their_budget_and_chunking_changes_nothing():
+    """Tuning's batched twin runs (candidates × seeds replicas) keep no ledger and run in chunks
+    of a memory budget: peak memory follows the budget, not replicas × nodes × SKUs × days
+    (the full ledger of this search would be 19 MiB), and the costs are those of one big batch
+    and of each candidate simulated alone on the same seeds."""
+    import tracemalloc
+
+    sc = scenario(episode_length=30, skus=[{"name": "A"}, {"name": "B"}, {"name": "C"}],
+                  stores={"count": 20, "demand": {"mean": 20}})
+    policy, seeds = initial_guess(sc, "base_stock"), simulate.tune_seeds(16)
+    levels = policy.store_S[0, 0] + np.arange(-6, 7, 2.0)  # 7 candidate store levels
+
+    def policy_for(c):
+        S = np.repeat(policy.store_S[None], len(c), axis=0)
+        S[:, :, 0] = levels[c][:, None]
+        return replace(policy, store_S=S).orders
+
+    ledger_bytes = len(levels) * len(seeds) * 22 * 3 * 30 * len(F) * 8
+    budget = 2 * 2**20
+    assert ledger_bytes > 8 * budget
+    tracemalloc.start()
+    small = simulate.candidate_costs(sc, policy_for, len(levels), seeds, budget=budget)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 3 * budget, (peak, budget)
+    big = simulate.candidate_costs(sc, policy_for, len(levels), seeds, budget=10**12)
+    np.testing.assert_allclose(small, big, rtol=1e-12)
+    for c in (0, 3, 6):
+        alone = simulate.chain_cost(sc, policy_for(np.full(len(seeds), c)), seeds).mean()
+        assert small[c] == pytest.approx(alone, rel=1e-12)
+    assert len(set(np.round(small, 6))) == len(levels)  # the candidates do differ
 
 
 def test_endgame_policy_stops_ordering_its_last_days(default_scenario, tuned_s_S):

@@ -68,16 +68,17 @@ def _get(policy, agent, idx, which):
     return float(arr[idx].flat[0]) if agent == "store" else float(arr[idx])
 
 
-def _batched(policy: ChainPolicy, agent, idx, S_vals, s_vals, n_seeds):
-    """A policy whose arrays carry a leading batch axis: candidate c repeated n_seeds times."""
-    C = len(S_vals)
+def _batched(policy: ChainPolicy, agent, idx, S_vals, s_vals):
+    """A policy whose arrays carry a leading batch axis, one replica per entry of ``S_vals``
+    (and ``s_vals``): ``agent``'s level at ``idx`` set to that replica's value."""
+    R = len(S_vals)
     out = {}
     for name in ("store_S", "warehouse_S", "supplier_S", "store_s", "warehouse_s", "supplier_s"):
         arr = getattr(policy, name)
         if arr is None:
             out[name] = None
             continue
-        b = np.repeat(arr[None], C, axis=0)
+        b = np.repeat(arr[None], R, axis=0)
         if name.startswith(agent):
             vals = S_vals if name.endswith("_S") else s_vals
             if vals is not None:
@@ -86,13 +87,18 @@ def _batched(policy: ChainPolicy, agent, idx, S_vals, s_vals, n_seeds):
                     b[:, stores, k] = np.asarray(vals)[:, None]
                 else:
                     b[:, idx[0]] = vals
-        out[name] = np.repeat(b, n_seeds, axis=0)
+        out[name] = b
     return replace(policy, **out)
 
 
-def _costs(scenario, policy, seeds, C):
-    cost = simulate.chain_cost(scenario, policy.orders, np.tile(seeds, C))
-    return cost.reshape(C, len(seeds)).mean(axis=1)
+def _level_costs(scenario, policy, agent, idx, S_vals, s_vals, seeds):
+    """Mean chain cost on ``seeds`` of ``policy`` with ``agent``'s levels at ``idx`` set to each
+    candidate (S_vals[c], s_vals[c]), in memory-bounded batches (:func:`simulate.candidate_costs`)."""
+    S_vals = np.asarray(S_vals)
+    s_vals = None if s_vals is None else np.asarray(s_vals)
+    return simulate.candidate_costs(
+        scenario, lambda c: _batched(policy, agent, idx, S_vals[c], None if s_vals is None else s_vals[c]).orders,
+        len(S_vals), seeds)
 
 
 def _search_S(scenario, policy, agent, idx, seeds, points=11):
@@ -102,7 +108,7 @@ def _search_S(scenario, policy, agent, idx, seeds, points=11):
     for _ in range(60):
         grid = np.unique(np.maximum(0.0, np.rint(best + np.linspace(-width, width, points))))
         grid = np.union1d(grid, [best])
-        costs = _costs(scenario, _batched(policy, agent, idx, grid, None, len(seeds)), seeds, len(grid))
+        costs = _level_costs(scenario, policy, agent, idx, grid, None, seeds)
         j = int(costs.argmin())
         best, best_cost = float(grid[j]), float(costs[j])
         if j in (0, len(grid) - 1) and grid[j] > 0:  # at the edge: move, keep the width
@@ -124,7 +130,7 @@ def _search_sS(scenario, policy, agent, idx, seeds, points=7):
         gs = np.unique(np.maximum(0.0, np.rint(best_s + np.linspace(-ws, ws, points))))
         gq = np.unique(np.maximum(1.0, np.rint(best_q + np.linspace(-wq, wq, points))))
         ss, qq = (a.reshape(-1) for a in np.meshgrid(gs, gq, indexing="ij"))
-        costs = _costs(scenario, _batched(policy, agent, idx, ss + qq, ss, len(seeds)), seeds, len(ss))
+        costs = _level_costs(scenario, policy, agent, idx, ss + qq, ss, seeds)
         j = int(costs.argmin())
         best_s, best_q, best_cost = float(ss[j]), float(qq[j]), float(costs[j])
         edge_s = best_s in (gs[0], gs[-1]) and best_s > 0 and len(gs) > 1
@@ -173,7 +179,7 @@ def tune_policy(scenario, kind: str, n_seeds: int = DEFAULT_TUNE_SEEDS, rounds: 
         policy = to_echelon(tuned_policy(scenario, "s_S", n_seeds, progress))
     else:
         policy = initial_guess(scenario, kind)
-    cost = float(_costs(scenario, policy, seeds, 1)[0])
+    cost = float(simulate.chain_cost(scenario, policy.orders, seeds).mean())
     coords = _coordinates(policy, scenario)
     for r in range(rounds):
         before = cost
@@ -413,8 +419,7 @@ def tuned_policy(scenario, kind: str, n_seeds: int = DEFAULT_TUNE_SEEDS, progres
 
 # ------------------------------------------------------------------ end-of-horizon reference
 def tune_endgame(scenario, base: ChainPolicy, n_seeds: int = DEFAULT_TUNE_SEEDS,
-                 coarse_seeds: int = ENDGAME_COARSE_SEEDS, keep: int = ENDGAME_KEEP,
-                 chunk: int = 12_000) -> EndgamePolicy:
+                 coarse_seeds: int = ENDGAME_COARSE_SEEDS, keep: int = ENDGAME_KEEP) -> EndgamePolicy:
     """:class:`EndgamePolicy` on top of the tuned ``base``: the days before the end at which
     each echelon stops ordering. The three interact strongly (a supplier that stops early
     starves the warehouse unless the stores and the warehouse also run down), so this is a
@@ -430,14 +435,8 @@ def tune_endgame(scenario, base: ChainPolicy, n_seeds: int = DEFAULT_TUNE_SEEDS,
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
 
     def costs(cands, seeds):
-        out = np.empty(len(cands))
-        per = max(1, chunk // len(seeds))
-        for i in range(0, len(cands), per):
-            c = cands[i:i + per]
-            stop = tuple(np.repeat(c[:, j], len(seeds)) for j in range(3))
-            cost = simulate.chain_cost(scenario, EndgamePolicy(base, stop).orders, np.tile(seeds, len(c)))
-            out[i:i + per] = cost.reshape(len(c), len(seeds)).mean(axis=1)
-        return out
+        return simulate.candidate_costs(
+            scenario, lambda c: EndgamePolicy(base, tuple(cands[c, j] for j in range(3))).orders, len(cands), seeds)
 
     coarse = costs(grid, simulate.tune_seeds(coarse_seeds))
     finalists = grid[np.argsort(coarse, kind="stable")[:keep]]  # ties: the first in grid order, on any numpy
@@ -467,8 +466,8 @@ def tune_schedule(scenario, base: ChainPolicy, n_seeds: int = 2 * DEFAULT_TUNE_S
     cols = (0, 1) if base.kind in WITH_REORDER_POINT else (0,)
 
     def costs(cands):  # cands (C, P, 3, 2)
-        pol = base.with_(schedule=np.repeat(cands, n_seeds, axis=0), period_days=period)
-        return _costs(scenario, pol, seeds, len(cands))
+        return simulate.candidate_costs(
+            scenario, lambda c: base.with_(schedule=cands[c], period_days=period).orders, len(cands), seeds)
 
     cost = float(costs(sch[None])[0])
     for step in steps:
