@@ -188,6 +188,10 @@ class HMARLEnv(MultiAgentEnv):
 
     def step(self, action_dict):
         N, K = self.N, self.K
+        missing = [a for a in self.possible_agents if a not in action_dict]
+        if missing:  # every agent acts every day (RLlib sends one action per observed agent)
+            raise ValueError(f"step(): no action for {', '.join(missing)}; every agent acts every day"
+                             f" (agents: {', '.join(self.possible_agents)})")
         so = np.fromiter((action_dict.get(a, 0) for a in self.store_ids), np.int64, N * K)
         wo = np.fromiter((action_dict.get(a, 0) for a in self.wh_ids), np.int64, K)
         pa = np.fromiter((action_dict.get(a, 0) for a in self.sup_ids), np.int64, K)

@@ -104,15 +104,27 @@ def _x_axis(frames: dict[str, pd.DataFrame]) -> tuple[str, str]:
 
 def plot_progress(frames: dict[str, pd.DataFrame], out) -> list[Path]:
     """Write every figure whose columns appear in at least one trial; return the files."""
+    figures = progress_figures(frames)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for filename, fig in figures.items():
+        path = out / filename
+        fig.savefig(path, dpi=90)
+        written.append(path)
+    return written
+
+
+def progress_figures(frames: dict[str, pd.DataFrame]) -> dict:
+    """Figure file name -> matplotlib Figure, for every figure whose columns appear in at least
+    one trial (:data:`FIGURES`); one line per trial and series."""
     from matplotlib.figure import Figure
 
     frames = {name: df for name, df in frames.items() if len(df)}
     if not frames:
         raise InputError("no trial has finished an iteration yet (every progress.csv is empty)")
     x, xlabel = _x_axis(frames)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
+    figures = {}
     many = len(frames) > 1
     for filename, panels in FIGURES.items():
         present = [p for p in panels if any(col in df for df in frames.values() for col, _ in p.series)]
@@ -138,14 +150,12 @@ def plot_progress(frames: dict[str, pd.DataFrame], out) -> list[Path]:
                 ax.legend(fontsize=7 if many else 8)
         axes[-1].set_xlabel(xlabel)
         fig.tight_layout()
-        path = out / filename
-        fig.savefig(path, dpi=90)
-        written.append(path)
-    if not written:
+        figures[filename] = fig
+    if not figures:
         cols = sorted({c for df in frames.values() for c in df.columns})[:8]
         raise InputError(f"progress.csv has none of the plotted columns (it has {', '.join(cols)}, ...):"
                          " not a run of `hmarl train` or `hmarl tune`")
-    return written
+    return figures
 
 
 def plot_run(run_dir, out=None) -> list[Path]:

@@ -12,7 +12,9 @@ rewards, ``action_logp`` / ``action_dist_inputs`` and final infos as the env pat
 episodes only (episodes have a fixed length, so a request for n env steps plays
 ⌈n / episode_length⌉ episodes). ``on_episode_end`` callbacks and the episode metrics run as
 usual; ``on_episode_start`` / ``on_episode_step`` are not called (no day-by-day episode
-object exists). Evaluation, greedy or random sampling, fixed ``episode_seeds`` and envs other
+object exists), and env-to-module / module-to-env connectors do not run: a config that has
+either (a user connector, a per-step callback) is refused with one error naming it
+(:meth:`_BatchedSampler.unsupported`) rather than trained without it. Evaluation, greedy or random sampling, fixed ``episode_seeds`` and envs other
 than ours take RLlib's own path.
 
 Two more costs of RLlib 2.60's ``MultiAgentEnvRunner._sample`` grow with the batch rather than with
@@ -129,7 +131,37 @@ class _BatchedSampler:
         env = runner.env.envs[0].unwrapped if runner.env is not None and hasattr(runner.env, "envs") else None
         if not isinstance(env, HMARLEnv) or env.episode_seeds or runner.config.count_steps_by != "env_steps":
             return False
+        unsupported = cls.unsupported(runner.config)
+        if unsupported:
+            raise ValueError(f"FastMultiAgentEnvRunner's batched sampling does not run {unsupported}, and would"
+                             " train without it: remove it, or build the config with RLlib's own"
+                             " MultiAgentEnvRunner (env_runners(env_runner_cls=MultiAgentEnvRunner))")
         return cls(env, runner)
+
+    @staticmethod
+    def unsupported(config) -> str:
+        """What in ``config`` the batched path would skip silently (user connectors, per-step
+        episode callbacks), named; "" when nothing."""
+        from functools import partial
+
+        from ray.rllib.callbacks.callbacks import RLlibCallback
+
+        found = []
+        if getattr(config, "_env_to_module_connector", None) is not None:
+            found.append("a user env-to-module connector")
+        if getattr(config, "_module_to_env_connector", None) is not None:
+            found.append("a user module-to-env connector")
+        for hook in ("on_episode_start", "on_episode_step"):
+            if getattr(config, f"callbacks_{hook}", None):
+                found.append(f"the {hook} callback")
+        classes = config.callbacks_class if isinstance(config.callbacks_class, (list, tuple)) else [config.callbacks_class]
+        for c in classes:
+            c = c.func if isinstance(c, partial) else c
+            if isinstance(c, type) and issubclass(c, RLlibCallback):
+                for hook in ("on_episode_start", "on_episode_step"):
+                    if getattr(c, hook) is not getattr(RLlibCallback, hook):
+                        found.append(f"{c.__name__}.{hook}")
+        return ", ".join(found)
 
     def __init__(self, env, runner):
         from hmarl_rllib.env import ChainDynamics

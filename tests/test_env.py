@@ -102,6 +102,21 @@ def test_actions_reach_the_right_node_and_sku():
     np.testing.assert_array_equal(row, expected)
 
 
+def test_a_missing_agents_action_is_refused_not_defaulted():
+    """Every agent acts every day: a step without one agent's action names it instead of
+    quietly playing action 0 for it, and the day is not simulated."""
+    env = _env(**TWO_SKUS)
+    env.reset(seed=0)
+    actions = {a: 1 for a in env.possible_agents}
+    del actions["warehouse:B"]
+    with pytest.raises(ValueError, match="no action for warehouse:B"):
+        env.step(actions)
+    assert env.twin.day == 0
+    actions["warehouse:B"] = 1
+    env.step(actions)
+    assert env.twin.day == 1
+
+
 def test_rewards_are_each_agents_scaled_cost_and_sum_to_the_chain_cost():
     env = _env(reward={"cost_scale": 0.01, "team_weight": 0.0}, **TWO_SKUS)
     env.reset(seed=3)

@@ -72,23 +72,54 @@ def test_kpis_agree_with_the_ledger(twin):
     np.testing.assert_allclose(chain["store_cost"] + chain["warehouse_cost"] + chain["supplier_cost"], chain["cost"])
 
 
-def test_summary_has_the_promised_fields(twin):
-    s = reconciliation.summarize(simulate.scored_ledger(twin), twin.node_names(), twin.n_stores)
+def _hand_ledger():
+    """Two days, three episodes, stores north and south, a warehouse and a supplier, one SKU,
+    with costs and demand set by hand: episode costs 10, 20 and 30 (all of it north's holding,
+    except episode 2's 30: 24 holding + 6 ordering at the warehouse); north's demand 10 a day of
+    which 2 unmet on day 0 of episode 0, south's demand 5 a day all served."""
+    led = np.zeros((2, 3, 4, 1, len(FIELDS)))
+    for b, c in enumerate((10.0, 20.0, 24.0)):
+        led[:, b, 0, 0, F["holding_cost"]] = c / 2
+    led[0, 2, 2, 0, F["ordering_cost"]] = 6.0
+    led[:, :, 0, 0, F["demand"]], led[:, :, 1, 0, F["demand"]] = 10.0, 5.0
+    led[0, 0, 0, 0, F["unmet"]] = 2.0
+    return led
+
+
+def test_the_summary_of_a_hand_made_ledger():
+    s = reconciliation.summarize(_hand_ledger(), ["north", "south", "warehouse", "supplier"], 2)
     assert s["episodes"] == 3
-    lo, hi = s["cost_ci95"]
-    assert lo <= s["cost_mean"] <= hi
-    assert 0 <= s["fill_rate_mean"] <= 1 and 0 <= s["service_level_mean"] <= 1
-    assert set(s["per_agent"]) == {"north", "south", "warehouse", "supplier"}
+    assert s["cost_mean"] == pytest.approx(20.0)
+    half = 1.96 * 10.0 / np.sqrt(3)  # the three episode costs 10, 20, 30 have sample std 10
+    assert s["cost_ci95"] == pytest.approx([20.0 - half, 20.0 + half])
+    assert s["holding_cost_mean"] == pytest.approx(18.0) and s["ordering_cost_mean"] == pytest.approx(2.0)
+    assert s["warehouse_cost_mean"] == pytest.approx(2.0) and s["store_cost_mean"] == pytest.approx(18.0)
+    # episode 0: 28 of 30 store demand served (2 unmet of north's 20, south's 10 all served)
+    assert s["fill_rate_mean"] == pytest.approx((28 / 30 + 1 + 1) / 3)
+    # cycle service level: store-days with nothing unmet, 3 of 4 in episode 0
+    assert s["service_level_mean"] == pytest.approx((0.75 + 1 + 1) / 3)
+    assert s["per_agent"]["north"]["fill_rate"] == pytest.approx((18 / 20 + 1 + 1) / 3)
     assert set(s["per_agent"]["north"]) == set(reconciliation.KPI_COLUMNS)
 
 
-@pytest.mark.parametrize("team_weight", [0.0, 0.3, 1.0])
-def test_rewards_mix_own_and_chain_cost(twin, team_weight):
-    row = twin.ledger[5]  # (B, M, K, F)
+@pytest.mark.parametrize("team_weight, expected", [
+    (0.0, [-0.08, 0.0, -0.02, 0.0]),  # own cost only
+    (1.0, [-0.025, -0.025, -0.025, -0.025]),  # the chain's cost 10 shared equally by 4 agents
+    (0.5, [-0.0525, -0.0125, -0.0225, -0.0125]),  # half of each
+])
+def test_rewards_of_hand_made_costs(team_weight, expected):
+    """One day: north's cost 8 (holding), the warehouse's 2 (ordering), cost_scale 0.01."""
+    row = np.zeros((1, 4, 1, len(FIELDS)))
+    row[0, 0, 0, F["holding_cost"]], row[0, 2, 0, F["ordering_cost"]] = 8.0, 2.0
     r = reconciliation.rewards(row, cost_scale=0.01, team_weight=team_weight)
-    own = row[..., F["holding_cost"]] + row[..., F["stockout_cost"]] + row[..., F["ordering_cost"]]
-    chain = own.sum(axis=(1, 2), keepdims=True)
-    n = own.shape[1] * own.shape[2]
-    np.testing.assert_allclose(r, -0.01 * ((1 - team_weight) * own + team_weight * chain / n))
-    # summed over agents the reward is always minus the scaled chain cost
-    np.testing.assert_allclose(r.sum(axis=(1, 2)), -0.01 * chain[:, 0, 0])
+    np.testing.assert_allclose(r[0, :, 0], expected)
+    assert r.sum() == pytest.approx(-0.1)  # whatever the split, the agents share minus the scaled chain cost
+
+
+def test_with_team_weight_0_another_agents_cost_does_not_move_my_reward(twin):
+    row = twin.ledger[5].copy()
+    before = reconciliation.rewards(row, cost_scale=0.01, team_weight=0.0)
+    row[:, 2, :, F["stockout_cost"]] += 100.0  # the warehouse does worse
+    after = reconciliation.rewards(row, cost_scale=0.01, team_weight=0.0)
+    np.testing.assert_array_equal(after[:, [0, 1, 3]], before[:, [0, 1, 3]])
+    np.testing.assert_allclose(after[:, 2] - before[:, 2], -1.0)

@@ -17,6 +17,8 @@ import pytest
 import yaml
 
 from hmarl_rllib.env import MU_FLOOR, OBS_BOUND, OBS_LINEAR, HMARLEnv, squash, unsquash
+from hmarl_rllib.observe import ObservationBuilder
+from hmarl_rllib.twin import SupplyChainTwin
 from hmarl_rllib.policies.heuristics import initial_guess, rule_based_policy
 
 from conftest import scenario
@@ -233,3 +235,43 @@ def test_calendar_and_demand_history_can_be_observed_as_zero_keeping_the_layout(
             seen_nonzero += int(np.abs(o_on[t][..., gone]).sum() > 0)
         tw.step(*rule.orders(tw))
     assert seen_nonzero > 20  # the default does observe something there
+
+
+def _store_obs_by_day(sc, days):
+    """Each day's store observation of replica 0 (store 0, SKU 0), nothing ordered."""
+    tw, build = SupplyChainTwin(sc), ObservationBuilder(sc)
+    tw.reset([3])
+    out = []
+    for _ in range(days):
+        out.append(build(tw, np.zeros((1, tw.n_stores, tw.n_skus)), np.zeros((1, tw.n_skus)))["store"][0, 0, 0])
+        tw.step(np.zeros((1, tw.n_stores, tw.n_skus)), np.zeros((1, tw.n_skus)), np.zeros((1, tw.n_skus)))
+    return np.array(out)
+
+
+def test_rich_index_9_is_the_demand_models_mean_over_the_lead_time_and_a_day():
+    """Index 9: the model's expected demand from today through today + L, over (L + 1) μ. With
+    Monday's factor 3 (mean 10, other days 10) over two weeks, μ = 90/7 a day; lead time 1:
+    Monday 30 + 10, Tuesday 10 + 10, Sunday 10 + the next Monday's 30."""
+    sc = scenario(episode_length=14, observations={"mode": "rich"},
+                  stores={"count": 1, "lead_time": 1, "demand": {"mean": 10, "weekly": [3, 1, 1, 1, 1, 1, 1]}})
+    idx9 = _store_obs_by_day(sc, 8)[:, 9]
+    mu = 90 / 7
+    np.testing.assert_allclose(idx9[[0, 1, 6, 7]], [40 / (2 * mu), 20 / (2 * mu), 40 / (2 * mu), 40 / (2 * mu)], rtol=1e-6)
+    flat = scenario(episode_length=14, observations={"mode": "rich"}, stores={"count": 1, "lead_time": 1})
+    np.testing.assert_allclose(_store_obs_by_day(flat, 5)[:, 9], 1.0, rtol=1e-6)  # stationary: always 1
+
+
+def test_calendar_features_tell_the_weekday_and_follow_start_weekday():
+    """The last four store inputs (rich mode): the weekday pair repeats every 7 days, differs
+    on each of the 7 weekdays, and a scenario starting a weekday later shows on day d what the
+    first shows on day d + 1; the day-of-year pair moves every day. ``calendar: false``: zeros."""
+    base = dict(episode_length=20, stores={"count": 1})
+    obs = _store_obs_by_day(scenario(**base, observations={"mode": "rich"}), 15)
+    week, year = obs[:, -4:-2], obs[:, -2:]
+    np.testing.assert_allclose(week[:7], week[7:14], atol=1e-6)
+    assert len({tuple(np.round(w, 4)) for w in week[:7]}) == 7
+    assert np.all(np.abs(np.diff(year, axis=0)).sum(axis=1) > 0)
+    later = _store_obs_by_day(scenario(**base, start_weekday=1, observations={"mode": "rich"}), 14)
+    np.testing.assert_allclose(later[:, -4:-2], week[1:15], atol=1e-6)
+    off = _store_obs_by_day(scenario(**base, observations={"mode": "rich", "calendar": False}), 9)
+    assert np.all(off[:, -4:] == 0.0)

@@ -79,19 +79,24 @@ def test_trial_dir_defaults_to_plots_subfolder_and_skips_missing_columns(tmp_pat
     assert {"training_curve.png", "fill_rate.png", "returns.png", "throughput.png"} <= set(written)
 
 
-def test_plots_follow_the_data(tmp_path):
-    """Two runs with different costs must not give the same training-curve image."""
-    a, b = tmp_path / "a", tmp_path / "b"
-    for d, seed in ((a, 1), (b, 2)):
-        d.mkdir()
-        df = progress_frame(seed=seed)
-        if seed == 2:
-            df["env_runners/chain_cost"] *= 3
-        df.to_csv(d / "progress.csv", index=False)
-    pa, pb = plot_run(a), plot_run(b)
-    curve = [p for p in pa if p.name == "training_curve.png"][0]
-    other = [p for p in pb if p.name == "training_curve.png"][0]
-    assert curve.read_bytes() != other.read_bytes()
+def test_the_plotted_lines_are_the_progress_data():
+    """The training curve's lines carry the progress.csv values against env steps, the greedy
+    evaluations only where they were run (Tune leaves the other rows empty), one line per trial."""
+    from hmarl_rllib.plots import STEPS, progress_figures
+
+    a, b = progress_frame(seed=1), progress_frame(seed=2)
+    b["env_runners/chain_cost"] *= 3
+    fig = progress_figures({"a": a, "b": b})["training_curve.png"]
+    lines = {ln.get_label(): ln.get_xydata() for ln in fig.axes[0].lines}
+    assert set(lines) == {"a: training episodes", "b: training episodes", "a: evaluation (greedy, validation seeds)",
+                          "b: evaluation (greedy, validation seeds)"}
+    np.testing.assert_array_equal(lines["b: training episodes"], b[[STEPS, "env_runners/chain_cost"]].to_numpy())
+    evals = a[[STEPS, "eval_chain_cost"]].dropna().to_numpy()
+    assert len(evals) == 3
+    np.testing.assert_array_equal(lines["a: evaluation (greedy, validation seeds)"], evals)
+    # one trial: no trial names in the labels
+    single = progress_figures({"a": a})["training_curve.png"]
+    assert [ln.get_label() for ln in single.axes[0].lines] == ["training episodes", "evaluation (greedy, validation seeds)"]
 
 
 @pytest.mark.parametrize("case", ["missing", "no_progress", "empty", "foreign_columns", "garbage"])

@@ -141,3 +141,36 @@ def test_batched_sampling_is_seeded(local_ray):
     a, b = sample(7), sample(7)
     assert a == b
     assert sample(8) != a
+
+
+def test_the_batched_sampler_refuses_what_it_would_skip(local_ray):
+    """A user connector or a per-step episode callback would run in evaluation (RLlib's path) but
+    not in batched training: the runner refuses it with one error naming it, instead of
+    training without it. The shipped config has neither."""
+    from ray.rllib.callbacks.callbacks import RLlibCallback
+
+    from hmarl_rllib.runner import _BatchedSampler
+    from hmarl_rllib.training import build_algo_config
+
+    sc = load_config(DEFAULT_YAML)
+    assert _BatchedSampler.unsupported(build_algo_config(sc, num_env_runners=0)) == ""
+
+    class StepCounter(RLlibCallback):
+        def on_episode_step(self, **kwargs):
+            pass
+
+    cases = [
+        (lambda c: c.env_runners(env_to_module_connector=lambda env, spaces=None, device=None: []),
+         "env-to-module connector"),
+        (lambda c: c.callbacks(on_episode_step=lambda **kw: None), "on_episode_step callback"),
+        (lambda c: c.callbacks(StepCounter), "StepCounter.on_episode_step"),
+    ]
+    for change, needle in cases:
+        config = change(build_algo_config(sc, num_env_runners=0, envs_per_runner=2, hidden=[16, 16],
+                                          train_batch=90, minibatch=90, epochs=1))
+        algo = config.build_algo()
+        try:
+            with pytest.raises(ValueError, match=needle):
+                algo.env_runner.sample(num_timesteps=60)
+        finally:
+            algo.stop()

@@ -678,18 +678,54 @@ def test_every_echelon_learning_trains_and_evaluates_without_ray(tmp_path):
     assert "s_S_endgame_schedule" in result["policies"]
 
 
-def test_checkpoint_selection_never_sees_held_out_or_tuning_seeds(tmp_path):
-    """The evaluations during training pick the best checkpoint: their demand seeds must be
-    disjoint from the held-out seeds of evaluate/benchmark and from the baselines' tuning seeds."""
+def test_training_and_checkpoint_selection_play_only_their_own_seeds(monkeypatch):
+    """One real training iteration with its evaluation, in this process (no env runner
+    processes): every twin reset on the way records its demand seeds. Training plays seeds
+    below the tuning range only; the evaluations that pick the best checkpoint play exactly the
+    validation seeds: never a held-out (evaluate / benchmark) or a tuning seed."""
+    import ray
+
     from hmarl_rllib import simulate
     from hmarl_rllib.config import load_config
     from hmarl_rllib.training import build_algo_config
+    from hmarl_rllib.twin import SupplyChainTwin
 
-    config = build_algo_config(load_config(REPO / "configs" / "default.yaml"), num_env_runners=0, evaluation_episodes=500)
-    seeds = set(config.evaluation_config["env_config"]["episode_seeds"])
-    assert len(seeds) == 500
-    assert not seeds & set(simulate.eval_seeds(5000).tolist())
-    assert not seeds & set(simulate.tune_seeds(5000).tolist())
+    from hmarl_rllib import training
+
+    seen, phase = [], ["training"]
+    real, real_eval = SupplyChainTwin.reset, training.batched_validation
+
+    def spy(self, seeds, *a, **kw):
+        seen.append((phase[0], np.asarray(seeds).copy()))
+        return real(self, seeds, *a, **kw)
+
+    def evaluating(*a, **kw):  # the checkpoint-choosing evaluation (RLlib's custom_evaluation_function)
+        phase[0] = "evaluation"
+        try:
+            return real_eval(*a, **kw)
+        finally:
+            phase[0] = "training"
+
+    monkeypatch.setattr(SupplyChainTwin, "reset", spy)
+    monkeypatch.setattr(training, "batched_validation", evaluating)
+    config = build_algo_config(load_config(REPO / "configs" / "default.yaml"), num_env_runners=0, envs_per_runner=2,
+                               evaluation_episodes=7, evaluation_interval=1, hidden=[16, 16], train_batch=120,
+                               minibatch=120, epochs=1)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        algo = config.build_algo()
+        try:
+            seen.clear()  # building plays nothing that counts; from here on, what training does
+            result = algo.train()
+        finally:
+            algo.stop()
+    finally:
+        ray.shutdown()
+    assert np.isfinite(result["eval_chain_cost"])
+    evaluation = np.concatenate([s for p, s in seen if p == "evaluation"])
+    drawn = np.concatenate([s for p, s in seen if p == "training"])
+    assert sorted(evaluation.tolist()) == sorted(simulate.validation_seeds(7).tolist())  # exactly those
+    assert len(drawn) >= 4 and drawn.max() < simulate.TUNE_SEED_BASE  # training: below every reserved range
 
 
 def test_bench_train_json_is_the_only_stdout(tmp_path):
