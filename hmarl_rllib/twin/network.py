@@ -67,6 +67,8 @@ numpy only: no RL imports. The step is vectorised over replicas, stores and SKUs
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 
@@ -75,6 +77,7 @@ from hmarl_rllib.twin.demand import DemandSampler
 FIELDS = ("on_hand", "in_transit", "backorders", "demand", "sales", "lost_sales", "unmet",
           "order_placed", "shipped", "received", "holding_cost", "stockout_cost", "ordering_cost")
 F = {name: i for i, name in enumerate(FIELDS)}
+_COL = SimpleNamespace(**F)  # the same indices as attributes: ``row[..., _COL.on_hand]``
 COST_FIELDS = ("holding_cost", "stockout_cost", "ordering_cost")
 
 
@@ -307,35 +310,36 @@ class SupplyChainTwin:
             self.backorders = due - sales
         # 7. costs and ledger rows
         row = self.ledger[t] if self.record else np.zeros((B, N + 2, K, len(FIELDS)))
-        s = row[:, :N]
-        s[..., 0], s[..., 1], s[..., 2] = self.on_hand, self.in_transit, self.backorders
-        s[..., 3], s[..., 4], s[..., 5], s[..., 6] = d, sales, lost, unmet
-        s[..., 7], s[..., 8], s[..., 9] = so, sales, recv
-        s[..., 10] = self.h[0] * self.on_hand
-        s[..., 11] = self.p * unmet + self.b * self.backorders
-        s[..., 12] = self.K[0] * (so > 0) + self.c[0] * ship
+        s, f = row[:, :N], _COL
+        s[..., f.on_hand], s[..., f.in_transit], s[..., f.backorders] = self.on_hand, self.in_transit, self.backorders
+        s[..., f.demand], s[..., f.sales], s[..., f.lost_sales], s[..., f.unmet] = d, sales, lost, unmet
+        s[..., f.order_placed], s[..., f.shipped], s[..., f.received] = so, sales, recv
+        s[..., f.holding_cost] = self.h[0] * self.on_hand
+        s[..., f.stockout_cost] = self.p * unmet + self.b * self.backorders
+        s[..., f.ordering_cost] = self.K[0] * (so > 0) + self.c[0] * ship
         w = row[:, N]
         if ib:  # today's orders not shipped today (the backlog ships first)
             wh_unmet = requested - np.maximum(ship - prev_owed, 0.0).sum(axis=1)
-            w[..., 2] = self.store_owed.sum(axis=1)
+            w[..., f.backorders] = self.store_owed.sum(axis=1)
         else:
             wh_unmet = requested - shipped_wh
-        w[..., 0], w[..., 1] = self.wh_on_hand, self.wh_in_transit
-        w[..., 3], w[..., 4], w[..., 6] = requested, shipped_wh, wh_unmet  # lost_sales: 0 (customers only)
-        w[..., 7], w[..., 8], w[..., 9] = wo, shipped_wh, wh_recv
-        w[..., 10] = self.h[1] * self.wh_on_hand
-        w[..., 12] = self.K[1] * (wo > 0) + self.c[1] * sup_ship
+        w[..., f.on_hand], w[..., f.in_transit] = self.wh_on_hand, self.wh_in_transit
+        # the upstream rows' lost_sales stay 0 (customers only)
+        w[..., f.demand], w[..., f.sales], w[..., f.unmet] = requested, shipped_wh, wh_unmet
+        w[..., f.order_placed], w[..., f.shipped], w[..., f.received] = wo, shipped_wh, wh_recv
+        w[..., f.holding_cost] = self.h[1] * self.wh_on_hand
+        w[..., f.ordering_cost] = self.K[1] * (wo > 0) + self.c[1] * sup_ship
         p = row[:, N + 1]
         if ib:
             sup_unmet = wo - np.maximum(sup_ship - prev_wh_owed, 0.0)
-            p[..., 2] = self.wh_owed
+            p[..., f.backorders] = self.wh_owed
         else:
             sup_unmet = wo - sup_ship
-        p[..., 0], p[..., 1] = self.sup_on_hand, self.sup_in_production
-        p[..., 3], p[..., 4], p[..., 6] = wo, sup_ship, sup_unmet
-        p[..., 7], p[..., 8], p[..., 9] = pr, sup_ship, completed
-        p[..., 10] = self.h[2] * self.sup_on_hand
-        p[..., 12] = self.K[2] * (pr > 0) + self.c[2] * pr
+        p[..., f.on_hand], p[..., f.in_transit] = self.sup_on_hand, self.sup_in_production
+        p[..., f.demand], p[..., f.sales], p[..., f.unmet] = wo, sup_ship, sup_unmet
+        p[..., f.order_placed], p[..., f.shipped], p[..., f.received] = pr, sup_ship, completed
+        p[..., f.holding_cost] = self.h[2] * self.sup_on_hand
+        p[..., f.ordering_cost] = self.K[2] * (pr > 0) + self.c[2] * pr
         self.day = t + 1
         return row
 
