@@ -418,7 +418,10 @@ def _most_specific(err: ValidationError) -> dict:
     return min(err.errors(), key=lambda e: (mismatch(e), -len(e["loc"])))
 
 
-def _format_error(err: ValidationError, source: str) -> str:
+def format_validation_error(err: ValidationError, source: str, section: str = "") -> str:
+    """The one line a pydantic error becomes, for every model the YAML is validated by:
+    ``<source>: <section><field> = <value>: <what is wrong>`` (the most specific error, see
+    :func:`_most_specific`; ``section``: where the model sits in the file, e.g. ``"training."``)."""
     e = _most_specific(err)
     loc = _location(e["loc"])
     msg = e["msg"].removeprefix("Value error, ")
@@ -427,8 +430,8 @@ def _format_error(err: ValidationError, source: str) -> str:
     value = e.get("input")
     shown = repr(value) if not isinstance(value, dict) else "{...}"
     if not loc:  # a check across fields: its message names the fields and values
-        return f"{source}: {msg}"
-    return f"{source}: {loc} = {shown}: {msg}"
+        return f"{source}: {section.rstrip('.') + ': ' if section else ''}{msg}"
+    return f"{source}: {section}{loc} = {shown}: {msg}"
 
 
 def parse_config(data: dict, source: str = "config") -> Scenario:
@@ -437,7 +440,7 @@ def parse_config(data: dict, source: str = "config") -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_error(err, source)) from None
+        raise ConfigError(format_validation_error(err, source)) from None
 
 
 def load_config(path: str | Path) -> Scenario:

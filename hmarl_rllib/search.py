@@ -35,7 +35,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
 
-from hmarl_rllib.config import Scenario, parse_config
+from hmarl_rllib.config import Scenario, format_validation_error, parse_config
 from hmarl_rllib.errors import ConfigError, InputError
 from hmarl_rllib.training import EVAL_METRIC, PPO_KEYS, training_settings
 
@@ -82,10 +82,7 @@ def search_settings(scenario: Scenario) -> SearchSettings:
     try:
         return SearchSettings.model_validate(data)
     except ValidationError as err:
-        e = err.errors()[0]
-        loc = ".".join(str(p) for p in e["loc"])
-        raise ConfigError(f"{scenario.source_path or 'config'}: training.search.{loc}:"
-                          f" {e['msg'].removeprefix('Value error, ')}") from None
+        raise ConfigError(format_validation_error(err, scenario.source_path or "config", "training.search.")) from None
 
 
 def _sampler(spec: dict):

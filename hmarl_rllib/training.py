@@ -37,7 +37,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, PositiveFloat, PositiveInt, ValidationError
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
-from hmarl_rllib.config import Scenario
+from hmarl_rllib.config import Scenario, format_validation_error
 from hmarl_rllib.env import ENV_NAME, agent_type
 from hmarl_rllib.errors import ConfigError, InputError
 from hmarl_rllib.policies.actions import codecs
@@ -197,11 +197,7 @@ def _validated_settings(data: dict, source: str) -> TrainingSettings:
     try:
         s = TrainingSettings.model_validate(data)
     except ValidationError as err:
-        e = err.errors()[0]
-        loc = ".".join(str(p) for p in e["loc"])
-        msg = e["msg"] if e["type"] != "extra_forbidden" else \
-            "unknown field (see configs/default.yaml for every training field)"
-        raise ConfigError(f"{source}: training.{loc} = {e.get('input')!r}: {msg}") from None
+        raise ConfigError(format_validation_error(err, source, "training.")) from None
     if "stores" not in s.learn:
         raise ConfigError(f"training.learn = {s.learn}: the stores always learn; list 'stores'"
                           " (e.g. [stores, warehouse, supplier])")
