@@ -101,7 +101,7 @@ def _level_costs(scenario, policy, agent, idx, S_vals, s_vals, seeds):
         len(S_vals), seeds)
 
 
-def _search_S(scenario, policy, agent, idx, seeds, points=11):
+def _search_S(scenario, policy, agent, idx, seeds, points=11, tick=None):
     cur = _get(policy, agent, idx, "S")
     width = max(0.6 * cur, 20.0)
     best, best_cost = cur, None
@@ -111,6 +111,8 @@ def _search_S(scenario, policy, agent, idx, seeds, points=11):
         costs = _level_costs(scenario, policy, agent, idx, grid, None, seeds)
         j = int(costs.argmin())
         best, best_cost = float(grid[j]), float(costs[j])
+        if tick:
+            tick(f"S = {best:g}: chain cost {best_cost:,.1f}")
         if j in (0, len(grid) - 1) and grid[j] > 0:  # at the edge: move, keep the width
             continue
         if width <= points / 2:
@@ -121,7 +123,7 @@ def _search_S(scenario, policy, agent, idx, seeds, points=11):
     return replace(policy, **{f"{agent}_S": arr}), best_cost
 
 
-def _search_sS(scenario, policy, agent, idx, seeds, points=7):
+def _search_sS(scenario, policy, agent, idx, seeds, points=7, tick=None):
     s0 = _get(policy, agent, idx, "s")
     q0 = max(_get(policy, agent, idx, "S") - s0, 1.0)
     ws, wq = max(0.6 * s0, 20.0), max(0.6 * q0, 20.0)
@@ -133,6 +135,8 @@ def _search_sS(scenario, policy, agent, idx, seeds, points=7):
         costs = _level_costs(scenario, policy, agent, idx, ss + qq, ss, seeds)
         j = int(costs.argmin())
         best_s, best_q, best_cost = float(ss[j]), float(qq[j]), float(costs[j])
+        if tick:
+            tick(f"s = {best_s:g}, S = {best_s + best_q:g}: chain cost {best_cost:,.1f}")
         edge_s = best_s in (gs[0], gs[-1]) and best_s > 0 and len(gs) > 1
         edge_q = best_q in (gq[0], gq[-1]) and best_q > 1 and len(gq) > 1
         if edge_s or edge_q:
@@ -181,15 +185,24 @@ def tune_policy(scenario, kind: str, n_seeds: int = DEFAULT_TUNE_SEEDS, rounds: 
         policy = initial_guess(scenario, kind)
     cost = float(simulate.chain_cost(scenario, policy.orders, seeds).mean())
     coords = _coordinates(policy, scenario)
+    if progress:
+        progress(f"tuning {kind}: {len(coords)} coordinates (per SKU: each group of identical stores, the"
+                 f" warehouse, the supplier), up to {rounds} rounds, {n_seeds} tuning seeds per candidate,"
+                 f" {simulate.replica_bytes(scenario) / 1024:,.0f} KiB per simulated replica")
+    sku_names = scenario.sku_names
     for r in range(rounds):
         before = cost
-        for agent, idx in coords:
+        for i, (agent, idx) in enumerate(coords):
+            where = (f"{len(idx[0])} store(s) like {scenario.store_names[idx[0][0]]}" if agent == "store" else agent) \
+                + (f", SKU {sku_names[idx[-1]]}" if len(sku_names) > 1 else "")
+            tick = (lambda msg, w=where, i=i: progress(f"round {r + 1}/{rounds}, coordinate {i + 1}/{len(coords)}"
+                                                       f" ({w}): {msg}")) if progress else None
             if base in WITH_REORDER_POINT:
-                policy, cost = _search_sS(scenario, policy, agent, idx, seeds)
+                policy, cost = _search_sS(scenario, policy, agent, idx, seeds, tick=tick)
             else:
-                policy, cost = _search_S(scenario, policy, agent, idx, seeds)
+                policy, cost = _search_S(scenario, policy, agent, idx, seeds, tick=tick)
             if progress:
-                progress(f"round {r + 1}/{rounds} {agent}: chain cost {cost:,.1f}")
+                progress(f"round {r + 1}/{rounds}, coordinate {i + 1}/{len(coords)} ({where}) done: chain cost {cost:,.1f}")
         if before - cost < 1e-3 * abs(before):
             break
     policy.meta = {"tuned_on": f"seeds {seeds[0]}..{seeds[-1]} ({n_seeds} episodes)",
