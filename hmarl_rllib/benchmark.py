@@ -35,12 +35,19 @@ from pathlib import Path
 import numpy as np
 
 from hmarl_rllib import reconciliation, report, simulate
-from hmarl_rllib.policies.heuristics import POLICIES
+from hmarl_rllib.policies.spec import RuleSpec
 from hmarl_rllib.reconciliation import paired_difference
 from hmarl_rllib.twin.demand import scored_dates
 
-ENDGAME = "s_S_endgame"  # reference rows (not baselines)
-SEASONAL = ("s_S_seasonal", "echelon_s_S_seasonal")
+# the baselines: base_stock, s_S, echelon_base_stock, echelon_s_S (rows labelled by the specs' names)
+BASELINE_RULES = tuple(RuleSpec(rule=r, positions=p) for p in ("installation", "echelon")
+                       for r in ("base_stock", "s_S"))
+POLICIES = tuple(r.name for r in BASELINE_RULES)
+# reference rows (not baselines): s_S_endgame; s_S_seasonal and echelon_s_S_seasonal
+ENDGAME_RULE = RuleSpec(rule="s_S", endgame=True)
+SEASONAL_RULES = tuple(RuleSpec(rule="s_S", positions=p, seasonal=True) for p in ("installation", "echelon"))
+ENDGAME = ENDGAME_RULE.name
+SEASONAL = tuple(r.name for r in SEASONAL_RULES)
 
 
 def _bound_chunk(args):
@@ -116,22 +123,22 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
             progress(f"learned policy: {episodes} episodes")
         run("learned", greedy_orders(trained), warmup_fn=trained.baseline.orders)
     tuned = {}
-    for kind in POLICIES:
-        tuned[kind] = tuned_policy(scenario, kind, progress=progress)
+    for kind, spec in zip(POLICIES, BASELINE_RULES):
+        tuned[kind] = tuned_policy(scenario, spec, progress=progress)
         if progress:
             progress(f"{kind}: {episodes} episodes")
         run(kind, tuned[kind].orders)
         rule_of[kind] = tuned[kind]
     best = min(POLICIES, key=lambda k: summaries[k]["cost_mean"])
     if progress:
-        progress("s_S_endgame (reference): tuning the stop days")
-    endgame = tuned_policy(scenario, ENDGAME, progress=progress)  # the tuned (s, S) + tuned stop days
+        progress(f"{ENDGAME} (reference): tuning the stop days")
+    endgame = tuned_policy(scenario, ENDGAME_RULE, progress=progress)  # the tuned (s, S) + tuned stop days
     run(ENDGAME, endgame.orders)
     rule_of[ENDGAME] = endgame
     seasonal = {}
     if has_season(scenario):
-        for name in SEASONAL:
-            seasonal[name] = tuned_policy(scenario, name, progress=progress)
+        for name, spec in zip(SEASONAL, SEASONAL_RULES):
+            seasonal[name] = tuned_policy(scenario, spec, progress=progress)
             if progress:
                 progress(f"{name} (reference): {episodes} episodes")
             run(name, seasonal[name].orders)
@@ -345,8 +352,8 @@ def bench_train(scenario, seconds: float = 120.0, storage: str | None = None, nu
     agent_cols = [c for c in df.columns if c.startswith("env_runners/num_agent_steps_sampled_lifetime/")]
     agent_steps = float(last[agent_cols].sum()) if agent_cols else float("nan")
     seeds = simulate.validation_seeds(settings.evaluation_episodes)
-    base = {k: float(simulate.chain_cost(scenario, tuned_policy(scenario, k).orders, seeds).mean())
-            for k in POLICIES}
+    base = {k: float(simulate.chain_cost(scenario, tuned_policy(scenario, spec).orders, seeds).mean())
+            for k, spec in zip(POLICIES, BASELINE_RULES)}
     best_kind = min(base, key=base.get)
     evals = df[["time_total_s", "eval_chain_cost"]].dropna()
     below = evals[evals["eval_chain_cost"] < base[best_kind]]

@@ -11,13 +11,14 @@ import os
 import sys
 from pathlib import Path
 
-from hmarl_rllib.errors import InputError, output_folder
-from hmarl_rllib.policies.heuristics import RULE_NAMES
+from hmarl_rllib.errors import ConfigError, InputError, output_folder
+from hmarl_rllib.policies.spec import RuleSpec, as_spec
 
-POLICY_CHOICES = RULE_NAMES  # a classic policy, + _seasonal, + _endgame, + _schedule
-POLICY_HELP = ("base_stock, s_S, echelon_base_stock or echelon_s_S; + _seasonal: levels follow the demand"
-               " model's season; + _endgame: no orders in the last (tuned) days; + _schedule: levels x tuned"
-               " factors per period of the episode; e.g. echelon_s_S_seasonal_endgame_schedule")
+POLICY_HELP = ("a rule's name: base_stock, s_S, echelon_base_stock or echelon_s_S; + _seasonal: levels follow the"
+               " demand model's season; + _endgame: no orders in the last (tuned) days; + _schedule: levels x tuned"
+               " factors per period of the episode; e.g. echelon_s_S_seasonal_endgame_schedule; or the rule as a YAML"
+               " mapping, e.g. '{rule: s_S, positions: echelon, seasonal: true, endgame: true,"
+               " schedule: {periods: 15}}'")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,6 +37,30 @@ def _positive_int(text):
     return v
 
 
+def _rule(text, random: bool = False):
+    """``--policy``: a rule's name (the alias path, :meth:`RuleSpec.from_name`) or a YAML
+    mapping (``{rule: s_S, endgame: true}``), as a :class:`RuleSpec`; ``random`` when allowed."""
+    if random and text == "random":
+        return text
+    try:
+        if text.lstrip().startswith("{"):
+            import yaml
+
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError:
+                raise argparse.ArgumentTypeError(f"{text}: not a YAML mapping (e.g. '{{rule: s_S, endgame: true}}')") \
+                    from None
+            return as_spec(data, "--policy")
+        return RuleSpec.from_name(text, "--policy")
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("--policy: ").removeprefix("--policy ")) from None
+
+
+def _random_or_rule(text):
+    return _rule(text, random=True)
+
+
 def _progress(args):
     if getattr(args, "json", False):
         return None
@@ -43,21 +68,21 @@ def _progress(args):
 
 
 # ------------------------------------------------------------------------------ commands
-def _rule_based(scenario, name: str):
-    """The config's rule_based levels as policy ``name`` (an echelon policy gets them moved onto
-    echelon positions, :func:`to_echelon`; a ``*_seasonal`` one follows the season)."""
+def _rule_based(scenario, spec: RuleSpec):
+    """The config's rule_based levels as the rule ``spec`` (on echelon positions they are moved
+    onto them, :func:`to_echelon`; a seasonal one follows the season). It has no schedule and no
+    stop days: a rule with either is refused."""
     from hmarl_rllib.policies.heuristics import Forecast, rule_based_policy, to_echelon
-    from hmarl_rllib.policies.tuning import split_name
 
-    for suffix, what in (("_schedule", "schedule"), ("_endgame", "stop days")):
-        if name.endswith(suffix):
-            raise InputError(f"--rule-based: the config's rule_based section has no {what} for {name};"
-                             f" drop --rule-based or use --policy {name[:-len(suffix)]}")
-    kind, seasonal = split_name(name)
-    policy = rule_based_policy(scenario, "s_S" if kind.endswith("s_S") else "base_stock")
-    if kind.startswith("echelon"):
-        policy = to_echelon(policy, kind).with_(meta=policy.meta)
-    return policy.with_(forecast=Forecast.build(scenario)) if seasonal else policy
+    if spec.schedule is not None or spec.endgame:
+        what, without = (("schedule", spec.with_(schedule=None)) if spec.schedule is not None
+                         else ("stop days", spec.with_(endgame=False)))
+        raise InputError(f"--rule-based: the config's rule_based section has no {what} for {spec.name};"
+                         f" drop --rule-based or use --policy {without.name}")
+    policy = rule_based_policy(scenario, spec.rule)
+    if spec.positions == "echelon":
+        policy = to_echelon(policy, spec.kind).with_(meta=policy.meta)
+    return policy.with_(forecast=Forecast.build(scenario)) if spec.seasonal else policy
 
 
 def cmd_simulate(args) -> int:
@@ -74,7 +99,7 @@ def cmd_simulate(args) -> int:
         order_fn = simulate.random_policy(scenario, seed=int(seeds[0]))
     elif args.params:
         policy = load_policy(args.params, scenario)
-        if policy.name != args.policy:
+        if policy.spec != args.policy:
             raise InputError(f"--params {args.params}: holds a {policy.name} policy but --policy is {args.policy};"
                              " pass matching ones")
         order_fn = policy.orders
@@ -86,7 +111,7 @@ def cmd_simulate(args) -> int:
     if args.out:
         write_ledger(twin.ledger_frame(), args.out)
     if args.json:
-        out = {"policy": args.policy, "scenario": scenario.name, "seeds": [int(seeds[0]), int(seeds[-1])]}
+        out = {"policy": str(args.policy), "scenario": scenario.name, "seeds": [int(seeds[0]), int(seeds[-1])]}
         out.update(summary)
         print(json.dumps(out))
         return 0
@@ -94,7 +119,7 @@ def cmd_simulate(args) -> int:
           f" of {scenario.episode_length} days (seeds {seeds[0]}..{seeds[-1]})")
     print(report.agent_table(summary))
     print()
-    print(report.chain_table({args.policy: summary}))
+    print(report.chain_table({str(args.policy): summary}))
     if args.out:
         print(f"ledger written to {args.out}")
     return 0
@@ -133,7 +158,7 @@ def cmd_baseline(args) -> int:
         out = None
     summary, _ = simulate.evaluate(scenario, policy.orders, simulate.eval_seeds(args.episodes))
     if args.json:
-        print(json.dumps({"policy": args.policy, "params": policy_to_dict(policy, scenario),
+        print(json.dumps({"policy": str(args.policy), "params": policy_to_dict(policy, scenario),
                           "params_file": str(out) if out else None, **summary}))
         return 0
     d = policy_to_dict(policy, scenario)
@@ -154,7 +179,7 @@ def cmd_baseline(args) -> int:
     if out:
         print(f"written to {out}")
     print(f"\nheld-out evaluation on {args.episodes} episodes:")
-    print(report.chain_table({args.policy: summary}))
+    print(report.chain_table({str(args.policy): summary}))
     return 0
 
 
@@ -447,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("simulate", help="run the twin with a policy and print KPIs")
     s.add_argument("--config", required=True, help="scenario YAML, e.g. configs/default.yaml")
-    s.add_argument("--policy", required=True, choices=POLICY_CHOICES + ("random",), metavar="POLICY",
+    s.add_argument("--policy", required=True, type=_random_or_rule, metavar="POLICY",
                    help=POLICY_HELP + "; or random")
     s.add_argument("--params", help="parameters YAML from `hmarl baseline --tune` (default: the tuned"
                                     " file for this scenario, tuned now if missing)")
@@ -460,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("baseline", help="evaluate or tune (--tune) a classic policy")
     b.add_argument("--config", required=True)
-    b.add_argument("--policy", required=True, choices=POLICY_CHOICES, metavar="POLICY", help=POLICY_HELP)
+    b.add_argument("--policy", required=True, type=_rule, metavar="POLICY", help=POLICY_HELP)
     b.add_argument("--tune", action="store_true", help="search the parameters on tuning seeds and write them")
     b.add_argument("--tune-episodes", type=_positive_int, default=256,
                    help="tuning seeds per candidate (default 256; a _schedule is searched on twice as many)")

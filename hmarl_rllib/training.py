@@ -34,25 +34,41 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, PositiveFloat, PositiveInt, ValidationError
+from pydantic import (BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, PositiveFloat, PositiveInt,
+                      ValidationError)
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
 from hmarl_rllib.config import Scenario, format_validation_error
 from hmarl_rllib.env import ENV_NAME, agent_type
 from hmarl_rllib.errors import ConfigError, InputError
 from hmarl_rllib.policies.actions import codecs
-from hmarl_rllib.policies.heuristics import RULE_NAMES
 from hmarl_rllib.policies.modules import (LEARNED_MODULES, SCRIPTED_TYPES, STORE_MODULE, WarmStartPPOModule,
                                          module_for_agent, scripted_module_specs, warm_start_action)
+from hmarl_rllib.policies.spec import NAME_FORM, RuleSpec
 
 EVAL_METRIC = "eval_chain_cost"
 RUN_FILE = "hmarl_run.yaml"  # the scenario and baseline of a run, beside its trials
 # training key -> PPOConfig.training() argument (hmarl_rllib.search samples the same keys)
-# training.baseline: a classic policy, + _seasonal, + _endgame, + _schedule (e.g. s_S_endgame_schedule), or auto
-BASELINE_NAMES = RULE_NAMES + ("auto",)
 PPO_KEYS = {"lr": "lr", "gamma": "gamma", "lambda": "lambda_", "clip": "clip_param", "vf_clip": "vf_clip_param",
             "entropy": "entropy_coeff", "grad_clip": "grad_clip", "epochs": "num_epochs",
             "minibatch": "minibatch_size", "train_batch": "train_batch_size_per_learner"}
+
+
+def _baseline(v):
+    """``training.baseline``: ``auto``, a rule as a mapping (:class:`RuleSpec`, validated field by
+    field) or a rule's name (an alias of its spec, :meth:`RuleSpec.from_name`)."""
+    if v == "auto" or isinstance(v, RuleSpec):
+        return v
+    if isinstance(v, dict):
+        return RuleSpec.model_validate(v)
+    if isinstance(v, str):
+        try:
+            return RuleSpec.from_name(v)
+        except ConfigError:
+            raise ValueError(f"unknown rule; write a mapping such as {{rule: s_S, positions: echelon, seasonal: true,"
+                             f" endgame: true, schedule: {{periods: 15}}}}, a name {NAME_FORM}, or auto") from None
+    raise ValueError("must be a rule as a mapping, e.g. {rule: s_S, endgame: true, schedule: {periods: 15}},"
+                     " a rule's name such as s_S_endgame_schedule, or auto")
 
 
 def _number_or_schedule(minimum: float, strict: bool):
@@ -100,12 +116,14 @@ class TrainingSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    # the rule the warehouse/supplier follow and corrections correct; auto = the cheaper of s_S
-    # and base_stock; echelon_*: the warehouse and supplier review echelon positions;
-    # + _seasonal: levels that follow the demand model's season (heuristics.Forecast);
-    # + _endgame: no orders in the last days of the episode (tuned stop days);
-    # + _schedule: levels x tuned factors per period of the episode (a time-varying rule)
-    baseline: Literal[BASELINE_NAMES] = "s_S"
+    # the rule the warehouse/supplier follow and corrections correct: a RuleSpec mapping
+    # {rule: base_stock | s_S, positions: installation | echelon (the warehouse and supplier
+    # review echelon positions), seasonal: levels that follow the demand model's season,
+    # endgame: no orders in the last (tuned) days, schedule: {periods: 15}: levels x factors tuned
+    # per period}; or its name (an alias: s_S_endgame_schedule = {rule: s_S, endgame: true,
+    # schedule: {periods: 15}}); or auto = the cheaper of s_S and base_stock
+    baseline: Annotated[RuleSpec | Literal["auto"], PlainValidator(_baseline),
+                        PlainSerializer(lambda v: v if isinstance(v, str) else v.model_dump())] = RuleSpec(rule="s_S")
     phase2: bool = False  # the warehouse learns too (its own PPO module); = learn: [stores, warehouse]
     # who learns: the stores always (shared store_policy); the warehouse and the supplier each
     # get their own PPO module when listed, else they run the scripted baseline
@@ -214,7 +232,7 @@ def baseline_policy(scenario: Scenario, settings: TrainingSettings, progress=Non
 
     if settings.baseline != "auto":
         return tuned_policy(scenario, settings.baseline, progress=progress)
-    cands = [tuned_policy(scenario, k, progress=progress) for k in ("s_S", "base_stock")]
+    cands = [tuned_policy(scenario, RuleSpec(rule=r), progress=progress) for r in ("s_S", "base_stock")]
     return min(cands, key=lambda p: float(p.meta.get("tuning_cost_mean", math.inf)))
 
 

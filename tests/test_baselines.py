@@ -306,7 +306,7 @@ def test_seasonal_params_round_trip_and_bad_windows(tmp_path):
     path.write_text(yaml.safe_dump(d))
     with pytest.raises(ConfigError, match="forecast_windows must map store, warehouse and supplier"):
         load_policy(path, sc)
-    with pytest.raises(ConfigError, match="unknown policy; choose one of .*s_S_seasonal"):
+    with pytest.raises(ConfigError, match="sS_seasonal: unknown rule; write <policy>.*echelon_s_S_seasonal_endgame"):
         tune_policy(sc, "sS_seasonal")
 
 
@@ -483,7 +483,8 @@ def test_tuned_schedule_is_never_worse_than_its_rule_on_tuning_seeds(default_sce
     sc = default_scenario
     pol = tune_schedule(sc, tuned_s_S, n_seeds=16, periods=5, steps=(0.1,), rounds=1)
     seeds = simulate.tune_seeds(16)
-    assert pol.name == "s_S_schedule" and pol.schedule.shape == (5, 3, 2) and pol.period_days == 6
+    # 5 periods, not the default 15: a rule of its own, named (and cached) apart from s_S_schedule
+    assert pol.name == "s_S_schedule5" and pol.schedule.shape == (5, 3, 2) and pol.period_days == 6
     assert pol.meta["tuning_cost_mean"] == pytest.approx(simulate.chain_cost(sc, pol.orders, seeds).mean())
     assert pol.meta["tuning_cost_mean"] < simulate.chain_cost(sc, tuned_s_S.orders, seeds).mean()
     assert (pol.schedule >= 0).all() and (pol.schedule != 1).any()
@@ -497,7 +498,7 @@ def _count_tunings(monkeypatch):
     real = tuning.tune_policy
 
     def spy(sc, kind, *a, **kw):
-        calls.append(kind)
+        calls.append(str(kind))  # a RuleSpec prints as its name
         return real(sc, kind, *a, **kw)
 
     monkeypatch.setattr(tuning, "tune_policy", spy)

@@ -289,14 +289,14 @@ def test_env_with_a_seasonal_or_echelon_baseline_plays_it_exactly_on_correction_
     from hmarl_rllib.config import load_config
     from hmarl_rllib.env import ChainDynamics
     from hmarl_rllib.policies.heuristics import Forecast, initial_guess
-    from hmarl_rllib.policies.tuning import split_name
+    from hmarl_rllib.policies.spec import RuleSpec
 
     sc = load_config(Path(DEFAULT_YAML).with_name("seasonal.yaml"))
-    base, seasonal = split_name(kind)
-    rule = initial_guess(sc, base)
-    rule = rule.with_(forecast=Forecast.build(sc)) if seasonal else rule
-    rule = rule.with_(stop_days=(4, 9, 15)) if "_endgame" in kind else rule
-    if kind.endswith("_schedule"):  # factors that differ by period, echelon and level
+    spec = RuleSpec.from_name(kind)
+    rule = initial_guess(sc, spec.kind)
+    rule = rule.with_(forecast=Forecast.build(sc)) if spec.seasonal else rule
+    rule = rule.with_(stop_days=(4, 9, 15)) if spec.endgame else rule
+    if spec.schedule is not None:  # factors that differ by period, echelon and level
         sch = 1 + 0.4 * np.sin(np.arange(10 * 3 * 2)).reshape(10, 3, 2)
         rule = rule.with_(schedule=sch, period_days=9)
     assert rule.name == kind

@@ -33,12 +33,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-POLICIES = ("base_stock", "s_S", "echelon_base_stock", "echelon_s_S")
+from hmarl_rllib.policies.spec import DEFAULT_PERIODS, KINDS, RuleSpec, Schedule
+
+POLICIES = KINDS  # base_stock, s_S, echelon_base_stock, echelon_s_S: a rule on its positions
 WITH_REORDER_POINT = ("s_S", "echelon_s_S")  # the (s, S) kinds
-# every rule name: a policy, + _seasonal (levels follow the season), + _endgame (stops before the
-# end), + _schedule (levels x tuned per-period factors), in that order
-RULE_NAMES = tuple(k + sea + end + sch for sch in ("", "_schedule") for sea in ("", "_seasonal")
-                   for end in ("", "_endgame") for k in POLICIES)
 ECHELONS = ("store", "warehouse", "supplier")
 
 
@@ -114,14 +112,22 @@ class ChainPolicy:
     # supplier), the factors of (s, S − s); base-stock kinds: of S (the second is unused)
     schedule: np.ndarray | None = None
     period_days: int = 1
+    schedule_periods: int = DEFAULT_PERIODS  # the episode was cut into this many periods (the spec's)
+
+    @property
+    def spec(self) -> RuleSpec:
+        """The rule these parameters are for (:class:`~hmarl_rllib.policies.spec.RuleSpec`), from
+        the fields: ``kind``; seasonal when ``forecast`` is set, endgame when ``stop_days`` is,
+        a schedule of ``schedule_periods`` periods when ``schedule`` is."""
+        return RuleSpec(rule="s_S" if self.kind in WITH_REORDER_POINT else "base_stock",
+                        positions="echelon" if self.echelon else "installation",
+                        seasonal=self.forecast is not None, endgame=self.stop_days is not None,
+                        schedule=None if self.schedule is None else Schedule(periods=int(self.schedule_periods)))
 
     @property
     def name(self) -> str:
-        """``kind``, + ``_seasonal`` when the levels follow the season, + ``_endgame`` when it
-        stops ordering before the end, + ``_schedule`` when its levels follow a schedule."""
-        return (self.kind + ("_seasonal" if self.forecast is not None else "")
-                + ("_endgame" if self.stop_days is not None else "")
-                + ("_schedule" if self.schedule is not None else ""))
+        """The spec's name (e.g. ``echelon_s_S_seasonal_endgame_schedule``): file names, table rows."""
+        return self.spec.name
 
     def active(self, days_total: int) -> np.ndarray | None:
         """(days_total, 3) booleans: does (store, warehouse, supplier) order on day t? None

@@ -29,11 +29,9 @@ from hmarl_rllib import simulate
 from hmarl_rllib.errors import ConfigError
 from hmarl_rllib.policies.heuristics import (ECHELONS, POLICIES, WITH_REORDER_POINT, ChainPolicy, EndgamePolicy,
                                              Forecast, initial_guess, to_echelon)
+from hmarl_rllib.policies.spec import DEFAULT_PERIODS, RuleSpec, as_spec
 
-SEASONAL = "_seasonal"  # suffix of a policy name whose levels follow the season (Forecast)
-ENDGAME = "_endgame"  # suffix of a policy name that stops ordering before the end (stop_days)
-SCHEDULE = "_schedule"  # suffix of a policy name whose levels follow a tuned schedule (schedule)
-SCHEDULE_PERIODS = 15  # a schedule cuts the episode into (about) this many periods
+SCHEDULE_PERIODS = DEFAULT_PERIODS  # a schedule cuts the episode into (about) this many periods (the default)
 SCHEDULE_STEPS = (0.1, 0.05, 0.025)  # the schedule search's step sizes
 SCHEDULE_ROUNDS = 2  # sweeps per step size
 ROUNDS = 3  # coordinate-search rounds of a static rule (a seasonal one: at most SEASONAL_ROUNDS)
@@ -149,44 +147,42 @@ def _search_sS(scenario, policy, agent, idx, seeds, points=7, tick=None):
     return replace(policy, **{f"{agent}_S": S_arr, f"{agent}_s": s_arr}), best_cost
 
 
-def tune_policy(scenario, kind: str, n_seeds: int = DEFAULT_TUNE_SEEDS, rounds: int = ROUNDS,
+def tune_policy(scenario, rule: RuleSpec | str, n_seeds: int = DEFAULT_TUNE_SEEDS, rounds: int = ROUNDS,
                 progress=None) -> ChainPolicy:
-    """Search the parameters of ``kind`` (base_stock, s_S, echelon_base_stock, echelon_s_S) on
-    tuning seeds, from the textbook :func:`initial_guess` (echelon_s_S: from the tuned (s, S)
-    moved onto echelon positions, :func:`to_echelon`). ``kind`` + ``_seasonal``: the levels
-    follow the season (:class:`Forecast`) and the search starts from the tuned static rule's.
-    + ``_endgame``: the tuned rule + stop days (:func:`tune_endgame`); + ``_schedule``: the tuned
-    rule + a schedule of its levels (:func:`tune_schedule`), which has many more parameters and
-    is searched on twice ``n_seeds`` tuning seeds."""
-    base, seasonal = split_name(kind)
-    if base not in POLICIES:
-        choices = ", ".join(POLICIES + tuple(k + SEASONAL for k in POLICIES))
-        raise ConfigError(f"--policy {kind}: unknown policy; choose one of {choices}"
-                          f" (each may end in {ENDGAME}, then in {SCHEDULE})")
-    if kind.endswith(SCHEDULE):  # the rule without it, tuned (cached), then its schedule searched
-        rule = tuned_policy(scenario, kind[: -len(SCHEDULE)], n_seeds, progress)
+    """Search the parameters of ``rule`` (a :class:`RuleSpec`, or its name) on tuning seeds.
+    By the spec's fields: a ``schedule``: the rule without it, tuned (cached), + a schedule of
+    its levels (:func:`tune_schedule`), which has many more parameters and is searched on twice
+    ``n_seeds`` tuning seeds; else ``endgame``: the rule without it, tuned (cached), + stop days
+    (:func:`tune_endgame`); else ``seasonal``: the levels follow the season (:class:`Forecast`)
+    and the search starts from the tuned static rule's; else from the textbook
+    :func:`initial_guess` (``s_S`` on echelon positions: from the tuned (s, S) moved onto echelon
+    positions, :func:`to_echelon`)."""
+    spec = as_spec(rule, "--policy")
+    name = spec.name
+    if spec.schedule is not None:  # the rule without it, tuned (cached), then its schedule searched
+        base = tuned_policy(scenario, spec.with_(schedule=None), n_seeds, progress)
         if progress:
-            progress(f"{kind}: searching the schedule of the levels")
-        return tune_schedule(scenario, rule, n_seeds=2 * n_seeds, progress=progress)
-    if kind.endswith(ENDGAME):  # the rule without it, tuned (cached), then the stop days searched
-        rule = tuned_policy(scenario, kind[: -len(ENDGAME)], n_seeds, progress)
+            progress(f"{name}: searching the schedule of the levels")
+        return tune_schedule(scenario, base, n_seeds=2 * n_seeds, periods=spec.schedule.periods, progress=progress)
+    if spec.endgame:  # the rule without it, tuned (cached), then the stop days searched
+        base = tuned_policy(scenario, spec.with_(endgame=False), n_seeds, progress)
         if progress:
-            progress(f"{kind}: searching the stop days")
-        eg = tune_endgame(scenario, rule, n_seeds=n_seeds)
-        return rule.with_(stop_days=eg.stop_days, meta=dict(eg.meta))
+            progress(f"{name}: searching the stop days")
+        eg = tune_endgame(scenario, base, n_seeds=n_seeds)
+        return base.with_(stop_days=eg.stop_days, meta=dict(eg.meta))
     seeds = simulate.tune_seeds(n_seeds)
-    if seasonal:
-        static = tuned_policy(scenario, base, n_seeds, progress)
+    if spec.seasonal:
+        static = tuned_policy(scenario, spec.with_(seasonal=False), n_seeds, progress)
         policy = static.with_(forecast=Forecast.build(scenario), meta={})
         rounds = min(rounds, SEASONAL_ROUNDS)
-    elif base == "echelon_s_S":
-        policy = to_echelon(tuned_policy(scenario, "s_S", n_seeds, progress))
+    elif spec.kind == "echelon_s_S":
+        policy = to_echelon(tuned_policy(scenario, RuleSpec(rule="s_S"), n_seeds, progress))
     else:
-        policy = initial_guess(scenario, kind)
+        policy = initial_guess(scenario, spec.kind)
     cost = float(simulate.chain_cost(scenario, policy.orders, seeds).mean())
     coords = _coordinates(policy, scenario)
     if progress:
-        progress(f"tuning {kind}: {len(coords)} coordinates (per SKU: each group of identical stores, the"
+        progress(f"tuning {name}: {len(coords)} coordinates (per SKU: each group of identical stores, the"
                  f" warehouse, the supplier), up to {rounds} rounds, {n_seeds} tuning seeds per candidate,"
                  f" {simulate.replica_bytes(scenario) / 1024:,.0f} KiB per simulated replica")
     sku_names = scenario.sku_names
@@ -197,7 +193,7 @@ def tune_policy(scenario, kind: str, n_seeds: int = DEFAULT_TUNE_SEEDS, rounds: 
                 + (f", SKU {sku_names[idx[-1]]}" if len(sku_names) > 1 else "")
             tick = (lambda msg, w=where, i=i: progress(f"round {r + 1}/{rounds}, coordinate {i + 1}/{len(coords)}"
                                                        f" ({w}): {msg}")) if progress else None
-            if base in WITH_REORDER_POINT:
+            if spec.rule == "s_S":
                 policy, cost = _search_sS(scenario, policy, agent, idx, seeds, tick=tick)
             else:
                 policy, cost = _search_S(scenario, policy, agent, idx, seeds, tick=tick)
@@ -234,6 +230,9 @@ def policy_to_dict(policy: ChainPolicy, scenario) -> dict:
         out["stop_days"] = dict(zip(("store", "warehouse", "supplier"), (int(d) for d in policy.stop_days)))
     if policy.schedule is not None:  # per period: [factor of s, factor of S - s] (base-stock: of S, unused)
         out["schedule"] = {"period_days": int(policy.period_days),
+                           # the spec's periods: written only when not the default (older files stay as they were)
+                           **({} if policy.schedule_periods == DEFAULT_PERIODS
+                              else {"periods": int(policy.schedule_periods)}),
                            **{e: np.round(policy.schedule[:, i, :], 4).tolist() for i, e in enumerate(ECHELONS)}}
     out.update({k: v for k, v in policy.meta.items()})
     return out
@@ -301,21 +300,21 @@ def policy_from_dict(d, scenario, path: str = "params") -> ChainPolicy:
             raise ConfigError(f"--params {path}: stop_days must map store, warehouse and supplier to whole"
                               " days >= 0; re-run `hmarl baseline --tune`")
         stop = (st["store"], st["warehouse"], st["supplier"])
-    schedule, period_days = None, 1
+    schedule, period_days, periods = None, 1, DEFAULT_PERIODS
     if d.get("schedule") is not None:
-        schedule, period_days = _schedule_from_dict(d["schedule"], path)
+        schedule, period_days, periods = _schedule_from_dict(d["schedule"], path)
     return ChainPolicy(kind=d["policy"], meta=meta, forecast=forecast, stop_days=stop, schedule=schedule,
-                       period_days=period_days, **kw)
+                       period_days=period_days, schedule_periods=periods, **kw)
 
 
 def _schedule_from_dict(sc, path):
-    bad = ConfigError(f"--params {path}: schedule must hold period_days (whole days >= 1) and, for store,"
-                      " warehouse and supplier, the same number of [factor of s, factor of S - s] pairs"
-                      " (numbers >= 0); re-run `hmarl baseline --tune`")
-    if not (isinstance(sc, dict) and set(sc) == {"period_days", *ECHELONS}):
+    bad = ConfigError(f"--params {path}: schedule must hold period_days (whole days >= 1), optionally periods"
+                      " (whole number >= 1) and, for store, warehouse and supplier, the same number of [factor of s,"
+                      " factor of S - s] pairs (numbers >= 0); re-run `hmarl baseline --tune`")
+    if not (isinstance(sc, dict) and set(sc) - {"periods"} == {"period_days", *ECHELONS}):
         raise bad
-    pd_ = sc["period_days"]
-    if not (isinstance(pd_, int) and not isinstance(pd_, bool) and pd_ >= 1):
+    pd_, periods = sc["period_days"], sc.get("periods", DEFAULT_PERIODS)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (pd_, periods)):
         raise bad
     try:
         arr = np.stack([np.asarray(sc[e], dtype=float) for e in ECHELONS], axis=1)  # (P, 3, 2)
@@ -323,7 +322,7 @@ def _schedule_from_dict(sc, path):
         raise bad from None
     if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[2] != 2 or not np.isfinite(arr).all() or (arr < 0).any():
         raise bad
-    return arr, pd_
+    return arr, pd_, periods
 
 
 # ----------------------------------------------------------------------- tuned baselines
@@ -358,30 +357,23 @@ def scenario_fingerprint(scenario, n_seeds: int = DEFAULT_TUNE_SEEDS) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def split_name(name: str) -> tuple[str, bool]:
-    """``s_S_seasonal`` → (``s_S``, True); ``s_S`` → (``s_S``, False); ``_schedule`` and
-    ``_endgame`` suffixes are dropped first (``s_S_seasonal_endgame_schedule`` → (``s_S``, True))."""
-    name = name[: -len(SCHEDULE)] if name.endswith(SCHEDULE) else name
-    name = name[: -len(ENDGAME)] if name.endswith(ENDGAME) else name
-    return (name[: -len(SEASONAL)], True) if name.endswith(SEASONAL) else (name, False)
-
-
-def params_path(scenario, kind: str, n_seeds: int = DEFAULT_TUNE_SEEDS) -> Path:
+def params_path(scenario, rule: RuleSpec | str, n_seeds: int = DEFAULT_TUNE_SEEDS) -> Path:
     """Where ``hmarl baseline --tune`` writes (and other commands read) tuned parameters:
-    ``<config dir>/baselines/<scenario name>_<policy>.yaml``; a quick tuning on other than
-    :data:`DEFAULT_TUNE_SEEDS` seeds: ``…_<policy>.tune<n_seeds>.yaml`` (never read by train or
-    benchmark, which tune on the default)."""
+    ``<config dir>/baselines/<scenario name>_<rule's name>.yaml`` (:attr:`RuleSpec.name`); a quick
+    tuning on other than :data:`DEFAULT_TUNE_SEEDS` seeds: ``…_<name>.tune<n_seeds>.yaml`` (never
+    read by train or benchmark, which tune on the default)."""
     base = Path(scenario.source_path).parent if scenario.source_path else Path("configs")
     tag = "" if n_seeds == DEFAULT_TUNE_SEEDS else f".tune{n_seeds}"
-    return base / "baselines" / f"{scenario.name}_{kind}{tag}.yaml"
+    return base / "baselines" / f"{scenario.name}_{as_spec(rule, '--policy').name}{tag}.yaml"
 
 
 def _warn(msg: str) -> None:
     print(f"warning: {msg}", file=sys.stderr, flush=True)
 
 
-def read_cached(path, scenario, kind: str, n_seeds: int = DEFAULT_TUNE_SEEDS) -> tuple[ChainPolicy | None, str]:
-    """The policy cached at ``path`` when it was tuned as ``kind`` for this scenario with these
+def read_cached(path, scenario, rule: RuleSpec | str,
+                n_seeds: int = DEFAULT_TUNE_SEEDS) -> tuple[ChainPolicy | None, str]:
+    """The policy cached at ``path`` when it was tuned as ``rule`` for this scenario with these
     settings, else (None, why not): "missing", "stale" (another fingerprint or policy) or
     "corrupt: <reason>" (unreadable, not YAML, or not a valid parameters file)."""
     p = Path(path)
@@ -398,21 +390,21 @@ def read_cached(path, scenario, kind: str, n_seeds: int = DEFAULT_TUNE_SEEDS) ->
         policy = policy_from_dict(d, scenario, str(p))
     except ConfigError as err:
         return None, f"corrupt: {str(err).removeprefix(f'--params {p}: ')}"
-    if d.get("fingerprint") != scenario_fingerprint(scenario, n_seeds) or policy.name != kind:
+    if d.get("fingerprint") != scenario_fingerprint(scenario, n_seeds) or policy.spec != as_spec(rule, "--policy"):
         return None, "stale"
     return policy, "ok"
 
 
-def tuned_policy(scenario, kind: str, n_seeds: int = DEFAULT_TUNE_SEEDS, progress=None) -> ChainPolicy:
-    """The tuned parameters of ``kind`` for this scenario: read from :func:`params_path` when
-    they were tuned for this very scenario with these settings (same :func:`scenario_fingerprint`),
-    else tuned now and saved there. A corrupt file is reported on stderr and tuned over; a file
-    that cannot be written is reported on stderr (the tuned policy is still returned).
-
-    ``kind`` + ``_seasonal`` (e.g. ``s_S_seasonal``): the same rule with levels that follow the
-    season (:class:`Forecast`), tuned from the static rule's levels."""
-    path = params_path(scenario, kind, n_seeds)
-    cached, why = read_cached(path, scenario, kind, n_seeds)
+def tuned_policy(scenario, rule: RuleSpec | str, n_seeds: int = DEFAULT_TUNE_SEEDS, progress=None) -> ChainPolicy:
+    """The tuned parameters of ``rule`` (a :class:`RuleSpec`, or its name) for this scenario:
+    read from :func:`params_path` when they were tuned for this very scenario with these settings
+    (same :func:`scenario_fingerprint`), else tuned now (:func:`tune_policy`) and saved there. A
+    corrupt file is reported on stderr and tuned over; a file that cannot be written is reported
+    on stderr (the tuned policy is still returned)."""
+    spec = as_spec(rule, "--policy")
+    kind = spec.name
+    path = params_path(scenario, spec, n_seeds)
+    cached, why = read_cached(path, scenario, spec, n_seeds)
     if cached is not None:
         return cached
     if why.startswith("corrupt"):
@@ -420,7 +412,7 @@ def tuned_policy(scenario, kind: str, n_seeds: int = DEFAULT_TUNE_SEEDS, progres
     if progress:
         note = " (the file there was tuned for another scenario or settings)" if why == "stale" else ""
         progress(f"tuning {kind} for scenario {scenario.name!r} on {n_seeds} tuning seeds (saved to {path}){note}")
-    policy = tune_policy(scenario, kind, n_seeds=n_seeds, progress=progress)
+    policy = tune_policy(scenario, spec, n_seeds=n_seeds, progress=progress)
     policy.meta["fingerprint"] = scenario_fingerprint(scenario, n_seeds)
     try:
         save_policy(policy, scenario, path)
@@ -501,6 +493,6 @@ def tune_schedule(scenario, base: ChainPolicy, n_seeds: int = 2 * DEFAULT_TUNE_S
                 progress(f"schedule step {step}, sweep {r + 1}/{rounds}: chain cost {cost:,.1f}")
             if before - cost < 1e-4 * abs(before):
                 break
-    return base.with_(schedule=sch, period_days=period,
+    return base.with_(schedule=sch, period_days=period, schedule_periods=periods,
                       meta={"tuned_on": f"seeds {seeds[0]}..{seeds[-1]} ({n_seeds} episodes)",
                             "tuning_cost_mean": round(cost, 3)})
