@@ -27,14 +27,33 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _positive_int(text):
+def _int_at_least(low):
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"{v} must be >= {low}")
+        return v
+    return parse
+
+
+_positive_int, _non_negative_int = _int_at_least(1), _int_at_least(0)
+
+
+def _positive_float(text):
     try:
-        v = int(text)
+        v = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{v} must be >= 1")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"{v} must be > 0")
     return v
+
+
+def _say(msg):
+    print(f"  {msg}", file=sys.stderr, flush=True)
 
 
 def _rule(text, random: bool = False):
@@ -62,12 +81,81 @@ def _random_or_rule(text):
 
 
 def _progress(args):
-    if getattr(args, "json", False):
-        return None
-    return lambda msg: print(f"  {msg}", file=sys.stderr, flush=True)
+    return None if getattr(args, "json", False) else _say
 
 
 # ------------------------------------------------------------------------------ commands
+def cmd_train(args) -> int:
+    from hmarl_rllib.experiments import evaluation, training
+    from hmarl_rllib.sim.config import load_config
+
+    scenario = load_config(args.config)
+    settings = training.training_settings(scenario, num_env_runners=args.num_env_runners,
+                                          envs_per_runner=args.envs_per_runner)
+    training.check_local_cpus(settings)  # before anything is printed: a refusal is one line
+    name = args.name or scenario.name
+    print(f"training {name}: scenario {scenario.name}, results under {training.experiment_dir(name, args.storage)}",
+          flush=True)
+    try:
+        run = training.train(scenario, name, storage=args.storage, resume=args.resume, stop_iters=args.stop_iters,
+                             stop_timesteps=args.stop_timesteps, time_budget_s=args.time_budget,
+                             num_env_runners=args.num_env_runners, envs_per_runner=args.envs_per_runner,
+                             progress=_say)
+    except training.TrainingFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if run.interrupted:
+        print(f"interrupted after {run.iterations} iterations; last checkpoint {run.last_checkpoint}\n"
+              f"continue with: hmarl train --config {args.config} --name {run.experiment.name}"
+              + (f" --storage {args.storage}" if args.storage else "") + " --resume")
+        return 1
+    print(f"\nbest checkpoint: {run.best_checkpoint}")
+    out = run.best_checkpoint.parent / "evaluation"
+    result = evaluation.evaluate_trained_policy(run.best_checkpoint, episodes=settings.final_eval_episodes,
+                                                progress=_say, out=out)
+    print(evaluation.format_tables(result))
+    print(f"\nreport: {out / 'report.html'} (ledgers, KPIs and plots beside it)")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from hmarl_rllib.experiments import evaluation
+    from hmarl_rllib.sim.config import load_config
+
+    config = load_config(args.config) if args.config else None
+    if args.out:
+        output_folder(args.out)  # before the evaluation's work
+    result = evaluation.evaluate_trained_policy(args.checkpoint, episodes=args.episodes, seed=args.seed,
+                                                out=args.out, config=config,
+                                                progress=None if args.json else _say)
+    if args.json:
+        print(evaluation.to_json(result))
+        return 0
+    print(evaluation.format_tables(result))
+    if args.out:
+        print(f"\nwritten to {args.out}: " + ", ".join(p.rsplit("/", 1)[-1] for p in result["written"]))
+    return 0
+
+
+def cmd_tune(args) -> int:
+    from hmarl_rllib.experiments import search
+    from hmarl_rllib.sim.config import load_config
+
+    scenario = load_config(args.config)
+    out = search.run_search(scenario, name=args.name, storage=args.storage, num_samples=args.num_samples,
+                            progress=_say)
+    print(search.format_report(out))
+    return 0
+
+
+def cmd_tune_report(args) -> int:
+    from hmarl_rllib.experiments import search
+
+    out = search.report(args.dir, out=args.out)
+    print(search.format_report(out))
+    return 0
+
+
 def _rule_based(scenario, spec: RuleSpec):
     """The config's rule_based levels as the rule ``spec`` (on echelon positions they are moved
     onto them, :func:`to_echelon`; a seasonal one follows the season). It has no schedule and no
@@ -86,17 +174,19 @@ def _rule_based(scenario, spec: RuleSpec):
 
 
 def cmd_simulate(args) -> int:
-    from hmarl_rllib import report, simulate
-    from hmarl_rllib.config import load_config
+    from hmarl_rllib.experiments import report
     from hmarl_rllib.policies.tuning import load_policy, tuned_policy
-    from hmarl_rllib.twin import write_ledger
+    from hmarl_rllib.sim import simulate, write_ledger
+    from hmarl_rllib.sim.config import load_config
 
     scenario = load_config(args.config)
     seeds = simulate.eval_seeds(args.episodes, args.seed)
     if args.policy == "random":
         if args.params:
             raise InputError("--params: the random policy has no parameters; drop --params")
-        order_fn = simulate.random_policy(scenario, seed=int(seeds[0]))
+        from hmarl_rllib.rl.actions import random_policy
+
+        order_fn = random_policy(scenario, seed=int(seeds[0]))
     elif args.params:
         policy = load_policy(args.params, scenario)
         if policy.spec != args.policy:
@@ -126,10 +216,11 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_baseline(args) -> int:
-    from hmarl_rllib import report, simulate
-    from hmarl_rllib.config import load_config
+    from hmarl_rllib.experiments import report
     from hmarl_rllib.policies.tuning import (DEFAULT_TUNE_SEEDS, params_path, policy_to_dict, save_policy,
                                              scenario_fingerprint, tune_policy)
+    from hmarl_rllib.sim import simulate
+    from hmarl_rllib.sim.config import load_config
 
     scenario = load_config(args.config)
     if args.tune:
@@ -184,7 +275,7 @@ def cmd_baseline(args) -> int:
 
 
 def cmd_bench_twin(args) -> int:
-    from hmarl_rllib.bench import bench_twin
+    from hmarl_rllib.experiments.bench import bench_twin
 
     result = bench_twin(seconds=args.seconds)
     if args.json:
@@ -198,7 +289,7 @@ def cmd_bench_twin(args) -> int:
 
 
 def cmd_bench_serve(args) -> int:
-    from hmarl_rllib.bench_serve import bench_serve, format_bench_serve
+    from hmarl_rllib.serving.bench_serve import bench_serve, format_bench_serve
 
     result = bench_serve(tuple(args.stores), seconds=args.seconds, concurrency=args.concurrency)
     print(json.dumps(result) if args.json else format_bench_serve(result))
@@ -206,8 +297,8 @@ def cmd_bench_serve(args) -> int:
 
 
 def cmd_benchmark(args) -> int:
-    from hmarl_rllib.benchmark import format_benchmark, run_benchmark
-    from hmarl_rllib.config import load_config
+    from hmarl_rllib.experiments.benchmark import format_benchmark, run_benchmark
+    from hmarl_rllib.sim.config import load_config
 
     scenario = load_config(args.config)
     if args.out:
@@ -249,7 +340,7 @@ def cmd_optimum(args) -> int:
         return 0
     if not args.config:
         raise InputError("optimum: pass --config SCENARIO.yaml (or --zipkin for Zipkin's grid)")
-    from hmarl_rllib.config import load_config
+    from hmarl_rllib.sim.config import load_config
 
     result = optimum.optimum_for_scenario(load_config(args.config), progress=progress)
     if args.json:
@@ -275,10 +366,10 @@ def _cell(text):
 
 
 def cmd_learn_grid(args) -> int:
-    from hmarl_rllib.learn_grid import format_grid, run_grid
+    from hmarl_rllib.experiments.learn_grid import format_grid, run_grid
 
     if args.rescore:
-        from hmarl_rllib.learn_grid import rescore_grid
+        from hmarl_rllib.experiments.learn_grid import rescore_grid
 
         try:
             earlier = json.loads(Path(args.rescore).read_text())
@@ -295,8 +386,8 @@ def cmd_learn_grid(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from hmarl_rllib.config import load_config
-    from hmarl_rllib.export import export_policy
+    from hmarl_rllib.serving.export import export_policy
+    from hmarl_rllib.sim.config import load_config
 
     config = load_config(args.config) if args.config else None
     manifest = export_policy(args.checkpoint, args.out, config)
@@ -305,12 +396,12 @@ def cmd_export(args) -> int:
         return 0
     learned = [m for m, spec in manifest["modules"].items() if spec["learned"]]
     print(f"wrote {args.out}: {', '.join(f'{m}.onnx' for m in learned) or 'no learned module'}, rules.yaml,"
-          f" manifest.json ({len(manifest['agents'])} agents; run with hmarl_rllib.deploy.load)")
+          f" manifest.json ({len(manifest['agents'])} agents; run with hmarl_rllib.serving.deploy.load)")
     return 0
 
 
 def cmd_recommend(args) -> int:
-    from hmarl_rllib.recommend import format_orders, recommend
+    from hmarl_rllib.serving.recommend import format_orders, recommend
 
     orders, day = recommend(args.policy, args.state, args.out)
     if args.json:
@@ -325,7 +416,7 @@ def cmd_recommend(args) -> int:
 def cmd_serve(args) -> int:
     import socket
 
-    from hmarl_rllib.serve import run
+    from hmarl_rllib.serving.serve import run
 
     if not 1 <= args.port <= 65535:
         raise InputError(f"--port {args.port}: give a port in 1..65535")
@@ -341,9 +432,9 @@ def cmd_serve(args) -> int:
 
 
 def cmd_headroom(args) -> int:
-    from hmarl_rllib.config import load_config
-    from hmarl_rllib.headroom import check, format_headroom, headroom
-    from hmarl_rllib.training import baseline_policy, training_settings
+    from hmarl_rllib.experiments.headroom import check, format_headroom, headroom
+    from hmarl_rllib.experiments.training import baseline_policy, training_settings
+    from hmarl_rllib.sim.config import load_config
 
     scenario = load_config(args.config)
     check(scenario, args.futures)
@@ -355,7 +446,7 @@ def cmd_headroom(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from hmarl_rllib.plots import plot_run
+    from hmarl_rllib.experiments.plots import plot_run
 
     for path in plot_run(args.run_dir, args.out):
         print(path)
@@ -363,8 +454,8 @@ def cmd_plot(args) -> int:
 
 
 def cmd_bench_train(args) -> int:
-    from hmarl_rllib.benchmark import bench_train
-    from hmarl_rllib.config import load_config
+    from hmarl_rllib.experiments.bench import bench_train
+    from hmarl_rllib.sim.config import load_config
 
     scenario = load_config(args.config)
     result = bench_train(scenario, seconds=args.seconds, storage=args.storage,
@@ -386,15 +477,43 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="hmarl", description="Hierarchical multi-agent RL for multi-echelon inventory on Ray RLlib.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    # in the order of a user's workflow: train, evaluate, tune, tune-report (train_cli), then the rest
-    for extra in ("hmarl_rllib.train_cli",):
-        try:
-            mod = __import__(extra, fromlist=["register"])
-        except ModuleNotFoundError as err:
-            if err.name != extra:
-                raise
-            continue
-        mod.register(sub)
+    # in the order of a user's workflow: train, evaluate, tune, tune-report, then the rest
+    t = sub.add_parser("train", help="train PPO agents: the stores, plus the echelons in training.learn (Ray RLlib + Tune)")
+    t.add_argument("--config", required=True, help="scenario YAML with a training: section")
+    t.add_argument("--name", help="experiment name: results under <storage>/<name>/ (default: scenario name)")
+    t.add_argument("--storage", help="results root (default ./tune_results; give an absolute path on a cluster)")
+    stop = t.add_mutually_exclusive_group()
+    stop.add_argument("--stop-iters", type=_positive_int, help="stop after K training iterations")
+    stop.add_argument("--stop-timesteps", type=_positive_int, help="stop after T sampled env steps")
+    stop.add_argument("--time-budget", type=_positive_float, help="stop after S seconds of training")
+    t.add_argument("--num-env-runners", type=_non_negative_int, help="env runner processes (0: sample in the driver)")
+    t.add_argument("--envs-per-runner", type=_positive_int, help="vectorised envs per env runner")
+    t.add_argument("--resume", action="store_true", help="continue the interrupted experiment <storage>/<name>")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="evaluate a checkpoint greedily on held-out seeds beside the baselines")
+    e.add_argument("--checkpoint", required=True, help="a checkpoint_NNNNNN folder written by `hmarl train`")
+    e.add_argument("--config", help="scenario YAML to evaluate on (default: the one stored in the checkpoint)")
+    e.add_argument("--episodes", type=_positive_int, default=100)
+    e.add_argument("--seed", type=int, default=None,
+                   help="first held-out seed (default 2000000; lower seeds train, tune and validate: refused)")
+    e.add_argument("--out", help="folder for ledgers (Parquet), KPIs (CSV), plots (PNG) and report.html (one"
+                                 " self-contained page: KPIs, cost breakdown, paths, paired differences, training"
+                                 " curve with the best rule as reference)")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("tune", help="hyperparameter search with Ray Tune (ASHA)")
+    s.add_argument("--config", required=True, help="scenario YAML with training.search, e.g. configs/tune_ppo.yaml")
+    s.add_argument("--num-samples", type=_positive_int, help="trials (default: training.search.num_samples)")
+    s.add_argument("--name", help="results under <storage>/<name>/ (default: tune_<scenario name>)")
+    s.add_argument("--storage", help="results root (default ./tune_results)")
+    s.set_defaults(func=cmd_tune)
+
+    r = sub.add_parser("tune-report", help="table of a search's trials; write the best settings as a config")
+    r.add_argument("dir", help="the search folder, e.g. tune_results/tune_default")
+    r.add_argument("--out", help="YAML for `hmarl train --config` (default: <dir>/best_config.yaml)")
+    r.set_defaults(func=cmd_tune_report)
 
     m = sub.add_parser("benchmark", help="learned policy vs tuned baselines vs perfect-information bound")
     m.add_argument("--config", required=True, help="scenario YAML")
@@ -412,7 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_benchmark)
 
     x = sub.add_parser("export", help="a checkpoint's learned modules as ONNX + manifest, for inference"
-                                      " without Ray or torch (hmarl_rllib.deploy)")
+                                      " without Ray or torch (hmarl_rllib.serving.deploy)")
     x.add_argument("--checkpoint", required=True, help="checkpoint folder from `hmarl train`")
     x.add_argument("--out", required=True, help="folder to write (created)")
     x.add_argument("--config", help="scenario YAML to export for instead of the checkpoint's (same spaces)")

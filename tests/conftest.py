@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hmarl_rllib.config import load_config, parse_config
+from hmarl_rllib.sim.config import load_config, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_YAML = ROOT / "configs" / "default.yaml"

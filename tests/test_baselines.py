@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from scipy.stats import poisson
 
-from hmarl_rllib import reconciliation, simulate
 from hmarl_rllib.errors import ConfigError
-from hmarl_rllib.config import load_config
 from hmarl_rllib.policies.heuristics import (ChainPolicy, Forecast, base_stock_order, initial_guess,
                                              rule_based_policy, s_S_order)
 from hmarl_rllib.policies.tuning import load_policy, params_path, save_policy, scenario_fingerprint, tune_policy
-from hmarl_rllib.twin import SupplyChainTwin
-from hmarl_rllib.twin.network import F
+from hmarl_rllib.rl.actions import random_policy
+from hmarl_rllib.sim import SupplyChainTwin, reconciliation, simulate
+from hmarl_rllib.sim.config import load_config
+from hmarl_rllib.sim.network import F
 
 from conftest import scenario
 
@@ -56,7 +56,7 @@ def test_heuristic_orders_follow_their_definitions():
 
 
 def test_echelon_base_stock_uses_downstream_positions(default_scenario):
-    from hmarl_rllib.twin import SupplyChainTwin
+    from hmarl_rllib.sim import SupplyChainTwin
 
     twin = SupplyChainTwin(default_scenario)
     twin.reset([1])
@@ -85,7 +85,7 @@ def test_bad_policies_score_clearly_worse_than_tuned(default_scenario, tuned_s_S
     seeds = simulate.eval_seeds(40)
     good = _episode_reward(sc, tuned_s_S.orders, seeds)
     never = _episode_reward(sc, lambda tw: (0, 0, 0), seeds)
-    rand = _episode_reward(sc, simulate.random_policy(sc, seed=3), seeds)
+    rand = _episode_reward(sc, random_policy(sc, seed=3), seeds)
     for bad in (never, rand):
         gap = good - bad  # same seeds: paired comparison
         assert gap.mean() > 10 * gap.std(ddof=1) / np.sqrt(len(gap))
@@ -258,7 +258,7 @@ SEASONAL_YAML = Path(__file__).resolve().parents[1] / "configs" / "seasonal.yaml
 
 
 def test_forecast_is_the_demand_models_mean_over_each_window():
-    from hmarl_rllib.twin.demand import mean_path
+    from hmarl_rllib.sim.demand import mean_path
 
     sc = load_config(SEASONAL_YAML)
     T = sc.episode_length
@@ -385,7 +385,7 @@ def test_benchmark_on_a_seasonal_scenario_adds_the_seasonal_references():
     """configs/seasonal.yaml (baselines cached beside it): the four static rules are the
     baselines; the seasonal (s, S) and seasonal echelon (s, S) are reference rows, never the
     best baseline, and the cheaper of them is ``best_seasonal``."""
-    from hmarl_rllib.benchmark import format_benchmark, run_benchmark
+    from hmarl_rllib.experiments.benchmark import format_benchmark, run_benchmark
 
     r = run_benchmark(load_config(SEASONAL_YAML), episodes=6, bound_episodes=0)
     pol = r["policies"]
@@ -510,7 +510,7 @@ def test_rewriting_the_demand_file_in_place_invalidates_the_cached_tuning(tmp_pa
     contents retunes, the same contents elsewhere do not; the number of tuning seeds and
     TUNING_VERSION are in it too."""
     from hmarl_rllib.policies import tuning
-    from hmarl_rllib.twin import write_demand_file
+    from hmarl_rllib.sim import write_demand_file
 
     demand = tmp_path / "demand.csv"
     write_demand_file(demand, np.full((8, 1, 1), 5.0), ["store_1"], ["A"])

@@ -4,11 +4,11 @@ import itertools
 import numpy as np
 import pytest
 
-from hmarl_rllib import reconciliation, simulate
-from hmarl_rllib.bound import perfect_information_bound
-from hmarl_rllib.config import parse_config
+from hmarl_rllib.experiments.bound import perfect_information_bound
 from hmarl_rllib.policies.heuristics import rule_based_policy
-from hmarl_rllib.twin import SupplyChainTwin
+from hmarl_rllib.rl.actions import random_policy
+from hmarl_rllib.sim import SupplyChainTwin, reconciliation, simulate
+from hmarl_rllib.sim.config import parse_config
 
 
 def _scenario(**over):
@@ -41,7 +41,7 @@ def test_bound_is_never_above_any_policy_on_the_same_trace(shortage, random_lt):
     bound = perfect_information_bound(sc, seeds, time_limit=20)
     policies = {"s_S": rule_based_policy(sc, "s_S").orders,
                 "base_stock": rule_based_policy(sc, "base_stock").orders,
-                "random": simulate.random_policy(sc, seed=3)}
+                "random": random_policy(sc, seed=3)}
     for name, fn in policies.items():
         cost = _costs(sc, fn, seeds)
         assert np.all(bound <= cost + 1e-6), (name, bound, cost)
@@ -64,7 +64,7 @@ def test_solver_output_on_fd1_never_reaches_stdout(capfd):
     # one JSON object, so solves run with fd 1 pointed at /dev/null.
     import os
 
-    from hmarl_rllib.bound import _native_stdout_silenced
+    from hmarl_rllib.experiments.bound import _native_stdout_silenced
 
     with _native_stdout_silenced():
         os.write(1, b"HighsMipSolverData::transformNewIntegerFeasibleSolution\n")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from hmarl_rllib.config import load_config, parse_config
 from hmarl_rllib.errors import ConfigError
+from hmarl_rllib.sim.config import load_config, parse_config
 
 from conftest import DEFAULT_YAML, WALKTHROUGH_YAML, deep_update
 
@@ -170,7 +170,7 @@ def test_relative_demand_file_resolves_next_to_the_config(tmp_path):
 def test_training_overrides_are_validated_like_the_yaml(default_scenario, override, field, value):
     """An override of validated settings (``build_algo_config(scenario, settings, **overrides)``,
     as the CLI flags and code pass them) is refused with the YAML's one-line error."""
-    from hmarl_rllib import training
+    from hmarl_rllib.experiments import training
 
     settings = training.training_settings(default_scenario)
     for build in (lambda: training.build_algo_config(default_scenario, settings, **override),
@@ -192,7 +192,7 @@ def test_training_overrides_are_validated_like_the_yaml(default_scenario, overri
     (0, "a number > 0 or a schedule"),
 ])
 def test_a_bad_learning_rate_schedule_is_refused_in_one_line(default_scenario, value, expect):
-    from hmarl_rllib import training
+    from hmarl_rllib.experiments import training
 
     data = default_scenario.model_dump(mode="json", by_alias=True)
     data["training"] = {**(data.get("training") or {}), "lr": value}
@@ -204,7 +204,7 @@ def test_a_bad_learning_rate_schedule_is_refused_in_one_line(default_scenario, v
 
 def test_lr_and_entropy_schedules_reach_ppo(default_scenario):
     """A schedule [[env steps, value], ...] is handed to RLlib as its schedule; a number as a number."""
-    from hmarl_rllib import training
+    from hmarl_rllib.experiments import training
 
     settings = training.with_overrides(training.training_settings(default_scenario),
                                        lr=[[0, "1e-3"], [1000, 1e-4]], entropy=[[0, 0.01], [500, 0.0]])
@@ -216,7 +216,7 @@ def test_lr_and_entropy_schedules_reach_ppo(default_scenario):
 
 @pytest.mark.parametrize("value", [1.5, -0.1, "half"])
 def test_a_random_starts_share_outside_0_1_is_refused_in_one_line(default_scenario, value):
-    from hmarl_rllib import training
+    from hmarl_rllib.experiments import training
 
     data = default_scenario.model_dump(mode="json", by_alias=True)
     data["training"] = {**(data.get("training") or {}), "random_starts": value}
@@ -227,7 +227,7 @@ def test_a_random_starts_share_outside_0_1_is_refused_in_one_line(default_scenar
 
 
 def test_random_starts_reach_the_training_envs_but_not_validation(default_scenario):
-    from hmarl_rllib import training
+    from hmarl_rllib.experiments import training
 
     cfg = training.build_algo_config(default_scenario, num_env_runners=0, random_starts=0.25)
     assert cfg.env_config["random_starts"] == 0.25

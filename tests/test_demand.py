@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from hmarl_rllib.errors import DemandFileError
-from hmarl_rllib.twin import SupplyChainTwin, load_demand_file, mean_path, sample_demand, write_demand_file
+from hmarl_rllib.sim import SupplyChainTwin, load_demand_file, mean_path, sample_demand, write_demand_file
 
 from conftest import scenario
 
@@ -225,8 +225,8 @@ def _day_file(tmp_path, days=200):
     {"train_fraction": 0.6, "validate_fraction": 0.2},
 ])
 def test_a_split_demand_file_gives_each_seed_range_its_own_part(tmp_path, split):
-    from hmarl_rllib.twin.demand import (EVAL_SEED_BASE, TUNE_SEED_BASE, VALIDATION_SEED_BASE, demand_parts,
-                                         scored_dates)
+    from hmarl_rllib.sim.demand import (EVAL_SEED_BASE, TUNE_SEED_BASE, VALIDATION_SEED_BASE, demand_parts,
+                                        scored_dates)
 
     path, table = _day_file(tmp_path)
     sc = _file_scenario(path, days=30, warmup_days=2, demand_split=split)
@@ -258,7 +258,7 @@ def test_a_split_too_short_for_an_episode_is_refused_with_the_numbers(tmp_path):
 
 
 def test_without_a_split_windows_come_from_the_whole_file_as_before(tmp_path):
-    from hmarl_rllib.twin.demand import EVAL_SEED_BASE
+    from hmarl_rllib.sim.demand import EVAL_SEED_BASE
 
     path, _ = _day_file(tmp_path)
     sc = _file_scenario(path, days=30)
@@ -289,7 +289,7 @@ def _m5_fixture(folder, days=120, seed=0):
 def test_the_m5_layout_is_read_directly_with_its_calendar(tmp_path):
     """A scenario pointed at files of the M5 competition's shape (stores named by store_id, SKUs
     by item_id) plays their unit sales, dated by calendar.csv, split by date like any file."""
-    from hmarl_rllib.twin.demand import demand_file_dates, scenario_demand_table
+    from hmarl_rllib.sim.demand import demand_file_dates, scenario_demand_table
 
     sales = _m5_fixture(tmp_path)
     fields = dict(demand_file=str(tmp_path / "sales_train_validation.csv"), episode_length=20,

@@ -26,7 +26,7 @@ import yaml
 
 from conftest import ROOT
 from hmarl_rllib.cli import build_parser
-from hmarl_rllib.config import load_config
+from hmarl_rllib.sim.config import load_config
 
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
@@ -537,7 +537,7 @@ def _user_processes(*names) -> list[str]:
 
 def test_storage_uri_is_passed_through_to_tune():
     """`--storage s3://...` / `gs://...` must reach Tune as a URI, as Tune's storage_path accepts it."""
-    from hmarl_rllib.training import experiment_dir
+    from hmarl_rllib.experiments.training import experiment_dir
 
     for uri in ("s3://bucket/tune_results", "gs://bucket/tune_results"):
         assert str(experiment_dir("run", uri)) == f"{uri}/run"

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from ray.rllib.utils.pre_checks.env import check_multiagent_environments
 
-from hmarl_rllib.env import OBS_BOUND, HMARLEnv, unsquash
-from hmarl_rllib.twin.network import F
+from hmarl_rllib.rl.env import OBS_BOUND, HMARLEnv, unsquash
+from hmarl_rllib.sim.network import F
 
 from conftest import DEFAULT_YAML, WALKTHROUGH_YAML, scenario
 
@@ -240,7 +240,7 @@ def test_observations_stay_finite_and_scaled_when_a_store_has_no_demand(mode):
 
 
 def test_action_codec_decodes_and_encodes_every_mode():
-    from hmarl_rllib.policies.actions import ActionCodec
+    from hmarl_rllib.rl.actions import ActionCodec
 
     ip = np.array([[100.0, 250.0, 0.0]])
     q = ActionCodec("quantities", [0, 150, 300], mu=60)
@@ -257,7 +257,7 @@ def test_action_codec_decodes_and_encodes_every_mode():
 
 
 def test_seasonal_correction_decodes_with_the_days_levels():
-    from hmarl_rllib.policies.actions import ActionCodec
+    from hmarl_rllib.rl.actions import ActionCodec
 
     scale = np.array([0.5, 1.0, 2.0])  # three days' levels
     c = ActionCodec("baseline_correction", [-1, 0, 1], mu=10, base_level=200 * scale, base_reorder=100 * scale,
@@ -285,11 +285,11 @@ def test_env_with_a_seasonal_or_echelon_baseline_plays_it_exactly_on_correction_
     corrections on the position the rule reviews, and the rule's order is 0 once it stops)."""
     from pathlib import Path
 
-    from hmarl_rllib import simulate
-    from hmarl_rllib.config import load_config
-    from hmarl_rllib.env import ChainDynamics
     from hmarl_rllib.policies.heuristics import Forecast, initial_guess
     from hmarl_rllib.policies.spec import RuleSpec
+    from hmarl_rllib.rl.env import ChainDynamics
+    from hmarl_rllib.sim import simulate
+    from hmarl_rllib.sim.config import load_config
 
     sc = load_config(Path(DEFAULT_YAML).with_name("seasonal.yaml"))
     spec = RuleSpec.from_name(kind)
@@ -326,7 +326,7 @@ def test_envs_with_different_vector_index_get_their_own_seed_streams():
     random training seeds."""
     from ray.rllib.env.env_context import EnvContext
 
-    from hmarl_rllib.env import make_env
+    from hmarl_rllib.rl.env import make_env
 
     sc = scenario(episode_length=5)
     fixed = list(range(1_500_000, 1_500_030))
@@ -350,7 +350,7 @@ def test_the_run_callback_numbers_the_sub_envs_of_a_vector_env():
     (vector_index 0 for all): the run's callback gives them their own streams."""
     from types import SimpleNamespace
 
-    from hmarl_rllib.training import KPICallback
+    from hmarl_rllib.experiments.training import KPICallback
 
     sc = scenario(episode_length=5)
     subs = [HMARLEnv({"scenario": sc, "episode_seeds": list(range(100, 130))}) for _ in range(3)]
@@ -368,8 +368,8 @@ RANDOM_START = dict(episode_length=12, observations={"mode": "rich"},
 
 
 def test_random_starts_give_varied_store_states_whose_pipeline_arrives_on_time():
-    from hmarl_rllib.env import ChainDynamics
     from hmarl_rllib.policies.heuristics import rule_based_policy
+    from hmarl_rllib.rl.env import ChainDynamics
 
     sc = scenario(**RANDOM_START)
     chain = ChainDynamics(sc, rule_based_policy(sc, "s_S"))

@@ -1,4 +1,4 @@
-"""One step of policy improvement over the rule (hmarl_rllib.headroom): it finds what a poor
+"""One step of policy improvement over the rule (hmarl_rllib.experiments.headroom): it finds what a poor
 rule leaves on the table, finds less over the tuned rule, and refuses what it cannot measure."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from conftest import DEFAULT_YAML, HMARL, ROOT
-from hmarl_rllib.headroom import headroom
+from hmarl_rllib.experiments.headroom import headroom
 from hmarl_rllib.policies.heuristics import rule_based_policy
 from hmarl_rllib.policies.tuning import tuned_policy
 

@@ -7,13 +7,13 @@ import pandas as pd
 
 from browser import chromium_or_skip, render
 from conftest import DEFAULT_YAML
-from hmarl_rllib import reconciliation, simulate
-from hmarl_rllib.config import load_config
-from hmarl_rllib.html_report import Curve, ReportData, write_report
+from hmarl_rllib.experiments.html_report import Curve, ReportData, write_report
+from hmarl_rllib.sim import reconciliation, simulate
+from hmarl_rllib.sim.config import load_config
 
 
 def test_a_rules_only_benchmark_report_compares_the_rules_with_the_best_one(tmp_path):
-    from hmarl_rllib.benchmark import run_benchmark
+    from hmarl_rllib.experiments.benchmark import run_benchmark
 
     chromium = chromium_or_skip()
     r = run_benchmark(load_config(DEFAULT_YAML), episodes=8, bound_episodes=0, out=tmp_path)

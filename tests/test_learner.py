@@ -1,4 +1,4 @@
-"""hmarl_rllib.learner.FastPPOTorchLearner: the same PPO updates as RLlib's PPOTorchLearner.
+"""hmarl_rllib.rl.learner.FastPPOTorchLearner: the same PPO updates as RLlib's PPOTorchLearner.
 
 Both learners start from the same weights and seeds and update twice on the same episodes
 (several epochs, minibatches that wrap around the batch, shuffled every epoch): the weights,
@@ -32,9 +32,9 @@ def test_fast_learner_updates_exactly_as_rllib():
     import ray
     from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 
-    from hmarl_rllib.config import load_config
-    from hmarl_rllib.learner import FastPPOTorchLearner
-    from hmarl_rllib.training import build_algo_config
+    from hmarl_rllib.experiments.training import build_algo_config
+    from hmarl_rllib.rl.learner import FastPPOTorchLearner
+    from hmarl_rllib.sim.config import load_config
 
     config = build_algo_config(load_config(DEFAULT_YAML), num_env_runners=0, envs_per_runner=4, seed=5)
     assert config.learner_class is FastPPOTorchLearner
@@ -89,9 +89,9 @@ def test_reward_centering_hands_gae_rewards_centred_on_the_batch_mean():
     from ray.rllib.connectors.learner import GeneralAdvantageEstimation
     from ray.rllib.core.columns import Columns
 
-    from hmarl_rllib.config import load_config
-    from hmarl_rllib.policies.modules import STORE_MODULE
-    from hmarl_rllib.training import build_algo_config
+    from hmarl_rllib.experiments.training import build_algo_config
+    from hmarl_rllib.rl.modules import STORE_MODULE
+    from hmarl_rllib.sim.config import load_config
 
     sc = load_config(DEFAULT_YAML)
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -130,8 +130,8 @@ def test_training_follows_lr_and_entropy_schedules():
     the fast learner's foreach Adam would refuse) and the reported lr follows the schedule."""
     import ray
 
-    from hmarl_rllib.config import load_config
-    from hmarl_rllib.training import build_algo_config
+    from hmarl_rllib.experiments.training import build_algo_config
+    from hmarl_rllib.sim.config import load_config
 
     config = build_algo_config(load_config(DEFAULT_YAML), num_env_runners=0, envs_per_runner=4, seed=5,
                                train_batch=120, minibatch=60, epochs=1, evaluation_interval=50,

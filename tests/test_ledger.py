@@ -7,10 +7,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from hmarl_rllib import reconciliation, simulate
 from hmarl_rllib.policies.heuristics import rule_based_policy
-from hmarl_rllib.twin import FIELDS, SupplyChainTwin, write_ledger
-from hmarl_rllib.twin.network import F
+from hmarl_rllib.sim import FIELDS, SupplyChainTwin, reconciliation, simulate, write_ledger
+from hmarl_rllib.sim.network import F
 
 from conftest import scenario
 

@@ -6,22 +6,22 @@ import pytest
 import torch
 from ray.rllib.core.columns import Columns
 
-from hmarl_rllib.config import load_config, parse_config
-from hmarl_rllib.env import ObservationBuilder, agent_ids
 from hmarl_rllib.errors import ConfigError
-from hmarl_rllib.policies.actions import codecs
 from hmarl_rllib.policies.heuristics import Forecast, initial_guess, rule_based_policy
-from hmarl_rllib.policies.modules import (
-    STORE_MODULE,
-    SUPPLIER_MODULE,
-    WAREHOUSE_MODULE,
-    HeuristicModule,
-    module_for_agent,
-    scripted_module_id,
-    scripted_module_specs,
-)
-from hmarl_rllib.twin import SupplyChainTwin
-from hmarl_rllib.twin.network import F
+from hmarl_rllib.rl.actions import codecs
+from hmarl_rllib.rl.env import ObservationBuilder, agent_ids
+from hmarl_rllib.rl.modules import (
+                                    STORE_MODULE,
+                                    SUPPLIER_MODULE,
+                                    WAREHOUSE_MODULE,
+                                    HeuristicModule,
+                                    module_for_agent,
+                                    scripted_module_id,
+                                    scripted_module_specs,
+                                    )
+from hmarl_rllib.sim import SupplyChainTwin
+from hmarl_rllib.sim.config import load_config, parse_config
+from hmarl_rllib.sim.network import F
 
 DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 SEASONAL = DEFAULT.with_name("seasonal.yaml")
@@ -173,9 +173,9 @@ def test_echelon_baseline_scripted_through_correction_zero():
 def test_warm_start_begins_at_the_baseline_rule(kind, agent):
     """warm_start: a learned module first picks the action that reproduces the tuned rule
     (correction 0) with high probability; warm_start 0 keeps RLlib's near-uniform start."""
-    from hmarl_rllib.env import HMARLEnv
-    from hmarl_rllib.policies.modules import LEARNED_MODULES
-    from hmarl_rllib.training import build_algo_config
+    from hmarl_rllib.experiments.training import build_algo_config
+    from hmarl_rllib.rl.env import HMARLEnv
+    from hmarl_rllib.rl.modules import LEARNED_MODULES
 
     scenario = load_config(DEFAULT)
     env = None

@@ -137,7 +137,7 @@ def test_02_tune_analysis_runs(tmp_path):
     nb = run_notebook("02_tune_analysis", tmp_path)
     best = tmp_path / "best_config.yaml"
     assert best.is_file()
-    from hmarl_rllib.config import load_config
+    from hmarl_rllib.sim.config import load_config
 
     assert "search" not in (load_config(best).training or {})
     trials = list((tmp_path / "tune_results" / "tune_nb").glob("*/progress.csv"))

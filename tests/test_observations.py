@@ -1,6 +1,6 @@
 """Observations the network can use whatever the scenario's magnitudes (issue 14, item 1).
 
-Every observation lies in the documented [-10, 10] (:class:`hmarl_rllib.env.HMARLEnv`, env v2)
+Every observation lies in the documented [-10, 10] (:class:`hmarl_rllib.rl.env.HMARLEnv`, env v2)
 on extreme scenarios: an upstream of 10^7 units, stores selling 0.1 or 10,000 a day, with and
 without capacities, both observation modes, lost sales and backorders, under random actions
 and under classic rules. And a store module trained briefly from scratch on a one-store
@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import yaml
 
-from hmarl_rllib.env import MU_FLOOR, OBS_BOUND, OBS_LINEAR, HMARLEnv, squash, unsquash
-from hmarl_rllib.observe import ObservationBuilder
-from hmarl_rllib.twin import SupplyChainTwin
 from hmarl_rllib.policies.heuristics import initial_guess, rule_based_policy
+from hmarl_rllib.rl.env import MU_FLOOR, OBS_BOUND, OBS_LINEAR, HMARLEnv, squash, unsquash
+from hmarl_rllib.rl.observe import ObservationBuilder
+from hmarl_rllib.sim import SupplyChainTwin
 
 from conftest import scenario
 
@@ -179,9 +179,9 @@ def test_a_trained_store_modules_action_changes_with_its_inventory_position(tmp_
     than when it holds many days of demand."""
     from ray.rllib.core.rl_module.rl_module import RLModule
 
-    from hmarl_rllib.config import load_config
-    from hmarl_rllib.evaluation import module_actions
-    from hmarl_rllib.training import train
+    from hmarl_rllib.experiments.evaluation import module_actions
+    from hmarl_rllib.experiments.training import train
+    from hmarl_rllib.sim.config import load_config
 
     cfg = tmp_path / "one_store.yaml"
     cfg.write_text(yaml.safe_dump(ONE_STORE, sort_keys=False))
@@ -207,10 +207,10 @@ def test_a_trained_store_modules_action_changes_with_its_inventory_position(tmp_
 def test_calendar_and_demand_history_can_be_observed_as_zero_keeping_the_layout():
     """observations.calendar / demand_history: false zero exactly those fields (names from the
     export manifest's layout) on every day; every other field is what the default observes."""
-    from hmarl_rllib.export import observation_layout
-    from hmarl_rllib.observe import ObservationBuilder
-    from hmarl_rllib.twin import SupplyChainTwin
-    from hmarl_rllib.twin.network import F
+    from hmarl_rllib.rl.observe import ObservationBuilder
+    from hmarl_rllib.serving.export import observation_layout
+    from hmarl_rllib.sim import SupplyChainTwin
+    from hmarl_rllib.sim.network import F
 
     base = dict(episode_length=20, stores={"count": 2, "lead_time": 2, "demand": {"mean": 7}}, observations={"mode": "rich"})
     on = scenario(**base)

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, scenario
-from hmarl_rllib import simulate
 from hmarl_rllib.errors import ConfigError
-from hmarl_rllib.learn_grid import base_stock_orders
+from hmarl_rllib.experiments.learn_grid import base_stock_orders
 from hmarl_rllib.policies.optimum import (evaluate_base_stock, problem_from_scenario, solve,
                                           zipkin_problem)
+from hmarl_rllib.sim import simulate
 
 FREE_UPSTREAM = {"holding_cost": {"store": 1.0, "warehouse": 0.0, "supplier": 0.0},
                  "ordering_cost": {"store": {"fixed": 0.0}, "warehouse": {"fixed": 0.0}, "supplier": {}}}
@@ -101,7 +101,7 @@ def test_scenarios_it_cannot_solve_are_refused_with_one_line(fields, words):
 
 def test_a_costly_or_short_upstream_is_refused():
     from conftest import DEFAULT_YAML
-    from hmarl_rllib.config import load_config
+    from hmarl_rllib.sim.config import load_config
 
     with pytest.raises(ConfigError, match="stores"):
         problem_from_scenario(load_config(DEFAULT_YAML))
@@ -131,7 +131,7 @@ def test_hmarl_optimum_prints_the_optimum_and_refuses_an_unsolvable_scenario():
 def test_paired_differences_separate_policies_whose_marginal_cis_overlap():
     """On the same seeds, base-stock 16 vs 17 on the one-store problem: the two 95% CIs overlap,
     the paired difference (common random numbers) is significant, with the exact costs' sign."""
-    from hmarl_rllib.reconciliation import paired_difference
+    from hmarl_rllib.sim.reconciliation import paired_difference
 
     sc = one_store(days=60)
     seeds = simulate.eval_seeds(400)
@@ -150,7 +150,7 @@ def test_paired_differences_separate_policies_whose_marginal_cis_overlap():
 def test_the_referees_orders_played_in_the_twin_cost_the_optimum(kw):
     """The referee reads the twin's state as the solver's: its optimal orders, played in the
     twin, cost the optimum (within the simulation's 95% CI), and lose nothing on any day."""
-    from hmarl_rllib.learn_grid import gap_by_day
+    from hmarl_rllib.experiments.learn_grid import gap_by_day
     from hmarl_rllib.policies.optimum import Referee
 
     sc = one_store(days=30, **kw)
@@ -173,7 +173,7 @@ def test_the_referees_orders_played_in_the_twin_cost_the_optimum(kw):
 def test_the_day_by_day_gap_of_a_base_stock_policy_adds_up_to_its_exact_gap():
     """Performance difference: the referee's losses along a base-stock policy's path add up to
     that policy's exact expected cost minus the optimum (within their 95% CI)."""
-    from hmarl_rllib.learn_grid import gap_by_day
+    from hmarl_rllib.experiments.learn_grid import gap_by_day
     from hmarl_rllib.policies.optimum import Referee
 
     sc = one_store(lead_time=2, days=30)
@@ -205,7 +205,7 @@ def test_the_exact_average_cost_of_a_base_stock_level_is_the_twins_long_run_cost
 
 
 def test_the_best_average_base_stock_level_is_the_best_of_all_levels():
-    from hmarl_rllib.learn_grid import best_average_base_stock
+    from hmarl_rllib.experiments.learn_grid import best_average_base_stock
     from hmarl_rllib.policies.optimum import average_base_stock_cost
 
     prob = zipkin_problem(2, 9.0)
@@ -216,8 +216,8 @@ def test_the_best_average_base_stock_level_is_the_best_of_all_levels():
 
 
 def test_an_average_criterion_cell_is_zipkins_problem_played_without_an_end():
-    from hmarl_rllib.config import load_config
-    from hmarl_rllib.learn_grid import TRAIN_WARMUP, cell_scenario, format_grid
+    from hmarl_rllib.experiments.learn_grid import TRAIN_WARMUP, cell_scenario, format_grid
+    from hmarl_rllib.sim.config import load_config
 
     base = load_config(ROOT / "configs" / "one_store_long_run.yaml")
     finite, endless = cell_scenario(base, 3, 9.0), cell_scenario(base, 3, 9.0, "average")
@@ -239,7 +239,7 @@ def test_the_average_referee_charges_a_base_stock_level_its_exact_excess_average
     """Played by base-stock S, the mean of the average referee's losses over the scored days
     (learn_grid.average_gap) is the rule's exact average cost minus the optimal one, and the
     referee's own orders lose nothing."""
-    from hmarl_rllib.learn_grid import average_gap
+    from hmarl_rllib.experiments.learn_grid import average_gap
     from hmarl_rllib.policies.optimum import AverageReferee, average_base_stock_cost
 
     sc = one_store(lead_time=2, p=9.0, days=400, init=0).model_copy(update={"warmup_days": 50})

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from conftest import DEFAULT_YAML, ROOT, WALKTHROUGH_YAML
-from hmarl_rllib import bench, benchmark
 from hmarl_rllib.cli import main
-from hmarl_rllib.config import load_config
+from hmarl_rllib.experiments import bench, benchmark
+from hmarl_rllib.sim.config import load_config
 
 
 # --------------------------------------------------------------------- the bound's process pool
@@ -93,7 +93,7 @@ def test_bench_twin_installed_uses_hmarl_configs(tmp_path):
 
 def test_bench_twin_missing_config_in_process(tmp_path, monkeypatch, capsys):
     """Same, through `main` with the package location faked: the error comes before any timing."""
-    monkeypatch.setattr(bench, "__file__", str(tmp_path / "site" / "hmarl_rllib" / "bench.py"))
+    monkeypatch.setattr(bench, "__file__", str(tmp_path / "site" / "hmarl_rllib" / "experiments" / "bench.py"))
     monkeypatch.delenv(bench.CONFIGS_ENV, raising=False)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(bench, "twin_rate", lambda *a, **k: pytest.fail("timed the twin before checking the configs"))

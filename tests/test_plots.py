@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from conftest import HMARL
-from hmarl_rllib.plots import FIGURES, plot_run
+from hmarl_rllib.experiments.plots import FIGURES, plot_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -82,7 +82,7 @@ def test_trial_dir_defaults_to_plots_subfolder_and_skips_missing_columns(tmp_pat
 def test_the_plotted_lines_are_the_progress_data():
     """The training curve's lines carry the progress.csv values against env steps, the greedy
     evaluations only where they were run (Tune leaves the other rows empty), one line per trial."""
-    from hmarl_rllib.plots import STEPS, progress_figures
+    from hmarl_rllib.experiments.plots import STEPS, progress_figures
 
     a, b = progress_frame(seed=1), progress_frame(seed=2)
     b["env_runners/chain_cost"] *= 3

@@ -11,13 +11,13 @@ import pytest
 import yaml
 
 from hmarl_rllib.cli import main
-from hmarl_rllib.config import load_config
 from hmarl_rllib.errors import ConfigError
+from hmarl_rllib.experiments.training import baseline_policy, training_settings
 from hmarl_rllib.policies.heuristics import initial_guess
 from hmarl_rllib.policies.spec import RuleSpec, Schedule, every_spec
 from hmarl_rllib.policies.tuning import (load_policy, params_path, policy_to_dict, read_cached, save_policy,
                                          scenario_fingerprint)
-from hmarl_rllib.training import baseline_policy, training_settings
+from hmarl_rllib.sim.config import load_config
 
 from conftest import DEFAULT_YAML, ROOT
 

@@ -1,4 +1,4 @@
-"""The batched sampler of hmarl_rllib.runner: its episodes are the env's episodes.
+"""The batched sampler of hmarl_rllib.rl.runner: its episodes are the env's episodes.
 
 Training samples whole batches of episodes on ChainDynamics instead of stepping HMARLEnv
 through RLlib's per-agent loop. These tests replay every sampled episode in the env itself
@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hmarl_rllib.config import load_config
-from hmarl_rllib.env import HMARLEnv
+from hmarl_rllib.rl.env import HMARLEnv
+from hmarl_rllib.sim.config import load_config
 
 from conftest import DEFAULT_YAML, WALKTHROUGH_YAML, scenario
 
@@ -33,8 +33,8 @@ def local_ray():
 
 
 def _algo(learn, seed=None, sc=None):
+    from hmarl_rllib.experiments.training import build_algo_config
     from hmarl_rllib.policies.heuristics import rule_based_policy
-    from hmarl_rllib.training import build_algo_config
 
     sc = sc or load_config(DEFAULT_YAML)
     baseline = None if sc.source_path else rule_based_policy(sc, "s_S")  # nothing to tune for a test scenario
@@ -149,8 +149,8 @@ def test_the_batched_sampler_refuses_what_it_would_skip(local_ray):
     training without it. The shipped config has neither."""
     from ray.rllib.callbacks.callbacks import RLlibCallback
 
-    from hmarl_rllib.runner import _BatchedSampler
-    from hmarl_rllib.training import build_algo_config
+    from hmarl_rllib.experiments.training import build_algo_config
+    from hmarl_rllib.rl.runner import _BatchedSampler
 
     sc = load_config(DEFAULT_YAML)
     assert _BatchedSampler.unsupported(build_algo_config(sc, num_env_runners=0)) == ""

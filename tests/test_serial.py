@@ -13,12 +13,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from hmarl_rllib import simulate
 from hmarl_rllib.errors import ConfigError
 from hmarl_rllib.policies import serial
 from hmarl_rllib.policies.tuning import tune_policy
-from hmarl_rllib.twin import SupplyChainTwin
-from hmarl_rllib.twin.network import F
+from hmarl_rllib.sim import SupplyChainTwin, simulate
+from hmarl_rllib.sim.network import F
 
 from conftest import scenario
 

@@ -14,12 +14,12 @@ import sys
 import numpy as np
 import pytest
 
-from hmarl_rllib.config import load_config
-from hmarl_rllib.observe import ObservationBuilder
 from hmarl_rllib.policies.heuristics import rule_based_policy
-from hmarl_rllib.twin import SupplyChainTwin
-from hmarl_rllib.twin.network import F
-from hmarl_rllib.twin.state import StateFileError, read_state, state_frame, twin_from_state
+from hmarl_rllib.rl.observe import ObservationBuilder
+from hmarl_rllib.sim import SupplyChainTwin
+from hmarl_rllib.sim.config import load_config
+from hmarl_rllib.sim.network import F
+from hmarl_rllib.sim.state import StateFileError, read_state, state_frame, twin_from_state
 
 from conftest import DEFAULT_YAML, ROOT, scenario
 

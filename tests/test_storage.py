@@ -1,7 +1,7 @@
 """`--storage` accepts a local path or a URI (s3://, gs://, file://) that Tune writes through pyarrow."""
 from pathlib import Path
 
-from hmarl_rllib.training import RemoteDir, experiment_dir, fresh_experiment_dir
+from hmarl_rllib.experiments.training import RemoteDir, experiment_dir, fresh_experiment_dir
 
 
 def test_local_storage_is_an_absolute_path(tmp_path, monkeypatch):

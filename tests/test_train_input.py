@@ -3,9 +3,9 @@ import os
 
 import pytest
 
-from hmarl_rllib.config import load_config
 from hmarl_rllib.errors import InputError
-from hmarl_rllib.training import train
+from hmarl_rllib.experiments.training import train
+from hmarl_rllib.sim.config import load_config
 
 from conftest import DEFAULT_YAML
 
@@ -33,7 +33,7 @@ def test_cli_refuses_too_many_runners_with_one_line_and_nothing_else(tmp_path, m
 @pytest.mark.parametrize("driver, runner, runners, fits", [(0.5, 0.75, 2, True), (1.0, 1.0, 2, False),
                                                            (1.0, 0.5, 2, True)])
 def test_fractional_cpus_decide_what_fits_two_cores(monkeypatch, driver, runner, runners, fits):
-    from hmarl_rllib.training import check_local_cpus, training_settings
+    from hmarl_rllib.experiments.training import check_local_cpus, training_settings
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)

@@ -74,8 +74,9 @@ def evaluate_on_validation_seeds(ckpt: Path, episodes: int, cwd) -> dict:
     """What `hmarl evaluate --json` prints, on the validation seeds that the training's own
     evaluations used (the CLI's --seed refuses them: they chose the checkpoint), in a fresh
     process with no Ray, through the same library call."""
-    code = ("import sys; from hmarl_rllib import evaluation, simulate; print(evaluation.to_json("
-            "evaluation.evaluate_trained_policy(sys.argv[1], seeds=simulate.validation_seeds(int(sys.argv[2])))))")
+    code = ("import sys; from hmarl_rllib.experiments import evaluation; from hmarl_rllib.sim import simulate;"
+            " print(evaluation.to_json(evaluation.evaluate_trained_policy("
+            "sys.argv[1], seeds=simulate.validation_seeds(int(sys.argv[2])))))")
     proc = subprocess.run([sys.executable, "-c", code, str(ckpt), str(episodes)], cwd=cwd, env=env(),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -147,10 +148,10 @@ def test_training_evaluation_equals_playing_the_env_episode_by_episode(tiny_run)
     """Training's evaluations play all validation episodes at once on the batched twin
     (training.batched_validation). Playing the checkpoint in the RLlib env itself, one
     episode and one day at a time, greedy, on the same validation seeds gives the same costs."""
-    from hmarl_rllib.env import HMARLEnv
-    from hmarl_rllib.evaluation import load_trained, module_actions
-    from hmarl_rllib.simulate import validation_seeds
-    from hmarl_rllib.training import env_config
+    from hmarl_rllib.experiments.evaluation import load_trained, module_actions
+    from hmarl_rllib.experiments.training import env_config
+    from hmarl_rllib.rl.env import HMARLEnv
+    from hmarl_rllib.sim.simulate import validation_seeds
 
     ckpt = max(checkpoints(tiny_run["trial"]))
     trained = load_trained(ckpt)
@@ -203,7 +204,7 @@ def test_benchmark_json_compares_learned_baselines_reference_and_bound(tiny_run,
 
 
 def test_evaluate_out_writes_ledgers_kpis_and_plots(tiny_run, tmp_path):
-    from hmarl_rllib.evaluation import evaluate_trained_policy
+    from hmarl_rllib.experiments.evaluation import evaluate_trained_policy
 
     import ray
 
@@ -227,9 +228,9 @@ def test_the_evaluation_report_renders_in_chromium_and_follows_the_data(tiny_run
     ones computed from the per-episode KPIs it wrote beside it."""
     from browser import chromium_or_skip, render
 
-    from hmarl_rllib import simulate
-    from hmarl_rllib.evaluation import evaluate_trained_policy
-    from hmarl_rllib.reconciliation import paired_difference
+    from hmarl_rllib.experiments.evaluation import evaluate_trained_policy
+    from hmarl_rllib.sim import simulate
+    from hmarl_rllib.sim.reconciliation import paired_difference
 
     chromium = chromium_or_skip()
     ckpt = max(checkpoints(tiny_run["trial"]))
@@ -272,11 +273,10 @@ def test_greedy_actions_match_the_algorithms_inference(tiny_run):
     from ray.rllib.algorithms.algorithm import Algorithm
     from ray.rllib.core.columns import Columns
 
-    from hmarl_rllib import simulate
-    from hmarl_rllib.env import ObservationBuilder, register
-    from hmarl_rllib.evaluation import load_trained, module_actions
-    from hmarl_rllib.twin import SupplyChainTwin
-    from hmarl_rllib.twin.network import F
+    from hmarl_rllib.experiments.evaluation import load_trained, module_actions
+    from hmarl_rllib.rl.env import ObservationBuilder, register
+    from hmarl_rllib.sim import SupplyChainTwin, simulate
+    from hmarl_rllib.sim.network import F
 
     ckpt = max(checkpoints(tiny_run["trial"]))
     trained = load_trained(ckpt)
@@ -313,14 +313,13 @@ def test_greedy_actions_match_the_algorithms_inference(tiny_run):
 
 
 def test_an_exported_policy_acts_as_the_checkpoint_without_ray_or_torch(tiny_run, tmp_path):
-    """`hmarl export` writes ONNX + manifest; hmarl_rllib.deploy (numpy + onnxruntime, in a
+    """`hmarl export` writes ONNX + manifest; hmarl_rllib.serving.deploy (numpy + onnxruntime, in a
     fresh process that never imports torch or ray) picks the checkpoint's greedy actions on
     1,080 store observations recorded from the policy's own play in the twin (and 256 off its path)."""
-    from hmarl_rllib import simulate
-    from hmarl_rllib.env import ObservationBuilder
-    from hmarl_rllib.evaluation import greedy_orders, load_trained, module_actions
-    from hmarl_rllib.twin import SupplyChainTwin
-    from hmarl_rllib.twin.network import F
+    from hmarl_rllib.experiments.evaluation import greedy_orders, load_trained, module_actions
+    from hmarl_rllib.rl.env import ObservationBuilder
+    from hmarl_rllib.sim import SupplyChainTwin, simulate
+    from hmarl_rllib.sim.network import F
 
     ckpt = max(checkpoints(tiny_run["trial"]))
     out = tmp_path / "exported"
@@ -351,7 +350,7 @@ def test_an_exported_policy_acts_as_the_checkpoint_without_ray_or_torch(tiny_run
     # that the comparison covers more than one action
     obs = np.concatenate([obs, np.random.default_rng(0).normal(0, 2, (256, obs.shape[1])).astype(np.float32)])
     np.save(tmp_path / "obs.npy", obs)
-    code = ("import sys, numpy as np; from hmarl_rllib.deploy import load; p = load(sys.argv[1]);"
+    code = ("import sys, numpy as np; from hmarl_rllib.serving.deploy import load; p = load(sys.argv[1]);"
             " x = np.load(sys.argv[2]); np.save(sys.argv[3], p.actions('store_policy', x));"
             " np.save(sys.argv[4], p.logits('store_policy', x));"
             " print(sorted(m for m in ('torch', 'ray') if m in sys.modules))")
@@ -374,7 +373,7 @@ def test_an_exported_policy_acts_as_the_checkpoint_without_ray_or_torch(tiny_run
     np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), our_logits, rtol=1e-4, atol=1e-5)
     assert np.ptp(our_logits, axis=0).max() > 1e-4
     # a folder that is not an export, and a bad checkpoint: one line each
-    from hmarl_rllib.deploy import ExportError, load
+    from hmarl_rllib.serving.deploy import ExportError, load
 
     with pytest.raises(ExportError, match="manifest.json"):
         load(tmp_path)
@@ -386,12 +385,11 @@ def recommend_matches_the_twin(ckpt: Path, folder: Path, replicas: int = 4) -> d
     """Export ``ckpt``, then on every day of ``replicas`` held-out episodes played greedily in the
     twin by the checkpoint, write the day's state, and check that `recommend` orders what the
     policy ordered in the twin that day (and the tuned rule's order beside it). Returns counts."""
-    from hmarl_rllib import simulate
-    from hmarl_rllib.evaluation import greedy_orders, load_trained
-    from hmarl_rllib.recommend import Recommender
-    from hmarl_rllib.twin import SupplyChainTwin
-    from hmarl_rllib.twin.network import F
-    from hmarl_rllib.twin.state import state_frame
+    from hmarl_rllib.experiments.evaluation import greedy_orders, load_trained
+    from hmarl_rllib.serving.recommend import Recommender
+    from hmarl_rllib.sim import SupplyChainTwin, simulate
+    from hmarl_rllib.sim.network import F
+    from hmarl_rllib.sim.state import state_frame
 
     out = folder / "exported"
     hmarl("export", "--checkpoint", ckpt, "--out", out, cwd=folder)
@@ -504,9 +502,9 @@ def test_serve_answers_orders_over_http_as_recommend_does(tiny_run, tmp_path):
 
     import psutil
 
-    from hmarl_rllib.recommend import Recommender
-    from hmarl_rllib.twin import SupplyChainTwin
-    from hmarl_rllib.twin.state import state_frame
+    from hmarl_rllib.serving.recommend import Recommender
+    from hmarl_rllib.sim import SupplyChainTwin
+    from hmarl_rllib.sim.state import state_frame
 
     ckpt = max(checkpoints(tiny_run["trial"]))
     out = tmp_path / "exported"
@@ -603,7 +601,7 @@ def test_bad_checkpoints_are_refused_with_one_line(tiny_run, tmp_path, case):
 
 
 def test_a_new_run_never_reuses_an_experiment_folder(tiny_run, tmp_path):
-    from hmarl_rllib.training import fresh_experiment_dir
+    from hmarl_rllib.experiments.training import fresh_experiment_dir
 
     exp = tiny_run["trial"].parent
     assert fresh_experiment_dir(exp) == exp.with_name("tiny_2")
@@ -631,8 +629,8 @@ def test_upstream_learners_train_their_own_modules(tmp_path, training, learned, 
     import ray
     import torch
 
-    from hmarl_rllib.config import load_config
-    from hmarl_rllib.training import build_algo_config
+    from hmarl_rllib.experiments.training import build_algo_config
+    from hmarl_rllib.sim.config import load_config
 
     scenario = load_config(tiny_config(tmp_path, **training))
     config = build_algo_config(scenario, num_env_runners=0)
@@ -685,12 +683,11 @@ def test_training_and_checkpoint_selection_play_only_their_own_seeds(monkeypatch
     validation seeds: never a held-out (evaluate / benchmark) or a tuning seed."""
     import ray
 
-    from hmarl_rllib import simulate
-    from hmarl_rllib.config import load_config
-    from hmarl_rllib.training import build_algo_config
-    from hmarl_rllib.twin import SupplyChainTwin
+    from hmarl_rllib.experiments.training import build_algo_config
+    from hmarl_rllib.sim import SupplyChainTwin, simulate
+    from hmarl_rllib.sim.config import load_config
 
-    from hmarl_rllib import training
+    from hmarl_rllib.experiments import training
 
     seen, phase = [], ["training"]
     real, real_eval = SupplyChainTwin.reset, training.batched_validation
@@ -863,8 +860,8 @@ def test_resume_continues_an_interrupted_run_from_its_last_checkpoint(tmp_path):
 
 # ------------------------------------------------------------------------------ search
 def test_tune_two_trials_and_report_writes_a_loadable_config(tmp_path):
-    from hmarl_rllib.config import load_config
-    from hmarl_rllib.training import training_settings
+    from hmarl_rllib.experiments.training import training_settings
+    from hmarl_rllib.sim.config import load_config
 
     data = yaml.safe_load((REPO / "configs" / "tune_ppo.yaml").read_text())
     data["training"].update({k: v for k, v in TINY_TRAINING.items() if k not in ("num_env_runners", "keep_checkpoints")})
@@ -904,8 +901,8 @@ def _scored_iterations(tmp_path, costs, iters=12, interval=5):
     """``iters`` iterations through the run's own callback (built by build_algo_config, as
     RLlib builds it), evaluating every ``interval`` as Algorithm.step does: the results as
     Tune receives them, and the fake algorithm."""
-    from hmarl_rllib.config import load_config
-    from hmarl_rllib.training import build_algo_config
+    from hmarl_rllib.experiments.training import build_algo_config
+    from hmarl_rllib.sim.config import load_config
 
     cfg = tiny_config(tmp_path, evaluation_interval=interval, checkpoint_frequency=interval, keep_checkpoints=1,
                       num_env_runners=0, stop_iters=iters)
@@ -927,7 +924,7 @@ def _scored_iterations(tmp_path, costs, iters=12, interval=5):
 def test_a_non_evaluation_iteration_gets_no_score(tmp_path):
     """eval_chain_cost is an iteration's own evaluation or NaN, never the last one carried on;
     the iteration that meets the stop criteria is evaluated so the end checkpoint has a score."""
-    from hmarl_rllib.training import EVAL_METRIC
+    from hmarl_rllib.experiments.training import EVAL_METRIC
 
     costs = {5: 100.0, 10: 90.0, 12: 130.0}
     results, algo, _ = _scored_iterations(tmp_path, costs)
@@ -947,9 +944,9 @@ def test_the_best_checkpoint_is_scored_on_its_own_evaluation(tmp_path):
     from ray.train._internal.checkpoint_manager import _CheckpointManager
     from ray.train._internal.session import _TrainingResult
 
-    from hmarl_rllib.config import load_config
-    from hmarl_rllib import training
-    from hmarl_rllib.training import EVAL_METRIC, run_config, training_settings
+    from hmarl_rllib.experiments import training
+    from hmarl_rllib.experiments.training import EVAL_METRIC, run_config, training_settings
+    from hmarl_rllib.sim.config import load_config
 
     costs = {5: 100.0, 10: 90.0, 12: 130.0}
     results, _, cfg = _scored_iterations(tmp_path, costs)

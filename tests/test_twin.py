@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hmarl_rllib.config import parse_config
-from hmarl_rllib.twin import FIELDS, SupplyChainTwin
-from hmarl_rllib.twin.network import F
+from hmarl_rllib.sim import FIELDS, SupplyChainTwin
+from hmarl_rllib.sim.config import parse_config
+from hmarl_rllib.sim.network import F
 
 from conftest import scenario
 

@@ -67,7 +67,7 @@ class Forecast:
 
     @classmethod
     def build(cls, scenario, windows=None) -> "Forecast":
-        from hmarl_rllib.twin.demand import mean_path
+        from hmarl_rllib.sim.demand import mean_path
 
         windows = {e: (int(o), int(n)) for e, (o, n) in (windows or forecast_windows(scenario)).items()}
         T, w = scenario.warmup_days + scenario.episode_length, scenario.warmup_days

@@ -14,7 +14,7 @@ faces the classic periodic-review inventory problem:
 - costs on the end-of-day state: holding h per unit on hand, penalty p per unit of today's demand
   not served today, backorder cost b per unit in the backlog.
 
-This is exactly the twin's timing (:mod:`hmarl_rllib.twin.network`), and it is Zipkin's (2008)
+This is exactly the twin's timing (:mod:`hmarl_rllib.sim.network`), and it is Zipkin's (2008)
 lost-sales model: "an order placed at the start of period t arrives at the start of period t + L,
 before that period's demand".
 
@@ -104,7 +104,7 @@ class Solution:
 # ---------------------------------------------------------------------------- demand pmfs
 def day_pmf(model: str, mean: float, std: float | None = None, dispersion: float | None = None,
             tail_mass: float = TAIL_MASS, d_max: int | None = None) -> np.ndarray:
-    """The twin's demand distribution for one day (:mod:`hmarl_rllib.twin.demand`), truncated
+    """The twin's demand distribution for one day (:mod:`hmarl_rllib.sim.demand`), truncated
     at the smallest d_max whose upper tail is <= ``tail_mass``, the tail lumped on d_max."""
     if model == "poisson":
         dist = stats.poisson(max(mean, 0.0))
@@ -147,7 +147,7 @@ def day_pmf(model: str, mean: float, std: float | None = None, dispersion: float
 def problem_from_scenario(scenario, tail_mass: float = TAIL_MASS) -> SingleStoreProblem:
     """The single-echelon problem a scenario poses, or one :class:`ConfigError` line saying why
     the scenario cannot be solved exactly."""
-    from hmarl_rllib.twin.demand import mean_path
+    from hmarl_rllib.sim.demand import mean_path
 
     sc = scenario
     stores = sc.store_list
@@ -690,3 +690,13 @@ def optimum_for_scenario(scenario, average: bool | None = None, progress=None) -
     return {"scenario": scenario.name, "shortage": scenario.shortage, "lead_time": problem.lead_time,
             "episode_length": problem.horizon, "d_max": int(problem.pmfs.shape[1] - 1),
             "tail_mass": problem.tail_mass, "stationary": problem.stationary, **sol.as_dict()}
+
+
+def exact_optimum(scenario, progress=None) -> dict:
+    """The exact optimum (:func:`optimum_for_scenario`) when the scenario is a one-store
+    problem the solver handles, else ``{"cost": None, "why": reason}`` (for the benchmark and the
+    evaluation report)."""
+    try:
+        return optimum_for_scenario(scenario, progress=progress)
+    except ConfigError as err:
+        return {"cost": None, "why": str(err)}

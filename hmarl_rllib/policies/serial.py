@@ -27,7 +27,7 @@ transit from stage j + 1 to stage j at the rate h'_{j+1} (not the top stage's in
 Windows (which demand each ``D_j`` covers)
 ------------------------------------------
 Snyder & Shen's periodic model: ``D_j`` is the demand over ``L_j`` periods for every stage
-(:func:`textbook_problem`). The twin's day (:mod:`hmarl_rllib.twin.network`: orders first,
+(:func:`textbook_problem`). The twin's day (:mod:`hmarl_rllib.sim.network`: orders first,
 shipments and arrivals in the same day top-down, then demand, then costs on the end-of-day
 state) gives ``D_1`` = demand over ``L_store + 1`` days (a unit shipped on day t with lead time
 L reaches the shelf before day t + L's demand, and day t's own demand comes after the order),
@@ -38,7 +38,7 @@ where ``V_{j+1}`` is stage j+1's shipped echelon position ``L_{j+1}`` days earli
 The twin's scenario that *is* the Clark–Scarf model (:func:`problem_from_scenario`)
 ---------------------------------------------------------------------------------
 - one store, one SKU, stationary demand (Poisson, negative binomial or normal; the daily
-  distribution of :mod:`hmarl_rllib.twin.demand`, truncated with tail mass ``tail_mass``);
+  distribution of :mod:`hmarl_rllib.sim.demand`, truncated with tail mass ``tail_mass``);
 - ``shortage: backorder`` (customers wait) and ``internal_shortage: backorder`` (store and
   warehouse orders wait instead of being cancelled);
 - three stages: store (1, lead time ``stores[0].lead_time``), warehouse (2,
@@ -210,7 +210,7 @@ def textbook_problem(echelon_holding, lead_times, stockout_cost: float, mean: fl
 def problem_from_scenario(scenario, tail_mass: float = TAIL_MASS) -> SerialProblem:
     """The Clark–Scarf problem a twin scenario poses (see the module docstring), or one
     :class:`ConfigError` line saying why the scenario is not that model."""
-    from hmarl_rllib.twin.demand import mean_path
+    from hmarl_rllib.sim.demand import mean_path
 
     src = scenario.source_path or scenario.name
 

@@ -114,7 +114,7 @@ def as_spec(rule, where: str = "rule") -> RuleSpec:
     if isinstance(rule, dict):
         from pydantic import ValidationError
 
-        from hmarl_rllib.config import format_validation_error
+        from hmarl_rllib.sim.config import format_validation_error
 
         try:
             return RuleSpec.model_validate(rule)

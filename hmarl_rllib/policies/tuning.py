@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from hmarl_rllib import simulate
 from hmarl_rllib.errors import ConfigError
 from hmarl_rllib.policies.heuristics import (ECHELONS, POLICIES, WITH_REORDER_POINT, ChainPolicy, EndgamePolicy,
                                              Forecast, initial_guess, to_echelon)
 from hmarl_rllib.policies.spec import DEFAULT_PERIODS, RuleSpec, as_spec
+from hmarl_rllib.sim import simulate
 
 SCHEDULE_PERIODS = DEFAULT_PERIODS  # a schedule cuts the episode into (about) this many periods (the default)
 SCHEDULE_STEPS = (0.1, 0.05, 0.025)  # the schedule search's step sizes

@@ -7,7 +7,7 @@ rule ``hmarl recommend`` shows beside the policy), ``scenario.yaml`` (the scenar
 and ``manifest.json`` (format version, scenario name and fingerprint, the checkpoint, every
 agent's module and type, per agent type the observation layout with each field's name and
 scale, per module its observation size, the meaning of each action and, for a scripted module,
-its rule's parameters). :mod:`hmarl_rllib.deploy` runs it.
+its rule's parameters). :mod:`hmarl_rllib.serving.deploy` runs it.
 """
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ import torch
 import yaml
 from ray.rllib.core.columns import Columns
 
-from hmarl_rllib.deploy import EXPORT_VERSION, MANIFEST, RULES_FILE, SCENARIO_FILE, ExportError
-from hmarl_rllib.observe import HISTORY, agent_type, obs_sizes, observation_units
 from hmarl_rllib.errors import output_folder
-from hmarl_rllib.evaluation import load_trained
+from hmarl_rllib.experiments.evaluation import load_trained
+from hmarl_rllib.rl.observe import HISTORY, agent_type, obs_sizes, observation_units
+from hmarl_rllib.serving.deploy import EXPORT_VERSION, MANIFEST, RULES_FILE, SCENARIO_FILE, ExportError
 
 CALENDAR = ["weekday_sin", "weekday_cos", "yearday_sin", "yearday_cos"]
 
@@ -32,7 +32,7 @@ def observation_layout(scenario) -> dict[str, list[dict]]:
     what the raw quantity is divided by before the squash into [-10, 10] (``HMARLEnv``'s docstring):
     ``stock`` = stock_days x mu, ``demand`` = mu (the agent's own; mu_w, the stores' sum, for the
     warehouse and supplier), ``forecast`` = mu x (L + 1), ``none`` = unscaled."""
-    from hmarl_rllib.twin.network import SupplyChainTwin
+    from hmarl_rllib.sim.network import SupplyChainTwin
 
     tw = SupplyChainTwin(scenario, record=False)
     ps, pw, pp = tw.P_s - 1, tw.P_w - 1, tw.P_p - 1
@@ -73,8 +73,8 @@ class _Logits(torch.nn.Module):
 def export_policy(checkpoint, out, config=None) -> dict:
     """Export ``checkpoint`` into the folder ``out`` (created; existing export files replaced).
     Returns the manifest."""
-    from hmarl_rllib.policies.actions import codecs
     from hmarl_rllib.policies.tuning import policy_to_dict, scenario_fingerprint
+    from hmarl_rllib.rl.actions import codecs
 
     trained = load_trained(checkpoint, config)
     sc = trained.scenario
@@ -94,7 +94,7 @@ def export_policy(checkpoint, out, config=None) -> dict:
         spec = {"type": t, "learned": learned, "n_obs": sizes[t],
                 "actions": {"mode": cods[t].mode, "values": [float(v) for v in cods[t].values],
                             "meaning": _action_meaning(cods[t].mode)}}
-        if not learned:  # a scripted rule: its parameters, played by hmarl_rllib.policies.scripted
+        if not learned:  # a scripted rule: its parameters, played by hmarl_rllib.rl.scripted
             spec["rule"] = json.loads(json.dumps(module.model_config))
         if learned:
             spec["file"] = f"{mid}.onnx"

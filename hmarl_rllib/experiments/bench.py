@@ -1,13 +1,14 @@
-"""Throughput benchmark of the digital twin and the RLlib env (``hmarl bench-twin``).
+"""Throughput: of the digital twin and the RLlib env (``hmarl bench-twin``), and of training
+(``hmarl bench-train``, :func:`bench_train`).
 
-Two figures, each the **median** of repeated timed runs:
+``bench-twin``: two figures, each the **median** of repeated timed runs:
 
-- ``twin``: store-days simulated per second by :class:`~hmarl_rllib.twin.SupplyChainTwin` with
+- ``twin``: store-days simulated per second by :class:`~hmarl_rllib.sim.SupplyChainTwin` with
   ``record=False``, at 3, 30 and 300 stores, many replicas batched in one twin. A store-day is
   one store × one SKU × one day of one replica. Each run times a full episode *including*
   ``reset`` (demand sampling), with fixed base-stock-like orders so that every code path
   (shipping, allocation, receipts, sales) does real work.
-- ``env_steps_per_s``: :meth:`hmarl_rllib.env.HMARLEnv.step` calls per second for the default
+- ``env_steps_per_s``: :meth:`hmarl_rllib.rl.env.HMARLEnv.step` calls per second for the default
   3-store scenario with fixed actions (episode resets included, as in RLlib sampling), with
   ``configs/default.yaml``'s agent design (rich observations, baseline-correction actions);
   ``env_steps_per_s_walkthrough`` the same with the walkthrough's design.
@@ -29,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hmarl_rllib.config import parse_config
 from hmarl_rllib.errors import ConfigError
+from hmarl_rllib.sim.config import parse_config
 
 CONFIGS_ENV = "HMARL_CONFIGS"  # a folder holding default.yaml and walkthrough.yaml
 
@@ -56,7 +57,7 @@ def _repeat(fn, seconds: float) -> list[float]:
 
 def twin_rate(stores: int, replicas: int, seconds: float = 2.0) -> dict:
     """Median store-days/s of the batched twin (record=False) over repeated episodes."""
-    from hmarl_rllib.twin import SupplyChainTwin
+    from hmarl_rllib.sim import SupplyChainTwin
 
     sc = _scenario(stores)
     twin = SupplyChainTwin(sc, record=False)
@@ -85,7 +86,7 @@ def config_dirs() -> list[Path]:
     """Where :func:`find_config` looks, in order: ``$HMARL_CONFIGS``, ``configs/`` beside the
     package (source checkout, editable install), ``./configs``."""
     dirs = [Path(os.environ[CONFIGS_ENV]).expanduser()] if os.environ.get(CONFIGS_ENV) else []
-    dirs += [Path(__file__).resolve().parent.parent / "configs", Path.cwd() / "configs"]
+    dirs += [Path(__file__).resolve().parents[2] / "configs", Path.cwd() / "configs"]
     out = []
     for d in dirs:
         if d not in out:
@@ -109,8 +110,8 @@ def find_config(name: str) -> Path:
 def env_rate(seconds: float = 2.0, steps_per_run: int = 3000, config: str = "default.yaml") -> dict:
     """Median HMARLEnv.step() calls per second at 3 stores with fixed actions, for the agent
     design of ``configs/<config>``."""
-    from hmarl_rllib.config import load_config
-    from hmarl_rllib.env import HMARLEnv
+    from hmarl_rllib.rl.env import HMARLEnv
+    from hmarl_rllib.sim.config import load_config
 
     sc = load_config(find_config(config))
     env = HMARLEnv({"scenario": sc})
@@ -142,3 +143,58 @@ def bench_twin(seconds: float = 2.0) -> dict:
             "env_steps_per_s_walkthrough": walk["env_steps_per_s"],
             "configs": {"default": env["config"], "walkthrough": walk["config"]},
             "episode_days": EPISODE_DAYS, "statistic": "median"}
+
+
+# ------------------------------------------------------------------------- training speed
+def bench_train(scenario, seconds: float = 120.0, storage: str | None = None, num_env_runners=None,
+                envs_per_runner=None, progress=None) -> dict:
+    """Train for a fixed wall time (the config's ``training:`` settings) and report throughput.
+
+    ``env_steps_per_s`` / ``agent_steps_per_s``: sampled steps over the training wall time
+    (Tune's ``time_total_s``, so Ray start-up is excluded); ``first_below_baseline_s``: the
+    training time of the first evaluation whose chain cost (on the run's fixed validation
+    seeds, disjoint from the held-out ones) was below the best tuned baseline's cost on the
+    same seeds (None if never).
+    """
+    import sys
+    import tempfile
+
+    import pandas as pd
+
+    from hmarl_rllib.experiments.benchmark import BASELINE_RULES, POLICIES
+    from hmarl_rllib.experiments.training import train, training_settings
+    from hmarl_rllib.policies.tuning import tuned_policy
+    from hmarl_rllib.sim import simulate
+
+    settings = training_settings(scenario)
+    root = storage or tempfile.mkdtemp(prefix="hmarl_bench_train_")
+    res = train(scenario, name="bench_train", storage=root, time_budget_s=seconds,
+                num_env_runners=num_env_runners, envs_per_runner=envs_per_runner, progress=progress,
+                iteration_stream=sys.stderr)  # stdout carries the result only
+    df = pd.read_csv(Path(res.trial_dir) / "progress.csv")
+    last = df.iloc[-1]
+    wall = float(last["time_total_s"])
+    env_steps = float(last["env_runners/num_env_steps_sampled_lifetime"])
+    agent_cols = [c for c in df.columns if c.startswith("env_runners/num_agent_steps_sampled_lifetime/")]
+    agent_steps = float(last[agent_cols].sum()) if agent_cols else float("nan")
+    seeds = simulate.validation_seeds(settings.evaluation_episodes)
+    base = {k: float(simulate.chain_cost(scenario, tuned_policy(scenario, spec).orders, seeds).mean())
+            for k, spec in zip(POLICIES, BASELINE_RULES)}
+    best_kind = min(base, key=base.get)
+    evals = df[["time_total_s", "eval_chain_cost"]].dropna()
+    below = evals[evals["eval_chain_cost"] < base[best_kind]]
+    return {
+        "scenario": scenario.name,
+        "env_steps_per_s": env_steps / wall,
+        "agent_steps_per_s": agent_steps / wall,
+        "iterations": int(last["training_iteration"]),
+        "wall_s": wall,
+        "env_steps": int(env_steps),
+        "best_eval_cost": float(evals["eval_chain_cost"].min()) if len(evals) else None,
+        "best_baseline": best_kind,
+        "best_baseline_cost": base[best_kind],
+        "first_below_baseline_s": float(below["time_total_s"].iloc[0]) if len(below) else None,
+        "num_env_runners": settings.num_env_runners if num_env_runners is None else num_env_runners,
+        "envs_per_runner": settings.envs_per_runner if envs_per_runner is None else envs_per_runner,
+        "storage": str(res.experiment),
+    }

@@ -10,10 +10,10 @@ the same spaces. The env-to-module pipeline of our training config is RLlib's de
 what it saw in training; a checkpoint with a custom pipeline is refused.
 
 :func:`greedy_orders` turns the modules into an ``order_fn(twin)`` for a whole batch of twin
-replicas: :class:`~hmarl_rllib.env.ObservationBuilder` builds every agent's observation,
+replicas: :class:`~hmarl_rllib.rl.observe.ObservationBuilder` builds every agent's observation,
 each module picks its action (argmax of the action logits for learned modules), and
-:class:`~hmarl_rllib.policies.actions.ActionCodec` decodes actions into orders exactly as the
-env does. :func:`evaluate_trained_policy` runs it through :func:`hmarl_rllib.simulate.evaluate`
+:class:`~hmarl_rllib.rl.actions.ActionCodec` decodes actions into orders exactly as the
+env does. :func:`evaluate_trained_policy` runs it through :func:`hmarl_rllib.sim.simulate.evaluate`
 on held-out seeds, with the tuned baselines on the same seeds.
 
 Loading a checkpoint unpickles code from it: only load checkpoints you trust.
@@ -28,15 +28,16 @@ from pathlib import Path
 
 import numpy as np
 
-from hmarl_rllib import reconciliation, report, simulate
-from hmarl_rllib.config import Scenario, parse_config
-from hmarl_rllib.observe import ObservationBuilder, agent_ids, obs_sizes
-from hmarl_rllib.twin.demand import scored_dates
 from hmarl_rllib.errors import CheckpointError, ConfigError
-from hmarl_rllib.policies.actions import codecs, decode_orders
+from hmarl_rllib.experiments import report
 from hmarl_rllib.policies.heuristics import ChainPolicy
-from hmarl_rllib.policies.modules import LEARNED_MODULES, STORE_MODULE, module_for_agent
-from hmarl_rllib.twin.network import F
+from hmarl_rllib.rl.actions import codecs, decode_orders
+from hmarl_rllib.rl.modules import LEARNED_MODULES, STORE_MODULE, module_for_agent
+from hmarl_rllib.rl.observe import ObservationBuilder, agent_ids, obs_sizes
+from hmarl_rllib.sim import reconciliation, simulate
+from hmarl_rllib.sim.config import Scenario, parse_config
+from hmarl_rllib.sim.demand import scored_dates
+from hmarl_rllib.sim.network import F
 
 MODULE_DIR = Path("learner_group", "learner", "rl_module")
 BASELINES = ("s_S", "base_stock", "echelon_s_S")
@@ -147,7 +148,7 @@ def load_trained(checkpoint, config: Scenario | None = None) -> TrainedPolicy:
 
 
 def _check_spaces(ckpt, scenario, baseline, modules, agent_modules, source) -> None:
-    from hmarl_rllib.observe import agent_type
+    from hmarl_rllib.rl.observe import agent_type
 
     sizes = obs_sizes(scenario)
     n_act = {t: c.n for t, c in codecs(scenario, baseline).items()}
@@ -213,9 +214,9 @@ def evaluate_trained_policy(checkpoint, episodes: int = 100, seed: int | None = 
                             seeds=None) -> dict:
     """Run the trained policy greedily on ``episodes`` held-out seeds beside the tuned
     baselines on the same seeds. Returns ``{"checkpoint", "scenario", "episodes", "seeds",
-    "policies": {name: summary}}`` (summaries as :func:`hmarl_rllib.reconciliation.summarize`).
+    "policies": {name: summary}}`` (summaries as :func:`hmarl_rllib.sim.reconciliation.summarize`).
     ``seed``: the first held-out seed (``--seed``; a start among the training, tuning or
-    validation seeds is refused, :func:`hmarl_rllib.simulate.eval_seeds`). ``seeds``: explicit
+    validation seeds is refused, :func:`hmarl_rllib.sim.simulate.eval_seeds`). ``seeds``: explicit
     demand seeds instead, unchecked (e.g. ``simulate.validation_seeds(n)`` to replay the
     training's own evaluation). ``out``: a folder for ledgers (Parquet), KPIs (CSV) and plots (PNG)."""
     seeds = simulate.eval_seeds(episodes, seed) if seeds is None else np.asarray(seeds, dtype=np.int64)
@@ -244,9 +245,9 @@ def evaluate_trained_policy(checkpoint, episodes: int = 100, seed: int | None = 
 
 
 def _report(out: Path, result: dict, trained: TrainedPolicy, runs: dict, rules: dict, progress=None) -> Path:
-    """``out/report.html`` (:mod:`hmarl_rllib.html_report`) of an evaluation."""
-    from hmarl_rllib.benchmark import exact_optimum
-    from hmarl_rllib.html_report import ReportData, write_report
+    """``out/report.html`` (:mod:`hmarl_rllib.experiments.html_report`) of an evaluation."""
+    from hmarl_rllib.experiments.html_report import ReportData, write_report
+    from hmarl_rllib.policies.optimum import exact_optimum
 
     best_rule = min((n for n in runs if n != "learned"), key=lambda n: runs[n][0]["cost_mean"])
     facts = [f"checkpoint {result['checkpoint']}",
@@ -270,8 +271,8 @@ def training_curve(trained: TrainedPolicy, rules: dict, optimum: float | None = 
     folder) with reference costs: each rule in ``rules`` (name -> ChainPolicy) played on the
     validation seeds that training's greedy evaluations use, and the exact optimum. None when
     the checkpoint has no run folder beside it."""
-    from hmarl_rllib.html_report import Curve
-    from hmarl_rllib.plots import load_progress
+    from hmarl_rllib.experiments.html_report import Curve
+    from hmarl_rllib.experiments.plots import load_progress
 
     path = trained.checkpoint.parent / "progress.csv"
     if not path.is_file():
@@ -318,7 +319,7 @@ def write_outputs(out: Path, trained: TrainedPolicy, runs: dict, seeds) -> list[
     """Ledgers (Parquet), KPIs per episode and agent plus the summary (CSV), plots (PNG)."""
     import pandas as pd
 
-    from hmarl_rllib.twin import write_ledger
+    from hmarl_rllib.sim import write_ledger
 
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -381,7 +382,7 @@ def _plots(out: Path, trained: TrainedPolicy, runs: dict) -> list[Path]:
     paths.append(p)
     # training curves, when the run's progress.csv sits beside the checkpoint (its trial folder)
     if (trained.checkpoint.parent / "progress.csv").is_file():
-        from hmarl_rllib.plots import plot_run
+        from hmarl_rllib.experiments.plots import plot_run
 
         paths += plot_run(trained.checkpoint.parent, out)
     return paths

@@ -1,13 +1,13 @@
 """A scripted warehouse / supplier rule played from its observation, in numpy.
 
-:class:`ScriptedRule` is what :class:`hmarl_rllib.policies.modules.HeuristicModule` does inside
-RLlib, and what an exported policy (:mod:`hmarl_rllib.deploy`) does without Ray or torch: the
+:class:`ScriptedRule` is what :class:`hmarl_rllib.rl.modules.HeuristicModule` does inside
+RLlib, and what an exported policy (:mod:`hmarl_rllib.serving.deploy`) does without Ray or torch: the
 same ``model_config`` (plain floats, kept in checkpoints and in an export's manifest), the same
 actions.
 
 1. un-scale the observation into the agent's inventory position IP (index 0, on hand / finished
    stock, plus index 1, in transit / in production, observed in units of ``stock_days·μ_w``,
-   squashed: :func:`~hmarl_rllib.observe.unsquash` undoes it), rounded to whole units;
+   squashed: :func:`~hmarl_rllib.rl.observe.unsquash` undoes it), rounded to whole units;
 2. the rule's order: base-stock ``max(0, S − IP)`` or (s, S) ``S − IP if IP ≤ s``;
 3. the action whose decoded order is nearest (:meth:`ActionCodec.encode`). In
    ``baseline_correction`` mode the rule *is* the action with correction 0.
@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from hmarl_rllib.observe import unsquash
-from hmarl_rllib.policies.actions import ActionCodec
 from hmarl_rllib.policies.heuristics import base_stock_order, s_S_order
+from hmarl_rllib.rl.actions import ActionCodec
+from hmarl_rllib.rl.observe import unsquash
 
 
 def rule_action(codec: ActionCodec) -> int | None:

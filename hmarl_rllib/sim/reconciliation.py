@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from hmarl_rllib.twin.network import F
+from hmarl_rllib.sim.network import F
 
 KPI_COLUMNS = ("cost", "holding_cost", "stockout_cost", "ordering_cost", "fill_rate",
                "service_level", "bullwhip")

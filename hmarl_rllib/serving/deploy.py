@@ -5,7 +5,7 @@ meanings, a scripted module's rule, the scenario's fingerprint), one ``<module>.
 learned module (observations → action logits), ``rules.yaml`` (the tuned rule) and
 ``scenario.yaml``. ::
 
-    from hmarl_rllib.deploy import load
+    from hmarl_rllib.serving.deploy import load
     policy = load("exported/")
     actions = policy.actions("store_policy", obs)      # (n, n_obs) float32 -> (n,) greedy actions
     per_agent = policy.agent_actions({"store_1": obs_1, ...})
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from hmarl_rllib.errors import InputError
-from hmarl_rllib.policies.scripted import ScriptedRule
+from hmarl_rllib.rl.scripted import ScriptedRule
 
 MANIFEST = "manifest.json"
 SCENARIO_FILE = "scenario.yaml"

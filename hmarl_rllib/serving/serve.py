@@ -1,7 +1,7 @@
 """``hmarl serve``: an exported policy as a Ray Serve application on 127.0.0.1.
 
 ``POST /orders`` takes one day's state as JSON, ``{"state": [row, ...]}`` with the rows of a
-state file (:mod:`hmarl_rllib.twin.state`; columns in docs/deploy.md), and answers
+state file (:mod:`hmarl_rllib.sim.state`; columns in docs/deploy.md), and answers
 ``{"day": d, "orders": [row, ...]}``: what ``hmarl recommend`` prints, per node and SKU.
 ``GET /healthz`` answers ``{"status": "ok", ...}``. A malformed body or state gets HTTP 400 with
 ``{"error": "<one line naming the field>"}``; the server stays up. Concurrent requests are
@@ -50,11 +50,11 @@ def state_from_json(body) -> dict:
 
 
 class OrdersService:
-    """The Serve deployment's class: one :class:`~hmarl_rllib.recommend.Recommender` per replica."""
+    """The Serve deployment's class: one :class:`~hmarl_rllib.serving.recommend.Recommender` per replica."""
 
     def __init__(self, folder: str):
         os.environ.setdefault("OMP_NUM_THREADS", "1")
-        from hmarl_rllib.recommend import Recommender
+        from hmarl_rllib.serving.recommend import Recommender
 
         self.rec = Recommender(folder)
         self.info = {"status": "ok", "scenario": self.rec.scenario.name,
@@ -93,7 +93,7 @@ def app(folder: str, replicas: int = 1):
     """The Serve application for an export folder (checked here, before Ray is involved)."""
     from pathlib import Path
 
-    from hmarl_rllib.recommend import Recommender
+    from hmarl_rllib.serving.recommend import Recommender
 
     folder = str(Path(folder).expanduser().resolve())
     Recommender(folder)  # a bad folder fails here, in one line, not in a replica
@@ -117,7 +117,7 @@ def run(folder: str, port: int = 8000, replicas: int = 1, ready=None) -> None:
 
     import ray
 
-    from hmarl_rllib.training import init_ray
+    from hmarl_rllib.experiments.training import init_ray
 
     fast_proxy()
     application = app(folder, replicas)

@@ -3,7 +3,7 @@
 During training the stores learn while the warehouse and the supplier follow the tuned
 baseline (base-stock or (s, S), see :mod:`hmarl_rllib.policies.heuristics`). Inside RLlib a
 policy is an RLModule, so :class:`HeuristicModule` wraps the numpy rule
-:class:`~hmarl_rllib.policies.scripted.ScriptedRule` (which reads the agent's inventory position
+:class:`~hmarl_rllib.rl.scripted.ScriptedRule` (which reads the agent's inventory position
 from its observation, computes the rule's order and picks the action nearest to it; in
 ``baseline_correction`` mode the rule *is* the action with correction 0).
 
@@ -18,11 +18,11 @@ from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import DefaultPP
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.rl_module import RLModule, RLModuleSpec
 
-from hmarl_rllib.env import agent_ids, agent_type, obs_sizes, observation_units
 from hmarl_rllib.errors import ConfigError
-from hmarl_rllib.policies.actions import ActionCodec, codecs
 from hmarl_rllib.policies.heuristics import ChainPolicy
-from hmarl_rllib.policies.scripted import ScriptedRule, rule_action
+from hmarl_rllib.rl.actions import ActionCodec, codecs
+from hmarl_rllib.rl.env import agent_ids, agent_type, obs_sizes, observation_units
+from hmarl_rllib.rl.scripted import ScriptedRule, rule_action
 
 SCRIPTED_TYPES = ("warehouse", "supplier")
 STORE_MODULE = "store_policy"  # the PPO module shared by every store agent
@@ -41,7 +41,7 @@ class HeuristicModule(RLModule):
     """
 
     def setup(self):
-        self.rule = ScriptedRule(self.model_config)  # the numpy rule (also run by hmarl_rllib.deploy)
+        self.rule = ScriptedRule(self.model_config)  # the numpy rule (also run by hmarl_rllib.serving.deploy)
         self.codec, self.rule_action = self.rule.codec, self.rule.rule_action
 
     def actions_for(self, obs: np.ndarray) -> np.ndarray:

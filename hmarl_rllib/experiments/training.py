@@ -8,7 +8,7 @@ The path, top to bottom:
    follow (and that the learned stores are compared with);
 3. :func:`build_algo_config` turns scenario + settings into the one :class:`PPOConfig`:
    a shared PPO module ``store_policy`` for every store agent, scripted
-   :class:`~hmarl_rllib.policies.modules.HeuristicModule` s for the warehouse and the supplier
+   :class:`~hmarl_rllib.rl.modules.HeuristicModule` s for the warehouse and the supplier
    (``learn: [stores, warehouse, supplier]`` gives the warehouse and the supplier their own PPO
    modules ``warehouse_policy`` / ``supplier_policy``; ``phase2: true`` = the warehouse learns);
 4. :func:`train` runs it with ``tune.Tuner`` (checkpoints, evaluation, ``progress.csv``,
@@ -38,17 +38,17 @@ from pydantic import (BaseModel, ConfigDict, Field, PlainSerializer, PlainValida
                       ValidationError)
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
-from hmarl_rllib.config import Scenario, format_validation_error
-from hmarl_rllib.env import ENV_NAME, agent_type
 from hmarl_rllib.errors import ConfigError, InputError
-from hmarl_rllib.policies.actions import codecs
-from hmarl_rllib.policies.modules import (LEARNED_MODULES, SCRIPTED_TYPES, STORE_MODULE, WarmStartPPOModule,
-                                         module_for_agent, scripted_module_specs, warm_start_action)
 from hmarl_rllib.policies.spec import NAME_FORM, RuleSpec
+from hmarl_rllib.rl.actions import codecs
+from hmarl_rllib.rl.env import ENV_NAME, agent_type
+from hmarl_rllib.rl.modules import (LEARNED_MODULES, SCRIPTED_TYPES, STORE_MODULE, WarmStartPPOModule,
+                                    module_for_agent, scripted_module_specs, warm_start_action)
+from hmarl_rllib.sim.config import Scenario, format_validation_error
 
 EVAL_METRIC = "eval_chain_cost"
 RUN_FILE = "hmarl_run.yaml"  # the scenario and baseline of a run, beside its trials
-# training key -> PPOConfig.training() argument (hmarl_rllib.search samples the same keys)
+# training key -> PPOConfig.training() argument (hmarl_rllib.experiments.search samples the same keys)
 PPO_KEYS = {"lr": "lr", "gamma": "gamma", "lambda": "lambda_", "clip": "clip_param", "vf_clip": "vf_clip_param",
             "entropy": "entropy_coeff", "grad_clip": "grad_clip", "epochs": "num_epochs",
             "minibatch": "minibatch_size", "train_batch": "train_batch_size_per_learner"}
@@ -174,7 +174,7 @@ class TrainingSettings(BaseModel):
     stop_timesteps: PositiveInt | None = None
     time_budget_s: PositiveFloat | None = None
     seed: int | None = None
-    search: dict | None = None  # the hyperparameter search of `hmarl tune` (hmarl_rllib.search)
+    search: dict | None = None  # the hyperparameter search of `hmarl tune` (hmarl_rllib.experiments.search)
 
     @property
     def learners(self) -> tuple[str, ...]:
@@ -258,10 +258,10 @@ def build_algo_config(scenario: Scenario, settings: TrainingSettings | None = No
     from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-    from hmarl_rllib import env as hmarl_env
-    from hmarl_rllib.learner import FastPPOTorchLearner
-    from hmarl_rllib.runner import FastMultiAgentEnvRunner
-    from hmarl_rllib.simulate import validation_seeds
+    from hmarl_rllib.rl import env as hmarl_env
+    from hmarl_rllib.rl.learner import FastPPOTorchLearner
+    from hmarl_rllib.rl.runner import FastMultiAgentEnvRunner
+    from hmarl_rllib.sim.simulate import validation_seeds
 
     s = training_settings(scenario, **overrides) if settings is None else \
         with_overrides(settings, f"{scenario.source_path or 'config'} (override)", **overrides)
@@ -320,7 +320,7 @@ def batched_validation(algorithm, eval_env_runner_group):
     """The evaluation of every ``evaluation_interval``-th iteration (RLlib's
     ``custom_evaluation_function``): the current modules, greedy, on the first
     ``evaluation_duration`` validation seeds, all episodes at once on the batched twin
-    (:func:`hmarl_rllib.evaluation.greedy_orders` + :func:`hmarl_rllib.simulate.evaluate`,
+    (:func:`hmarl_rllib.experiments.evaluation.greedy_orders` + :func:`hmarl_rllib.sim.simulate.evaluate`,
     the path `hmarl evaluate` scores held-out seeds on). Same observations, actions, warm-up
     and costs as playing the env one episode after another (a test checks the two agree),
     without the driver stepping RLlib's env loop day by day: 60 episodes of 60 days took
@@ -328,10 +328,10 @@ def batched_validation(algorithm, eval_env_runner_group):
     per evaluation episode, under ``evaluation/env_runners/``."""
     from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, EVALUATION_RESULTS
 
-    from hmarl_rllib import reconciliation, simulate
-    from hmarl_rllib.config import parse_config
-    from hmarl_rllib.evaluation import TrainedPolicy, agent_module_map, greedy_orders
+    from hmarl_rllib.experiments.evaluation import TrainedPolicy, agent_module_map, greedy_orders
     from hmarl_rllib.policies.tuning import policy_from_dict
+    from hmarl_rllib.sim import reconciliation, simulate
+    from hmarl_rllib.sim.config import parse_config
 
     cfg = algorithm.config
     env_cfg = dict(cfg.env_config)
@@ -434,7 +434,7 @@ def number_sub_envs(vector_env, worker_index: int) -> None:
     """Give each HMARLEnv of an env runner's vector env its own seed stream: RLlib 2.60 builds
     every sub-env of a multi-agent vector env from one EnvContext (vector_index 0 for all), so
     without this they would cycle the same ``episode_seeds`` and, seeded alike, draw alike."""
-    from hmarl_rllib.env import HMARLEnv
+    from hmarl_rllib.rl.env import HMARLEnv
 
     for i, sub in enumerate(getattr(vector_env, "envs", None) or []):
         env = getattr(sub, "unwrapped", sub)
@@ -688,7 +688,7 @@ def train(scenario: Scenario, name: str, *, storage: str | None = None, resume: 
     baseline = baseline_policy(scenario, settings, progress)
     config = build_algo_config(scenario, settings, baseline=baseline, stop=settings.stop())
     started = init_ray()
-    from hmarl_rllib import env as hmarl_env
+    from hmarl_rllib.rl import env as hmarl_env
 
     hmarl_env.register()
     if resume:

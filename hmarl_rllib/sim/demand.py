@@ -4,7 +4,7 @@ Every replica (independent episode) draws its whole demand path at reset from it
 so a seed names one demand trace whatever batch it is simulated in: policies compared on the
 same seeds see exactly the same customers.
 
-Models (per store and SKU, see :class:`hmarl_rllib.config.DemandModel`): Poisson, normal
+Models (per store and SKU, see :class:`hmarl_rllib.sim.config.DemandModel`): Poisson, normal
 (rounded, floored at 0), negative binomial (variance μ + μ²/r), with multiplicative weekly and
 yearly seasonality, a linear trend and promotions / shocks. A demand file (CSV or Parquet with
 columns ``date, store, sku, demand``) replaces the models: each replica plays a window of the
@@ -22,7 +22,7 @@ from hmarl_rllib.errors import DemandFileError
 
 DEMAND_COLUMNS = ("date", "store", "sku", "demand")
 
-# The seed ranges (documented in hmarl_rllib.simulate, which uses them): a demand file split by
+# The seed ranges (documented in hmarl_rllib.sim.simulate, which uses them): a demand file split by
 # date (``demand_split``) gives each range its own part of the file.
 TUNE_SEED_BASE = 1_000_000  # baseline tuning: below VALIDATION_SEED_BASE, like RL training
 VALIDATION_SEED_BASE = 1_500_000  # the evaluations that choose the checkpoint

@@ -17,11 +17,11 @@ The search is described in the scenario YAML under ``training.search``
           entropy: {choice: [0.0, 0.01]}
           team_weight: {grid: [0.0, 0.5]}
 
-``space`` keys are the PPO settings of :class:`~hmarl_rllib.training.TrainingSettings`
+``space`` keys are the PPO settings of :class:`~hmarl_rllib.experiments.training.TrainingSettings`
 (``lr gamma lambda clip vf_clip entropy grad_clip epochs minibatch train_batch``) and
 ``team_weight`` (the reward's local/team mix, ``reward.team_weight``). Distributions:
 ``choice``, ``grid``, ``uniform [lo, hi]``, ``loguniform [lo, hi]``, ``randint [lo, hi)``.
-Each trial is one :func:`~hmarl_rllib.training.build_algo_config` with sampled values; an
+Each trial is one :func:`~hmarl_rllib.experiments.training.build_algo_config` with sampled values; an
 ASHA scheduler stops the worse trials early on the evaluation chain cost.
 
 ``tune-report DIR`` reads the results back (Tune's ``ExperimentAnalysis``), prints one row per
@@ -35,9 +35,9 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
 
-from hmarl_rllib.config import Scenario, format_validation_error, parse_config
 from hmarl_rllib.errors import ConfigError, InputError
-from hmarl_rllib.training import EVAL_METRIC, PPO_KEYS, training_settings
+from hmarl_rllib.experiments.training import EVAL_METRIC, PPO_KEYS, training_settings
+from hmarl_rllib.sim.config import Scenario, format_validation_error, parse_config
 
 SEARCH_FILE = "hmarl_search.yaml"  # the search space, beside the trials
 DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint")
@@ -114,7 +114,7 @@ def run_search(scenario: Scenario, name: str | None = None, storage: str | None 
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.tune.schedulers import ASHAScheduler
 
-    from hmarl_rllib import training
+    from hmarl_rllib.experiments import training
 
     settings = training_settings(scenario)
     ss = search_settings(scenario)

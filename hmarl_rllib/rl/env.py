@@ -10,16 +10,15 @@ import gymnasium as gym
 import numpy as np
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
-from hmarl_rllib import reconciliation
-from hmarl_rllib.config import Scenario, load_config, parse_config
-from hmarl_rllib.observe import (HISTORY, MU_FLOOR, OBS_BOUND, OBS_LINEAR, SCALE_DAYS, ObservationBuilder,  # noqa: F401
-                                 _extra, _squash_inplace, agent_ids, agent_type, obs_sizes, observation_units, squash,
-                                 unsquash)
-from hmarl_rllib.policies.actions import codecs, decode_orders
 from hmarl_rllib.policies.heuristics import ChainPolicy, rule_based_policy
-from hmarl_rllib.simulate import TUNE_SEED_BASE
-from hmarl_rllib.twin import SupplyChainTwin
-from hmarl_rllib.twin.network import F
+from hmarl_rllib.rl.actions import codecs, decode_orders
+from hmarl_rllib.rl.observe import (HISTORY, MU_FLOOR, OBS_BOUND, OBS_LINEAR, SCALE_DAYS,  # noqa: F401
+                                    ObservationBuilder, _extra, _squash_inplace, agent_ids, agent_type, obs_sizes,
+                                    observation_units, squash, unsquash)
+from hmarl_rllib.sim import SupplyChainTwin, reconciliation
+from hmarl_rllib.sim.config import Scenario, load_config, parse_config
+from hmarl_rllib.sim.network import F
+from hmarl_rllib.sim.simulate import TUNE_SEED_BASE
 
 ENV_NAME = "hmarl"
 ENV_VERSION = 2
@@ -41,7 +40,7 @@ class HMARLEnv(MultiAgentEnv):
     """Supplier → warehouse → N stores, one agent per store (per SKU), a warehouse and a supplier.
 
     **Description.** Each step is one day of the digital twin (timing convention in
-    :mod:`hmarl_rllib.twin.network`): the agents' actions are the orders placed at the start of
+    :mod:`hmarl_rllib.sim.network`): the agents' actions are the orders placed at the start of
     the day; then the supplier produces and ships, the warehouse allocates, stores receive and
     serve demand, and costs are charged. With several SKUs every agent id gets ``:<sku>``.
 
@@ -51,7 +50,7 @@ class HMARLEnv(MultiAgentEnv):
     Other modes: ``order_up_to`` (order up to ``values[a]`` × mean daily demand μ),
     ``base_stock_correction`` (tuned base-stock order + ``values[a]`` × μ) and
     ``baseline_correction`` (the baseline rule's order + ``values[a]`` × μ); see
-    :mod:`hmarl_rllib.policies.actions`.
+    :mod:`hmarl_rllib.rl.actions`.
 
     **Observation space** (Box(−10, 10), float32). μ is the mean daily demand the agent faces
     (its own store's; the sum over stores μ_w for the warehouse and the supplier, and for the
@@ -95,7 +94,7 @@ class HMARLEnv(MultiAgentEnv):
     the last 7 days, calendar (4). Supplier: 3 own inventory position, 4 warehouse inventory
     position, 5 share of the episode to go, production completing in 1..L_p days, calendar (4).
 
-    **Rewards** (per agent, per day, :func:`hmarl_rllib.reconciliation.rewards`):
+    **Rewards** (per agent, per day, :func:`hmarl_rllib.sim.reconciliation.rewards`):
     ``−cost_scale · [(1 − team_weight)·own cost + team_weight·chain cost / n_agents]``; own
     cost = holding + stockout penalty + backorder + ordering cost of the agent's node and SKU.
 
@@ -223,7 +222,7 @@ class ChainDynamics:
     compute rewards, build observations, and the episode's KPIs at the end.
 
     :class:`HMARLEnv` is this with B = 1 behind RLlib's dict API; the batched sampler of
-    :mod:`hmarl_rllib.runner` uses it with one replica per episode.
+    :mod:`hmarl_rllib.rl.runner` uses it with one replica per episode.
     """
 
     def __init__(self, scenario: Scenario, baseline: ChainPolicy):

@@ -1,6 +1,6 @@
 """What each agent observes: the observation layout, its scaling and squash, for a whole batch
 of twin replicas at once (:class:`ObservationBuilder`). The layout is documented in
-:class:`hmarl_rllib.env.HMARLEnv`; ``hmarl export``'s manifest names every field.
+:class:`hmarl_rllib.rl.env.HMARLEnv`; ``hmarl export``'s manifest names every field.
 
 numpy only: no RL imports, so that a runtime without Ray or torch (``hmarl recommend``,
 ``hmarl serve``) observes exactly as training did.
@@ -93,7 +93,7 @@ class ObservationBuilder:
     """
 
     def __init__(self, scenario):
-        from hmarl_rllib.twin.demand import mean_path
+        from hmarl_rllib.sim.demand import mean_path
 
         sc = self.scenario = scenario
         self.sizes = obs_sizes(sc)

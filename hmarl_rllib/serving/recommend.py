@@ -1,8 +1,8 @@
 """``hmarl recommend``: tomorrow's orders from today's stock, with an exported policy.
 
-The state file (:mod:`hmarl_rllib.twin.state` documents its columns) is rebuilt into the twin's
-state on that day, observed exactly as in training (:class:`~hmarl_rllib.observe.ObservationBuilder`),
-acted on by the export's modules (:mod:`hmarl_rllib.deploy`: ONNX for learned ones, the numpy
+The state file (:mod:`hmarl_rllib.sim.state` documents its columns) is rebuilt into the twin's
+state on that day, observed exactly as in training (:class:`~hmarl_rllib.rl.observe.ObservationBuilder`),
+acted on by the export's modules (:mod:`hmarl_rllib.serving.deploy`: ONNX for learned ones, the numpy
 rule for scripted ones), decoded into units as the env decodes actions, and cut to the room
 under each node's capacity as the twin places orders. Beside each order: the tuned rule's own
 order for the same state (the export's ``rules.yaml``).
@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from hmarl_rllib.deploy import RULES_FILE, SCENARIO_FILE, ExportError, ExportedPolicy
 from hmarl_rllib.errors import InputError
-from hmarl_rllib.observe import ObservationBuilder, agent_ids
-from hmarl_rllib.twin import SupplyChainTwin
-from hmarl_rllib.twin.state import ParsedState, parse_state, read_state, twin_from_states
+from hmarl_rllib.rl.observe import ObservationBuilder, agent_ids
+from hmarl_rllib.serving.deploy import RULES_FILE, SCENARIO_FILE, ExportError, ExportedPolicy
+from hmarl_rllib.sim import SupplyChainTwin
+from hmarl_rllib.sim.state import ParsedState, parse_state, read_state, twin_from_states
 
 ORDER_COLUMNS = ["node", "sku", "agent", "module", "learned", "position", "order", "rule_order"]
 
@@ -30,9 +30,9 @@ class Recommender:
     """An export folder, ready to turn state tables into orders."""
 
     def __init__(self, folder):
-        from hmarl_rllib.config import parse_config
-        from hmarl_rllib.policies.actions import codecs
         from hmarl_rllib.policies.tuning import policy_from_dict
+        from hmarl_rllib.rl.actions import codecs
+        from hmarl_rllib.sim.config import parse_config
 
         self.policy = ExportedPolicy(folder)
         folder = self.policy.folder
@@ -75,7 +75,7 @@ class Recommender:
 
     def prepare(self, state, source: str = "--state") -> ParsedState:
         """A validated state (a DataFrame or ``{column: values}``); a malformed one raises
-        :class:`~hmarl_rllib.twin.state.StateFileError`."""
+        :class:`~hmarl_rllib.sim.state.StateFileError`."""
         return parse_state(self.scenario, state, source, self._layout)
 
     def records(self, states: list[ParsedState]) -> list[list[dict]]:
@@ -91,7 +91,7 @@ class Recommender:
         return out
 
     def _day_records(self, states: list[ParsedState]) -> list[list[dict]]:
-        from hmarl_rllib.policies.actions import decode_orders
+        from hmarl_rllib.rl.actions import decode_orders
 
         sc, pol = self.scenario, self.policy
         tw, last_store, last_wh = twin_from_states(sc, states)

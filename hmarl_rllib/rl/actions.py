@@ -1,6 +1,6 @@
 """What a discrete action means: decoding action indices into orders (and back).
 
-Modes (per agent type, ``actions:`` in the scenario; see :class:`hmarl_rllib.config.ActionSet`):
+Modes (per agent type, ``actions:`` in the scenario; see :class:`hmarl_rllib.sim.config.ActionSet`):
 
 - ``quantities``: order ``values[a]`` units;
 - ``order_up_to``: order ``max(0, values[a]·μ − IP)``: up to a multiple of the mean daily demand μ;
@@ -145,3 +145,11 @@ def random_orders(scenario, twin, rng, c: dict[str, ActionCodec]):
     B, N, K = twin.batch, twin.n_stores, twin.n_skus
     return decode_orders(c, twin, rng.integers(0, c["store"].n, (B, N, K)), rng.integers(0, c["warehouse"].n, (B, K)),
                          rng.integers(0, c["supplier"].n, (B, K)))
+
+
+def random_policy(scenario, seed: int = 0):
+    """Uniformly random actions from each agent type's action set (the scenario's ``actions``),
+    as an order function for :func:`hmarl_rllib.sim.simulate.evaluate`."""
+    rng = np.random.default_rng(seed)
+    c = codecs(scenario)
+    return lambda twin: random_orders(scenario, twin, rng, c)

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hmarl_rllib.reconciliation import paired_difference
-from hmarl_rllib.twin.network import F
+from hmarl_rllib.sim.network import F
+from hmarl_rllib.sim.reconciliation import paired_difference
 
 REPORT = "report.html"
 COMPONENTS = (("holding_cost_mean", "holding"), ("stockout_cost_mean", "stockout"), ("ordering_cost_mean", "ordering"))
@@ -91,7 +91,7 @@ def _breakdown(d: ReportData) -> str:
 def _paths(d: ReportData) -> str:
     from matplotlib.figure import Figure
 
-    from hmarl_rllib.simulate import scored_ledger
+    from hmarl_rllib.sim.simulate import scored_ledger
 
     shown = [n for n in dict.fromkeys(["learned", d.best_rule]) if n in d.paths]
     twin0 = d.paths[shown[0]]
@@ -156,7 +156,7 @@ def _paired(d: ReportData) -> tuple[str, dict]:
 def _curve(d: ReportData) -> str:
     from matplotlib.figure import Figure
 
-    from hmarl_rllib.plots import ITERATION, STEPS
+    from hmarl_rllib.experiments.plots import ITERATION, STEPS
 
     df = d.curve.progress
     x = STEPS if STEPS in df else ITERATION

@@ -4,7 +4,7 @@
 at a time through dicts, connectors and per-agent episode bookkeeping: about 1 ms per env step
 on top of the simulation. The twin simulates a whole batch of replicas in one numpy call, so
 :meth:`FastMultiAgentEnvRunner._sample` plays one replica per episode in a
-:class:`~hmarl_rllib.env.ChainDynamics` (the env's own dynamics, batched), runs each RLModule's
+:class:`~hmarl_rllib.rl.env.ChainDynamics` (the env's own dynamics, batched), runs each RLModule's
 ``forward_exploration`` once per day on every agent's observation that it acts for, samples
 actions as RLlib's ``GetActions`` connector does, and builds finished
 :class:`MultiAgentEpisode` s from the arrays at the end: the same observations, actions,
@@ -43,16 +43,16 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
 from ray.rllib.env.multi_agent_episode import MultiAgentEpisode
 from ray.rllib.utils.metrics import (
-    NUM_AGENT_STEPS_SAMPLED,
-    NUM_AGENT_STEPS_SAMPLED_LIFETIME,
-    NUM_ENV_STEPS_SAMPLED,
-    NUM_ENV_STEPS_SAMPLED_LIFETIME,
-    NUM_EPISODES,
-    NUM_EPISODES_LIFETIME,
-    NUM_MODULE_STEPS_SAMPLED,
-    NUM_MODULE_STEPS_SAMPLED_LIFETIME,
-    WEIGHTS_SEQ_NO,
-)
+                                     NUM_AGENT_STEPS_SAMPLED,
+                                     NUM_AGENT_STEPS_SAMPLED_LIFETIME,
+                                     NUM_ENV_STEPS_SAMPLED,
+                                     NUM_ENV_STEPS_SAMPLED_LIFETIME,
+                                     NUM_EPISODES,
+                                     NUM_EPISODES_LIFETIME,
+                                     NUM_MODULE_STEPS_SAMPLED,
+                                     NUM_MODULE_STEPS_SAMPLED_LIFETIME,
+                                     WEIGHTS_SEQ_NO,
+                                     )
 
 
 class FastMultiAgentEnvRunner(MultiAgentEnvRunner):
@@ -102,7 +102,7 @@ class FastMultiAgentEnvRunner(MultiAgentEnvRunner):
 
     def make_env(self):
         """As RLlib's, but the vector env hands out the sub-envs' observations without a deep
-        copy: :class:`~hmarl_rllib.env.HMARLEnv` builds fresh arrays every step."""
+        copy: :class:`~hmarl_rllib.rl.env.HMARLEnv` builds fresh arrays every step."""
         super().make_env()
         if hasattr(self.env, "copy"):
             self.env.copy = False
@@ -122,11 +122,11 @@ class FastMultiAgentEnvRunner(MultiAgentEnvRunner):
 
 
 class _BatchedSampler:
-    """Plays B episodes at once on :class:`~hmarl_rllib.env.ChainDynamics` for one env runner."""
+    """Plays B episodes at once on :class:`~hmarl_rllib.rl.env.ChainDynamics` for one env runner."""
 
     @classmethod
     def for_runner(cls, runner):
-        from hmarl_rllib.env import HMARLEnv
+        from hmarl_rllib.rl.env import HMARLEnv
 
         env = runner.env.envs[0].unwrapped if runner.env is not None and hasattr(runner.env, "envs") else None
         if not isinstance(env, HMARLEnv) or env.episode_seeds or runner.config.count_steps_by != "env_steps":
@@ -164,7 +164,7 @@ class _BatchedSampler:
         return ", ".join(found)
 
     def __init__(self, env, runner):
-        from hmarl_rllib.env import ChainDynamics
+        from hmarl_rllib.rl.env import ChainDynamics
 
         self.chain = ChainDynamics(env.scenario, env.baseline)
         self.N, self.K = env.N, env.K
@@ -201,7 +201,7 @@ class _BatchedSampler:
             return actions.numpy().astype(np.int64), dist.logp(actions).numpy(), logits.numpy()
 
     def sample(self, runner, n_episodes: int) -> list:
-        from hmarl_rllib.simulate import TUNE_SEED_BASE
+        from hmarl_rllib.sim.simulate import TUNE_SEED_BASE
 
         chain, N, K, T = self.chain, self.N, self.K, self.episode_steps
         B = n_episodes

@@ -19,18 +19,18 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    NonNegativeFloat,
-    NonNegativeInt,
-    PositiveFloat,
-    PositiveInt,
-    ValidationError,
-    field_validator,
-    model_serializer,
-    model_validator,
-)
+                      BaseModel,
+                      ConfigDict,
+                      Field,
+                      NonNegativeFloat,
+                      NonNegativeInt,
+                      PositiveFloat,
+                      PositiveInt,
+                      ValidationError,
+                      field_validator,
+                      model_serializer,
+                      model_validator,
+                      )
 
 from hmarl_rllib.errors import ConfigError
 
@@ -228,7 +228,7 @@ class RuleBased(_Strict):
 
 class Observations(_Strict):
     """``walkthrough``: store 7, warehouse 6, supplier 3 floats. ``rich``: adds pipeline,
-    recent-demand and calendar features (see :class:`hmarl_rllib.env.HMARLEnv`)."""
+    recent-demand and calendar features (see :class:`hmarl_rllib.rl.env.HMARLEnv`)."""
 
     mode: Literal["walkthrough", "rich"] = "walkthrough"
     # stock is observed in units of stock_days days of mean demand (before the squash into
@@ -287,7 +287,7 @@ class Scenario(_Strict):
     shortage: Literal["lost_sales", "backorder"] = "lost_sales"
     # unfilled internal orders (store orders the warehouse cannot fill, warehouse orders the
     # supplier cannot fill): ``cancel`` (dropped) or ``backorder`` (they wait and ship first as
-    # soon as stock allows); see hmarl_rllib/twin/network.py
+    # soon as stock allows); see hmarl_rllib/sim/network.py
     internal_shortage: Literal["cancel", "backorder"] = "cancel"
     skus: Annotated[list[SKU], Field(min_length=1)] = [SKU()]
     stores: StoreGroup | Annotated[list[Store], Field(min_length=1)] = StoreGroup()
@@ -384,7 +384,7 @@ class Scenario(_Strict):
 
     def mean_demand(self) -> np.ndarray:
         """Mean daily demand per store and SKU over the episode's mean path, shape (N, K)."""
-        from hmarl_rllib.twin.demand import mean_path
+        from hmarl_rllib.sim.demand import mean_path
 
         return mean_path(self, self.warmup_days + self.episode_length).mean(axis=0)
 

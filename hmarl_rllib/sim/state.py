@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from hmarl_rllib.errors import InputError
-from hmarl_rllib.twin.network import F, SupplyChainTwin
+from hmarl_rllib.sim.network import F, SupplyChainTwin
 
 HISTORY_DAYS = 7  # the demand history a state carries (the observations' HISTORY)
 UPSTREAM = ("warehouse", "supplier")

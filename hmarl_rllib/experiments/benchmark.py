@@ -2,9 +2,9 @@
 
 Every policy (the learned one played greedily; the baselines base-stock, (s, S), echelon
 base-stock and echelon (s, S), each tuned on tuning seeds) runs
-through the same batched twin code path (:func:`hmarl_rllib.simulate.evaluate`) on the same
+through the same batched twin code path (:func:`hmarl_rllib.sim.simulate.evaluate`) on the same
 evaluation seeds, which are disjoint from training seeds and from baseline-tuning seeds. The
-perfect-information bound (:mod:`hmarl_rllib.bound`) is solved on the first
+perfect-information bound (:mod:`hmarl_rllib.experiments.bound`) is solved on the first
 ``bound_episodes`` of those traces (a MILP per trace takes seconds), and the gap is measured on
 exactly those traces.
 
@@ -28,16 +28,16 @@ Rows that are **references**, not baselines (the baselines are the static classi
 from __future__ import annotations
 
 import os
-import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from hmarl_rllib import reconciliation, report, simulate
+from hmarl_rllib.experiments import report
 from hmarl_rllib.policies.spec import RuleSpec
-from hmarl_rllib.reconciliation import paired_difference
-from hmarl_rllib.twin.demand import scored_dates
+from hmarl_rllib.sim import reconciliation, simulate
+from hmarl_rllib.sim.demand import scored_dates
+from hmarl_rllib.sim.reconciliation import paired_difference
 
 # the baselines: base_stock, s_S, echelon_base_stock, echelon_s_S (rows labelled by the specs' names)
 BASELINE_RULES = tuple(RuleSpec(rule=r, positions=p) for p in ("installation", "echelon")
@@ -53,36 +53,24 @@ SEASONAL = tuple(r.name for r in SEASONAL_RULES)
 def _bound_chunk(args):
     scenario, seeds, time_limit = args
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from hmarl_rllib.bound import perfect_information_bound
+    from hmarl_rllib.experiments.bound import perfect_information_bound
 
     return perfect_information_bound(scenario, seeds, time_limit=time_limit, with_status=True)
 
 
 def has_season(scenario) -> bool:
     """True when the demand model's mean changes over the episode (a seasonal rule differs)."""
-    from hmarl_rllib.twin.demand import mean_path
+    from hmarl_rllib.sim.demand import mean_path
 
     mp = mean_path(scenario, scenario.warmup_days + scenario.episode_length)
     return bool(np.ptp(mp, axis=0).max() > 1e-9 * max(1.0, float(mp.max())))
-
-
-def exact_optimum(scenario, progress=None) -> dict | None:
-    """The exact optimum (:mod:`hmarl_rllib.policies.optimum`) when the scenario is a one-store
-    problem the solver handles, else None (with the reason under ``"why"``)."""
-    from hmarl_rllib.errors import ConfigError
-    from hmarl_rllib.policies.optimum import optimum_for_scenario
-
-    try:
-        return optimum_for_scenario(scenario, progress=progress)
-    except ConfigError as err:
-        return {"cost": None, "why": str(err)}
 
 
 def bound_costs(scenario, seeds, workers: int = 2, time_limit: float = 20.0, progress=None):
     """Perfect-information bound per seed, solved in ``workers`` processes: (bounds, optimal)."""
     seeds = np.asarray(seeds)
     if workers <= 1 or len(seeds) < 4:
-        from hmarl_rllib.bound import perfect_information_bound
+        from hmarl_rllib.experiments.bound import perfect_information_bound
 
         return perfect_information_bound(scenario, seeds, time_limit=time_limit, progress=progress,
                                          with_status=True)
@@ -102,8 +90,9 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
                   bound_episodes: int = 50, workers: int = 2, bound_time_limit: float = 20.0,
                   progress=None, out=None) -> dict:
     """Evaluate everything on the same held-out seeds; see the module docstring. ``out``: a
-    folder for ``report.html`` (:mod:`hmarl_rllib.html_report`), its path under ``"report"``."""
+    folder for ``report.html`` (:mod:`hmarl_rllib.experiments.html_report`), its path under ``"report"``."""
     seeds = simulate.eval_seeds(episodes, seed)
+    from hmarl_rllib.policies.optimum import exact_optimum
     from hmarl_rllib.policies.tuning import tuned_policy
 
     costs, summaries, twins, rule_of = {}, {}, {}, {}
@@ -115,7 +104,7 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
             twins[name] = twin
 
     if checkpoint is not None:
-        from hmarl_rllib.evaluation import greedy_orders, load_trained
+        from hmarl_rllib.experiments.evaluation import greedy_orders, load_trained
 
         trained = load_trained(checkpoint, scenario)
         scenario = trained.scenario
@@ -227,8 +216,8 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
 
 def _report(out, result, summaries, costs, twins, trained, rule_of):
     """``out/report.html`` of a benchmark: the learned policy (if any) and every rule row."""
-    from hmarl_rllib.evaluation import training_curve
-    from hmarl_rllib.html_report import ReportData, write_report
+    from hmarl_rllib.experiments.evaluation import training_curve
+    from hmarl_rllib.experiments.html_report import ReportData, write_report
 
     best_rule = result["best_rule"]
     facts = [f"scenario {result['scenario']}: {result['episodes']} held-out episodes,"
@@ -319,56 +308,3 @@ def format_benchmark(result: dict) -> str:
                      f" [{lo:+,.2f}, {hi:+,.2f}] ({100 * d['relative']:+.2f}%;"
                      f" {'significant' if d['significant'] else 'not significant'} at 95%)")
     return "\n".join(lines)
-
-
-# ------------------------------------------------------------------------- training speed
-def bench_train(scenario, seconds: float = 120.0, storage: str | None = None, num_env_runners=None,
-                envs_per_runner=None, progress=None) -> dict:
-    """Train for a fixed wall time (the config's ``training:`` settings) and report throughput.
-
-    ``env_steps_per_s`` / ``agent_steps_per_s``: sampled steps over the training wall time
-    (Tune's ``time_total_s``, so Ray start-up is excluded); ``first_below_baseline_s``: the
-    training time of the first evaluation whose chain cost (on the run's fixed validation
-    seeds, disjoint from the held-out ones) was below the best tuned baseline's cost on the
-    same seeds (None if never).
-    """
-    import tempfile
-    from pathlib import Path
-
-    import pandas as pd
-
-    from hmarl_rllib.policies.tuning import tuned_policy
-    from hmarl_rllib.training import train, training_settings
-
-    settings = training_settings(scenario)
-    root = storage or tempfile.mkdtemp(prefix="hmarl_bench_train_")
-    res = train(scenario, name="bench_train", storage=root, time_budget_s=seconds,
-                num_env_runners=num_env_runners, envs_per_runner=envs_per_runner, progress=progress,
-                iteration_stream=sys.stderr)  # stdout carries the result only
-    df = pd.read_csv(Path(res.trial_dir) / "progress.csv")
-    last = df.iloc[-1]
-    wall = float(last["time_total_s"])
-    env_steps = float(last["env_runners/num_env_steps_sampled_lifetime"])
-    agent_cols = [c for c in df.columns if c.startswith("env_runners/num_agent_steps_sampled_lifetime/")]
-    agent_steps = float(last[agent_cols].sum()) if agent_cols else float("nan")
-    seeds = simulate.validation_seeds(settings.evaluation_episodes)
-    base = {k: float(simulate.chain_cost(scenario, tuned_policy(scenario, spec).orders, seeds).mean())
-            for k, spec in zip(POLICIES, BASELINE_RULES)}
-    best_kind = min(base, key=base.get)
-    evals = df[["time_total_s", "eval_chain_cost"]].dropna()
-    below = evals[evals["eval_chain_cost"] < base[best_kind]]
-    return {
-        "scenario": scenario.name,
-        "env_steps_per_s": env_steps / wall,
-        "agent_steps_per_s": agent_steps / wall,
-        "iterations": int(last["training_iteration"]),
-        "wall_s": wall,
-        "env_steps": int(env_steps),
-        "best_eval_cost": float(evals["eval_chain_cost"].min()) if len(evals) else None,
-        "best_baseline": best_kind,
-        "best_baseline_cost": base[best_kind],
-        "first_below_baseline_s": float(below["time_total_s"].iloc[0]) if len(below) else None,
-        "num_env_runners": settings.num_env_runners if num_env_runners is None else num_env_runners,
-        "envs_per_runner": settings.envs_per_runner if envs_per_runner is None else envs_per_runner,
-        "storage": str(res.experiment),
-    }

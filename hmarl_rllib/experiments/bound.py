@@ -30,7 +30,7 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-from hmarl_rllib.twin import SupplyChainTwin
+from hmarl_rllib.sim import SupplyChainTwin
 
 
 @contextlib.contextmanager

@@ -1,8 +1,10 @@
 """Run the twin with a policy over a batch of seeds (one replica per seed) and reconcile.
 
-This is the one code path through which every policy is evaluated: classic baselines, the
-random policy and learned policies (via :class:`hmarl_rllib.evaluation` adapters) all produce
-orders from the twin's state day by day, on the same demand for the same seeds.
+This is the one code path through which every policy is evaluated: a policy is an order function
+(:data:`OrderFn`, the twin's state -> orders), so classic baselines, the random policy
+(:func:`hmarl_rllib.rl.actions.random_policy`) and learned policies (via
+:mod:`hmarl_rllib.experiments.evaluation` adapters) all produce orders from the twin's state day by
+day, on the same demand for the same seeds. Nothing here imports a policy (this is the ``sim`` layer).
 
 Seed ranges (disjoint, so that nothing is tuned or trained on evaluation demand):
 
@@ -19,11 +21,10 @@ from typing import Callable
 
 import numpy as np
 
-from hmarl_rllib import reconciliation
 from hmarl_rllib.errors import InputError
-from hmarl_rllib.twin import SupplyChainTwin
-from hmarl_rllib.twin.network import F
-from hmarl_rllib.twin.demand import EVAL_SEED_BASE, TUNE_SEED_BASE, VALIDATION_SEED_BASE  # noqa: F401 (defined there)
+from hmarl_rllib.sim import SupplyChainTwin, reconciliation
+from hmarl_rllib.sim.demand import EVAL_SEED_BASE, TUNE_SEED_BASE, VALIDATION_SEED_BASE  # noqa: F401 (defined there)
+from hmarl_rllib.sim.network import F
 
 MAX_SEED = 2**63 - 1  # demand seeds are int64
 
@@ -125,12 +126,3 @@ def candidate_costs(scenario, policy_for, n_candidates: int, seeds, budget: int 
         c = cand[i:i + per]
         np.add.at(total, c, chain_cost(scenario, policy_for(c), reps[i:i + per]))
     return total / len(seeds)
-
-
-def random_policy(scenario, seed: int = 0) -> OrderFn:
-    """Uniformly random actions from each agent type's action set (the scenario's ``actions``)."""
-    from hmarl_rllib.policies.actions import codecs, random_orders
-
-    rng = np.random.default_rng(seed)
-    c = codecs(scenario)
-    return lambda twin: random_orders(scenario, twin, rng, c)

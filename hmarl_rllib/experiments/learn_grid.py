@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository (configs/ beside the package)
 GRID = [(L, p) for p in (4.0, 9.0, 19.0) for L in (1, 2, 3, 4)]
 CRITERIA = ("finite", "average")
 TRAIN_WARMUP = 20  # average criterion: days of the tuned base-stock before each training episode
@@ -51,7 +51,7 @@ def cell_scenario(base, lead_time: int, penalty: float, criterion: str = "finite
     ``order_up_to`` levels 0..⌈(L+1)μ + 5√((L+1)μ) + μ⌉ in whole units, or ``quantities``
     0..⌈3μ + 5⌉. ``criterion="average"``: ``horizon: infinite`` and :data:`TRAIN_WARMUP`
     warm-up days (name suffix ``_avg``)."""
-    from hmarl_rllib.config import parse_config
+    from hmarl_rllib.sim.config import parse_config
 
     data = base.model_dump(mode="json", by_alias=True, exclude_none=False)
     data["name"] = f"{base.name}_L{lead_time}_p{penalty:g}" + ("_avg" if criterion == "average" else "")
@@ -116,7 +116,7 @@ def gap_by_day(scenario, referee, order_fn, seeds) -> dict:
     over replicas, their sum (the expected gap, estimated on the policy's own path), the days
     that make it up (the first L + 1 days, when nothing ordered has arrived yet; the middle;
     the last 10) and the share of days on which the policy ordered what the optimum orders."""
-    from hmarl_rllib.twin.network import SupplyChainTwin
+    from hmarl_rllib.sim.network import SupplyChainTwin
 
     L = int(scenario.store_list[0].lead_time)
     twin = SupplyChainTwin(scenario, record=False)
@@ -143,7 +143,7 @@ def average_gap(scenario, referee, order_fn, seeds) -> dict:
     :class:`~hmarl_rllib.policies.optimum.AverageReferee`'s losses over the scored days: the
     policy's average cost per day minus the optimum's, estimated with the noise of the visited
     states only; and the share of scored days on which it ordered what the optimum orders."""
-    from hmarl_rllib.twin.network import SupplyChainTwin
+    from hmarl_rllib.sim.network import SupplyChainTwin
 
     twin = SupplyChainTwin(scenario, record=False)
     twin.reset(seeds)
@@ -169,7 +169,7 @@ def _train_cell(sc, minutes, storage, progress, iteration_stream):
     sampled, minutes taken)."""
     import pandas as pd
 
-    from hmarl_rllib.training import train
+    from hmarl_rllib.experiments.training import train
 
     t0 = time.time()
     res = train(sc, name=sc.name, storage=storage, time_budget_s=minutes * 60.0, progress=progress,
@@ -184,10 +184,10 @@ def run_cell(base, lead_time: int, penalty: float, minutes: float, episodes: int
     if criterion == "average":
         return run_average_cell(base, lead_time, penalty, minutes, episodes, storage, progress, iteration_stream)
 
-    from hmarl_rllib import simulate
-    from hmarl_rllib.reconciliation import paired_difference
-    from hmarl_rllib.evaluation import greedy_orders, load_trained
+    from hmarl_rllib.experiments.evaluation import greedy_orders, load_trained
     from hmarl_rllib.policies.optimum import Referee, problem_from_scenario, solve
+    from hmarl_rllib.sim import simulate
+    from hmarl_rllib.sim.reconciliation import paired_difference
 
     sc = cell_scenario(base, lead_time, penalty)
     problem = problem_from_scenario(sc)
@@ -232,10 +232,10 @@ def score_average(sc, checkpoint, replicas: int, reference=None) -> dict:
     """Score a checkpoint of an average-criterion cell ``sc`` on ``replicas`` held-out replicas:
     per day over :data:`EVAL_DAYS` days after :data:`EVAL_WARMUP` days of each policy's own play,
     beside the best base-stock (paired), and its gap per day by the average-cost referee."""
-    from hmarl_rllib import simulate
-    from hmarl_rllib.reconciliation import paired_difference
-    from hmarl_rllib.evaluation import greedy_orders, load_trained
+    from hmarl_rllib.experiments.evaluation import greedy_orders, load_trained
     from hmarl_rllib.policies.optimum import AverageReferee
+    from hmarl_rllib.sim import simulate
+    from hmarl_rllib.sim.reconciliation import paired_difference
 
     problem, g, S, bs_exact = reference or _average_reference(sc)
     long = sc.model_copy(update={"episode_length": EVAL_DAYS, "warmup_days": EVAL_WARMUP})
@@ -272,8 +272,8 @@ def rescore_grid(result: dict, config: str | Path | None = None, episodes: int |
     """Score again the checkpoints of an earlier ``learn-grid --criterion average --json`` result
     (e.g. on more held-out replicas, or with a referee that run did not have): no training;
     env steps and minutes are the earlier run's."""
-    from hmarl_rllib.config import load_config
     from hmarl_rllib.errors import InputError
+    from hmarl_rllib.sim.config import load_config
 
     if not isinstance(result, dict) or result.get("criterion") != "average" or not result.get("rows"):
         raise InputError("--rescore: give the --json output of `hmarl learn-grid --criterion average`"
@@ -300,7 +300,7 @@ def run_grid(config: str | Path | None = None, cells=None, minutes: float = 15.0
     """Every cell of ``cells`` (default :data:`GRID`). ``episodes``: held-out episodes per cell
     (default 1,000), or under the average criterion held-out replicas of :data:`EVAL_DAYS` days
     (default 200)."""
-    from hmarl_rllib.config import load_config
+    from hmarl_rllib.sim.config import load_config
 
     if criterion not in CRITERIA:
         raise ValueError(f"criterion {criterion!r}: use one of {', '.join(CRITERIA)}")

@@ -72,7 +72,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from hmarl_rllib.twin.demand import DemandSampler
+from hmarl_rllib.sim.demand import DemandSampler
 
 FIELDS = ("on_hand", "in_transit", "backorders", "demand", "sales", "lost_sales", "unmet",
           "order_placed", "shipped", "received", "holding_cost", "stockout_cost", "ordering_cost")
@@ -82,7 +82,7 @@ COST_FIELDS = ("holding_cost", "stockout_cost", "ordering_cost")
 
 
 class SupplyChainTwin:
-    """Batched simulation of the network described by a :class:`~hmarl_rllib.config.Scenario`.
+    """Batched simulation of the network described by a :class:`~hmarl_rllib.sim.config.Scenario`.
 
     Parameters
     ----------

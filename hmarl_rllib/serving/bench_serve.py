@@ -8,7 +8,7 @@ clients at once for ``seconds``. It prints requests/s (answered with 200, over t
 window) and the median and 99th-percentile latency per request. The load generator runs on the
 same machine and takes its share of the CPUs. A last row, ``echo``, is Serve's own ceiling on
 this machine: the same requests to an app that answers without any work. Serve runs with its
-HAProxy ingress (:func:`hmarl_rllib.serve.fast_proxy`). Goal on 2 cores: >= 1,000 requests/s at
+HAProxy ingress (:func:`hmarl_rllib.serving.serve.fast_proxy`). Goal on 2 cores: >= 1,000 requests/s at
 1 store.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ DEFAULT_STORES = (1, 100)
 
 
 def _scenario(stores: int):
-    from hmarl_rllib.config import parse_config
+    from hmarl_rllib.sim.config import parse_config
 
     return parse_config({"name": f"serve_{stores}", "episode_length": 60, "stores": {"count": stores},
                          "warehouse": {"initial_inventory": 200 * stores}, "observations": {"mode": "rich"},
@@ -39,9 +39,9 @@ def _scenario(stores: int):
 def untrained_export(stores: int, folder: Path) -> tuple[Path, object]:
     """An export of an untrained policy for ``stores`` stores (needs Ray up); returns it and
     its scenario."""
-    from hmarl_rllib.export import export_policy
+    from hmarl_rllib.experiments.training import build_algo_config
     from hmarl_rllib.policies.heuristics import rule_based_policy
-    from hmarl_rllib.training import build_algo_config
+    from hmarl_rllib.serving.export import export_policy
 
     sc = _scenario(stores)
     config = build_algo_config(sc, baseline=rule_based_policy(sc, "s_S"), num_env_runners=0, envs_per_runner=1)
@@ -58,8 +58,8 @@ def untrained_export(stores: int, folder: Path) -> tuple[Path, object]:
 def _states(sc, n: int = 64) -> list[bytes]:
     """Request bodies: states of the twin on days of a played episode (rule orders)."""
     from hmarl_rllib.policies.heuristics import rule_based_policy
-    from hmarl_rllib.twin import SupplyChainTwin
-    from hmarl_rllib.twin.state import state_frame
+    from hmarl_rllib.sim import SupplyChainTwin
+    from hmarl_rllib.sim.state import state_frame
 
     tw, rule = SupplyChainTwin(sc), rule_based_policy(sc, "s_S")
     tw.reset(np.arange(4))
@@ -125,8 +125,8 @@ def bench_serve(stores=DEFAULT_STORES, seconds: float = 10.0, concurrency: int =
     """``{"sizes": [{stores, requests_per_s, p50_ms, p99_ms, requests, errors, ...}], ...}``."""
     import ray
 
-    from hmarl_rllib.serve import APP_NAME, app, fast_proxy
-    from hmarl_rllib.training import init_ray
+    from hmarl_rllib.experiments.training import init_ray
+    from hmarl_rllib.serving.serve import APP_NAME, app, fast_proxy
 
     say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
     fast_proxy()

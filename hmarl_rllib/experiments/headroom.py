@@ -30,8 +30,8 @@ import time
 
 import numpy as np
 
-from hmarl_rllib import reconciliation, simulate
 from hmarl_rllib.errors import ConfigError
+from hmarl_rllib.sim import reconciliation, simulate
 
 STATE_SEEDS = 5_000_000  # demand paths of the states (disjoint from training, tuning, validation, held-out)
 FUTURE_SEEDS = 6_000_000  # demand continuations
@@ -53,9 +53,9 @@ def headroom(scenario, baseline, states: int = 100, futures: int = 32, progress=
     scenario's correction actions (see the module doc). Returns a dict with per-day and total
     first-order gains (negative = cheaper than the rule), the share of states where an
     alternative was chosen, and which alternatives were."""
-    from hmarl_rllib.policies.actions import codecs, decode_orders
-    from hmarl_rllib.policies.modules import warm_start_action
-    from hmarl_rllib.twin.network import FIELDS, SupplyChainTwin
+    from hmarl_rllib.rl.actions import codecs, decode_orders
+    from hmarl_rllib.rl.modules import warm_start_action
+    from hmarl_rllib.sim.network import FIELDS, SupplyChainTwin
 
     check(scenario, futures)
     cods = codecs(scenario, baseline)
