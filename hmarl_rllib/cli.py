@@ -453,6 +453,21 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def cmd_config_reference(args) -> int:
+    from hmarl_rllib.experiments.config_reference import reference
+
+    text = reference()
+    if not args.out:
+        sys.stdout.write(text)
+        return 0
+    try:
+        Path(args.out).write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise InputError(f"--out {args.out}: cannot be written ({err.strerror or type(err).__name__})") from None
+    print(f"written to {args.out}")
+    return 0
+
+
 def cmd_bench_train(args) -> int:
     from hmarl_rllib.experiments.bench import bench_train
     from hmarl_rllib.sim.config import load_config
@@ -614,6 +629,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--episodes", type=_positive_int, default=200, help="held-out evaluation episodes")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_baseline)
+
+    c = sub.add_parser("config-reference", help="every scenario YAML key with its type, default and meaning, as"
+                                                " Markdown (docs/config_reference.md), from the pydantic models")
+    c.add_argument("--out", help="write it to this file (default: print it)")
+    c.set_defaults(func=cmd_config_reference)
 
     g = sub.add_parser("plot", help="training-curve PNGs from a run's progress.csv (no Jupyter needed)")
     g.add_argument("run_dir", metavar="RUN_DIR", help="tune_results/<name> or one of its trial folders")

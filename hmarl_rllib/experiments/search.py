@@ -51,12 +51,17 @@ class SearchSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    num_samples: PositiveInt = 8
-    max_iters: PositiveInt = 30
-    grace_period: PositiveInt = 5
-    reduction_factor: Annotated[float, Field(gt=1.0)] = 3.0
-    max_concurrent: PositiveInt = 2
-    space: dict[str, dict[str, list[Any]]] = {}
+    num_samples: PositiveInt = Field(8, description="trials: random draws, each crossed with every grid value"
+                                                    " (--num-samples wins)")
+    max_iters: PositiveInt = Field(30, description="iterations per trial at most (ASHA's max_t)")
+    grace_period: PositiveInt = Field(5, description="iterations before ASHA may stop a trial")
+    reduction_factor: Annotated[float, Field(gt=1.0, description="ASHA's reduction factor: the share of trials"
+                                                                 " kept at each rung is 1 / this")] = 3.0
+    max_concurrent: PositiveInt = Field(2, description="trials run at once")
+    space: dict[str, dict[str, list[Any]]] = Field({}, description=(
+        "searched key → one distribution: {choice: [values]}, {grid: [values]}, {uniform: [lo, hi]},"
+        " {loguniform: [lo, hi]} or {randint: [lo, hi)}; keys: lr, gamma, lambda, clip, vf_clip, entropy,"
+        " grad_clip, epochs, minibatch, train_batch, team_weight (reward.team_weight)"))
 
     @field_validator("space")
     @classmethod

@@ -116,65 +116,97 @@ class TrainingSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    # the rule the warehouse/supplier follow and corrections correct: a RuleSpec mapping
-    # {rule: base_stock | s_S, positions: installation | echelon (the warehouse and supplier
-    # review echelon positions), seasonal: levels that follow the demand model's season,
-    # endgame: no orders in the last (tuned) days, schedule: {periods: 15}: levels x factors tuned
-    # per period}; or its name (an alias: s_S_endgame_schedule = {rule: s_S, endgame: true,
-    # schedule: {periods: 15}}); or auto = the cheaper of s_S and base_stock
-    baseline: Annotated[RuleSpec | Literal["auto"], PlainValidator(_baseline),
-                        PlainSerializer(lambda v: v if isinstance(v, str) else v.model_dump())] = RuleSpec(rule="s_S")
-    phase2: bool = False  # the warehouse learns too (its own PPO module); = learn: [stores, warehouse]
-    # who learns: the stores always (shared store_policy); the warehouse and the supplier each
-    # get their own PPO module when listed, else they run the scripted baseline
-    learn: Annotated[list[Literal["stores", "warehouse", "supplier"]], Field(min_length=1)] = ["stores"]
-    # learned modules start with this logit head start for the action that reproduces the
-    # baseline rule (correction 0 in baseline_correction mode); 0 = RLlib's default init
-    warm_start: Annotated[float, Field(ge=0.0, le=20.0)] = 0.0
-    # exploring starts: this share of training episodes starts the stores from a random state
-    # (on hand and pipeline, env.ChainDynamics.randomize_stores); validation and evaluation
-    # episodes always start from the scenario's state
-    random_starts: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
-    # subtract each learned module's mean reward over the train batch before GAE (a learner
-    # connector piece, learner.RewardCentering): the critic learns differences between states,
-    # not two hundred days of the mean cost
-    reward_centering: bool = False
+    # Field descriptions are the reference of the section (docs/config_reference.md,
+    # `hmarl config-reference`); docs/training.md explains how they work together.
+    baseline: Annotated[RuleSpec | Literal["auto"],
+                        PlainValidator(_baseline, json_schema_input_type=RuleSpec | Literal["auto"] | str),
+                        PlainSerializer(lambda v: v if isinstance(v, str) else v.model_dump())] = Field(
+        RuleSpec(rule="s_S"),
+        description="the rule that *_correction actions correct and scripted echelons run, as a mapping (keys"
+                    " below; its name names the cached tuned file configs/baselines/<scenario>_<name>.yaml); or its"
+                    " name, an alias (s_S_endgame_schedule = {rule: s_S, endgame: true, schedule: {periods: 15}});"
+                    " or auto: the cheaper of s_S and base_stock on the tuning seeds. Echelon, seasonal, endgame and"
+                    " scheduled rules need baseline_correction actions for the scripted echelons")
+    phase2: bool = Field(False, description="the warehouse learns too (its own PPO module): = learn: [stores,"
+                                            " warehouse]")
+    learn: Annotated[list[Literal["stores", "warehouse", "supplier"]], Field(min_length=1, description=(
+        "who learns: the stores always (one shared store_policy); warehouse and supplier get their own PPO module"
+        " when listed, else run the scripted baseline"))] = ["stores"]
+    warm_start: Annotated[float, Field(ge=0.0, le=20.0, description=(
+        "logit head start of learned modules for the action that reproduces the baseline rule (correction 0 in"
+        " baseline_correction mode), so PPO explores around the rule; 0: RLlib's own initialisation"))] = 0.0
+    random_starts: Annotated[float, Field(ge=0.0, le=1.0, description=(
+        "exploring starts: this share of training episodes starts each store from a random inventory position,"
+        " uniform on [0, 2 (L + 1) μ] over on hand and the L pipeline slots (rl.env.ChainDynamics"
+        ".randomize_stores), then plays the warm-up days; validation and evaluation episodes start as the"
+        " scenario says"))] = 0.0
+    reward_centering: bool = Field(False, description="subtract each learned module's mean reward over the train"
+                                                      " batch before GAE (rl.learner.RewardCentering): the critic"
+                                                      " learns differences between states; the objective is"
+                                                      " unchanged (fixed episode length), returns and KPIs keep"
+                                                      " the real rewards")
     # PPO
-    # lr and entropy: a number, or a piecewise-linear schedule [[env steps, value], ...] from
-    # step 0 (RLlib's schedule format: the value at the run's sampled env steps)
-    lr: Annotated[float | list, PlainValidator(_number_or_schedule(0.0, strict=True))] = 3e-4
-    gamma: Annotated[float, Field(gt=0.0, le=1.0)] = 0.99
-    lambda_: Annotated[float, Field(ge=0.0, le=1.0, alias="lambda")] = 0.95
-    clip: PositiveFloat = 0.2
-    vf_clip: PositiveFloat = 100.0  # value loss clip, in reward units (returns are O(10))
-    entropy: Annotated[float | list, PlainValidator(_number_or_schedule(0.0, strict=False))] = 0.01
-    grad_clip: PositiveFloat | None = 10.0
-    hidden: Annotated[list[PositiveInt], Field(min_length=1, max_length=4)] = [64, 64]
-    epochs: PositiveInt = 8
-    minibatch: PositiveInt = 512  # agent steps per SGD minibatch
-    train_batch: PositiveInt = 2400  # env steps per iteration (each store module sees N× more)
+    lr: Annotated[float | list, PlainValidator(_number_or_schedule(0.0, strict=True),
+                                               json_schema_input_type=float | list[list[float]]),
+                  Field(description="PPO learning rate, > 0; or a piecewise-linear schedule [[env steps, value], ...]"
+                                    " from step 0 (RLlib's format), e.g. [[0, 1.0e-3], [5000000, 1.0e-4]]")] = 3e-4
+    gamma: Annotated[float, Field(gt=0.0, le=1.0, description="PPO discount factor per day")] = 0.99
+    lambda_: Annotated[float, Field(ge=0.0, le=1.0, alias="lambda", description="GAE λ")] = 0.95
+    clip: PositiveFloat = Field(0.2, description="PPO policy clip parameter")
+    vf_clip: PositiveFloat = Field(100.0, description="value loss clip, in reward units (returns are O(10))")
+    entropy: Annotated[float | list, PlainValidator(_number_or_schedule(0.0, strict=False),
+                                                    json_schema_input_type=float | list[list[float]]),
+                       Field(description="entropy coefficient, ≥ 0; or a schedule [[env steps, value], ...] as for"
+                                         " lr")] = 0.01
+    grad_clip: PositiveFloat | None = Field(10.0, description="gradient norm clip; null: no clipping")
+    hidden: Annotated[list[PositiveInt], Field(min_length=1, max_length=4, description=(
+        "hidden layer sizes (separate policy and value networks)"))] = [64, 64]
+    epochs: PositiveInt = Field(8, description="SGD passes over each train batch")
+    minibatch: PositiveInt = Field(512, description="agent steps per SGD minibatch")
+    train_batch: PositiveInt = Field(2400, description="env steps per iteration (a store module sees N× as many"
+                                                       " agent steps, N stores)")
     # resources
-    num_env_runners: Annotated[int, Field(ge=0)] = 1
-    envs_per_runner: PositiveInt = 16
-    rollout_fragment_length: PositiveInt | Literal["auto"] = "auto"
+    num_env_runners: Annotated[int, Field(ge=0, description="env runner processes that sample (0: sample in the"
+                                                            " driver)")] = 1
+    envs_per_runner: PositiveInt = Field(16, description="vectorised envs per env runner")
+    rollout_fragment_length: PositiveInt | Literal["auto"] = Field(
+        "auto", description="env steps per vectorised env in a runner's share of a batch (rollout_fragment_length"
+                            " × envs_per_runner env steps); auto: train_batch split evenly over the runners")
     # CPUs Tune reserves for the driver (learner + evaluation env) and per env runner. Sampling
     # and learning alternate (sync PPO), so e.g. driver 0.5 + 2 runners x 0.75 lets 2 env
     # runners share a 2-CPU machine with the driver. (0 for the driver leaves the trial
     # PENDING forever: Ray never places an all-zero placement group bundle.)
-    driver_cpus: Annotated[float, Field(gt=0.0)] = 1.0
-    runner_cpus: Annotated[float, Field(gt=0.0)] = 1.0
+    driver_cpus: Annotated[float, Field(gt=0.0, description=(
+        "CPUs Tune reserves for the driver (learner + evaluation env); > 0 (an all-zero bundle is never"
+        " placed)"))] = 1.0
+    runner_cpus: Annotated[float, Field(gt=0.0, description=(
+        "CPUs Tune reserves per env runner (sampling and learning alternate: driver 0.5 + 2 × 0.75 fits 2"
+        " cores)"))] = 1.0
     # evaluation and checkpoints
-    evaluation_interval: PositiveInt = 5  # iterations between evaluations
-    evaluation_episodes: PositiveInt = 30  # fixed validation seeds (simulate.validation_seeds)
-    checkpoint_frequency: PositiveInt = 5  # iterations; must be a multiple of evaluation_interval
-    keep_checkpoints: PositiveInt = 3  # the best N by evaluation chain cost (+ the latest)
-    final_eval_episodes: PositiveInt = 100  # the KPI table printed at the end
+    evaluation_interval: PositiveInt = Field(5, description="iterations between greedy evaluations on the fixed"
+                                                            " validation seeds")
+    evaluation_episodes: PositiveInt = Field(30, description="episodes per evaluation, all at once on the batched"
+                                                             " twin, on fixed validation seeds (1,500,000 +): the"
+                                                             " best checkpoint never sees the held-out seeds"
+                                                             " (2,000,000 +) of evaluate and benchmark")
+    checkpoint_frequency: PositiveInt = Field(5, description="iterations between checkpoints (and one at the end);"
+                                                             " a multiple of evaluation_interval")
+    keep_checkpoints: PositiveInt = Field(3, description="checkpoints kept: the best N by evaluation chain cost,"
+                                                         " plus the latest")
+    final_eval_episodes: PositiveInt = Field(100, description="episodes of the KPI table printed at the end")
     # stopping (CLI flags override); none set -> 50 iterations
-    stop_iters: PositiveInt | None = None
-    stop_timesteps: PositiveInt | None = None
-    time_budget_s: PositiveFloat | None = None
-    seed: int | None = None
-    search: dict | None = None  # the hyperparameter search of `hmarl tune` (hmarl_rllib.experiments.search)
+    stop_iters: PositiveInt | None = Field(None, description="stop after this many iterations (--stop-iters wins;"
+                                                             " no stop set: 50 iterations)")
+    stop_timesteps: PositiveInt | None = Field(None, description="stop after this many sampled env steps"
+                                                                 " (--stop-timesteps wins)")
+    time_budget_s: PositiveFloat | None = Field(None, description="stop after this many seconds of training"
+                                                                  " (--time-budget wins)")
+    seed: int | None = Field(None, description="RLlib's seed (env resets, module initialisation, action sampling,"
+                                               " minibatches): a local run repeats itself (local Ray workers"
+                                               " get PYTHONHASHSEED=0; on a cluster set it in the job's"
+                                               " runtime_env); null: every run differs")
+    search: dict | None = Field(None, description="the hyperparameter search of hmarl tune"
+                                                  " (hmarl_rllib.experiments.search.SearchSettings)")
 
     @property
     def learners(self) -> tuple[str, ...]:

@@ -48,7 +48,9 @@ class Schedule(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    periods: Annotated[int, Field(ge=1, strict=True)] = DEFAULT_PERIODS  # the episode cut into this many periods
+    periods: Annotated[int, Field(ge=1, strict=True, description=(
+        "the episode is cut into this many periods; s and S − s (base-stock: S) get a tuned factor per period"
+        " and echelon"))] = DEFAULT_PERIODS
 
 
 class RuleSpec(BaseModel):
@@ -56,11 +58,18 @@ class RuleSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    rule: Literal["base_stock", "s_S"]
-    positions: Literal["installation", "echelon"] = "installation"
-    seasonal: StrictBool = False
-    endgame: StrictBool = False
-    schedule: Schedule | None = None
+    rule: Literal["base_stock", "s_S"] = Field(description="base_stock: order up to S every day; s_S: order up"
+                                                           " to S when the position is at or below s")
+    positions: Literal["installation", "echelon"] = Field(
+        "installation", description="installation: every echelon reviews its own inventory position; echelon: the"
+                                    " warehouse and the supplier review their echelon position (their own plus"
+                                    " everything downstream)")
+    seasonal: StrictBool = Field(False, description="the levels follow the demand model's season each day")
+    endgame: StrictBool = Field(False, description="no orders in the last days of the episode (stop days tuned on"
+                                                   " the tuning seeds)")
+    schedule: Schedule | None = Field(None, description="s and S − s multiplied by factors tuned per period of the"
+                                                        " episode (true or {}: 15 periods); false or null: fixed"
+                                                        " levels")
 
     @field_validator("schedule", mode="before")
     @classmethod

@@ -39,36 +39,51 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Field descriptions are the reference of the YAML (docs/config_reference.md, generated from
+# them by `hmarl config-reference`): the meaning of a key lives here, once.
+
 # --------------------------------------------------------------------------------------- SKUs
 class EchelonCosts(_Strict):
     """A cost per unit-day at each echelon."""
 
-    store: NonNegativeFloat = 0.10
-    warehouse: NonNegativeFloat = 0.05
-    supplier: NonNegativeFloat = 0.02
+    store: NonNegativeFloat = Field(0.10, description="at each store: per unit on hand at the end of a day"
+                                                      " (stock in transit is free)")
+    warehouse: NonNegativeFloat = Field(0.05, description="at the warehouse: per unit on hand at the end of a day"
+                                                          " (stock in transit is free)")
+    supplier: NonNegativeFloat = Field(0.02, description="at the supplier: per finished unit on hand at the end of a"
+                                                         " day (production in progress is free)")
 
 
 class OrderCost(_Strict):
     """Cost of one order: ``fixed`` if the order is positive [K], plus ``per_unit`` × units [c]."""
 
-    fixed: NonNegativeFloat = 0.0
-    per_unit: NonNegativeFloat = 0.0
+    fixed: NonNegativeFloat = Field(0.0, description="[K] per positive order as placed (after rounding and the"
+                                                     " capacity clip), whether or not it is then filled")
+    per_unit: NonNegativeFloat = Field(0.0, description="[c] per unit delivered into the pipeline (for the supplier:"
+                                                        " put into production); a cancelled part pays none")
 
 
 class OrderingCosts(_Strict):
-    store: OrderCost = OrderCost(fixed=80.0)
-    warehouse: OrderCost = OrderCost(fixed=500.0)
-    supplier: OrderCost = OrderCost()
+    store: OrderCost = Field(OrderCost(fixed=80.0), description="a store's order to the warehouse")
+    warehouse: OrderCost = Field(OrderCost(fixed=500.0), description="the warehouse's order to the supplier")
+    supplier: OrderCost = Field(OrderCost(), description="the supplier's production order")
 
 
 class SKU(_Strict):
-    name: str = "A"
-    unit_cost: NonNegativeFloat = 10.0
-    price: NonNegativeFloat = 20.0
-    holding_cost: EchelonCosts = EchelonCosts()
-    stockout_penalty: NonNegativeFloat = 5.0
-    backorder_cost: NonNegativeFloat = 1.0
-    ordering_cost: OrderingCosts = OrderingCosts()
+    name: str = Field("A", description="unique; letters, digits, '_', '-' and inner '.' (it names the agents"
+                                       " '<store>:<sku>' and checkpoint folders)")
+    unit_cost: NonNegativeFloat = Field(10.0, description="money per unit; recorded only: no cost, reward or KPI"
+                                                          " reads it (ordering cost per unit:"
+                                                          " ordering_cost.*.per_unit)")
+    price: NonNegativeFloat = Field(20.0, description="selling price, money per unit; recorded only: no cost,"
+                                                      " reward or KPI reads it")
+    holding_cost: EchelonCosts = Field(EchelonCosts(), description="[h] holding cost per unit-day at each echelon")
+    stockout_penalty: NonNegativeFloat = Field(5.0, description="[p] per unit of a day's customer demand not"
+                                                                " served that day")
+    backorder_cost: NonNegativeFloat = Field(1.0, description="[b] per unit-day in a store's customer backlog"
+                                                              " (shortage: backorder)")
+    ordering_cost: OrderingCosts = Field(OrderingCosts(), description="fixed [K] and per-unit [c] cost of an"
+                                                                      " order, per echelon")
 
     @field_validator("name")
     @classmethod
@@ -84,10 +99,12 @@ class Promotions(_Strict):
     """Random promotion / shock days: each day, with ``probability``, demand is multiplied by
     ``multiplier`` for ``duration_days``; ``days`` lists fixed promotion days (0-based)."""
 
-    probability: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
-    multiplier: PositiveFloat = 2.0
-    duration_days: PositiveInt = 1
-    days: list[NonNegativeInt] = []
+    probability: Annotated[float, Field(ge=0.0, le=1.0, description=(
+        "chance that a random promotion starts on a day (per store and SKU)"))] = 0.0
+    multiplier: PositiveFloat = Field(2.0, description="the mean demand is multiplied by this during a promotion")
+    duration_days: PositiveInt = Field(1, description="days a promotion lasts, its first day included")
+    days: list[NonNegativeInt] = Field([], description="fixed promotion days (0-based episode days, warm-up"
+                                                       " included), on top of the random ones")
 
 
 class DemandModel(_Strict):
@@ -99,15 +116,21 @@ class DemandModel(_Strict):
     (variance = mean + mean²/``dispersion``).
     """
 
-    model: Literal["poisson", "normal", "negative_binomial"] = "poisson"
-    mean: NonNegativeFloat = 60.0
-    std: NonNegativeFloat | None = None
-    dispersion: PositiveFloat | None = None
-    weekly: list[NonNegativeFloat] | None = None
-    yearly_amplitude: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
-    yearly_peak_day: NonNegativeInt = 0
-    trend_per_day: float = 0.0
-    promotions: Promotions = Promotions()
+    model: Literal["poisson", "normal", "negative_binomial"] = Field(
+        "poisson", description="distribution of the daily count around the mean path: poisson; normal (std,"
+                               " rounded, floored at 0); negative_binomial (variance = mean + mean²/dispersion)")
+    mean: NonNegativeFloat = Field(60.0, description="base mean demand, units/day (before the weekly, yearly, trend"
+                                                     " and promotion factors)")
+    std: NonNegativeFloat | None = Field(None, description="standard deviation, units/day (model normal: required)")
+    dispersion: PositiveFloat | None = Field(None, description="variance = mean + mean²/dispersion (model"
+                                                               " negative_binomial: required)")
+    weekly: list[NonNegativeFloat] | None = Field(None, description="7 multiplicative factors, Monday to Sunday"
+                                                                    " (day 0 is start_weekday); null: flat")
+    yearly_amplitude: Annotated[float, Field(ge=0.0, lt=1.0, description=(
+        "yearly swing: mean × (1 + amplitude·cos(2π(day − yearly_peak_day)/365))"))] = 0.0
+    yearly_peak_day: NonNegativeInt = Field(0, description="episode day (0-based) on which the yearly swing peaks")
+    trend_per_day: float = Field(0.0, description="linear trend: mean × max(0, 1 + trend_per_day·day), per day")
+    promotions: Promotions = Field(Promotions(), description="random and fixed promotion days")
 
     @field_validator("weekly")
     @classmethod
@@ -126,22 +149,32 @@ class DemandModel(_Strict):
 
 
 # ------------------------------------------------------------------------------------ network
+# the fields a store group and a listed store share: one text each
+_STORE_DEMAND = ("the store's daily demand model, one for every SKU, or a mapping SKU name → model (exactly the"
+                 " SKUs of skus)")
+_STORE_INVENTORY = "units on hand per SKU on day 0, or a mapping SKU name → units"
+_STORE_CAPACITY = ("maximum inventory position per SKU (on hand + in transit, + owed with internal_shortage:"
+                   " backorder), units: orders are cut to fit; null: unlimited")
+_STORE_LEAD_TIME = "days from the warehouse's shipment to its arrival at the store (0: the same day)"
+
+
 class Store(_Strict):
-    name: str
-    demand: DemandModel | dict[str, DemandModel] = DemandModel()
-    initial_inventory: NonNegativeInt | dict[str, NonNegativeInt] = 400
-    capacity: PositiveInt | None = None
-    lead_time: NonNegativeInt = 3
+    name: str = Field(description="the store's name (a list of stores only; unique)")
+    demand: DemandModel | dict[str, DemandModel] = Field(DemandModel(), description=_STORE_DEMAND)
+    initial_inventory: NonNegativeInt | dict[str, NonNegativeInt] = Field(400, description=_STORE_INVENTORY)
+    capacity: PositiveInt | None = Field(None, description=_STORE_CAPACITY)
+    lead_time: NonNegativeInt = Field(3, description=_STORE_LEAD_TIME)
 
 
 class StoreGroup(_Strict):
     """``count`` identical stores named ``store_1`` … ``store_<count>``."""
 
-    count: Annotated[int, Field(ge=1, le=100_000)] = 3
-    demand: DemandModel | dict[str, DemandModel] = DemandModel()
-    initial_inventory: NonNegativeInt | dict[str, NonNegativeInt] = 400
-    capacity: PositiveInt | None = None
-    lead_time: NonNegativeInt = 3
+    count: Annotated[int, Field(ge=1, le=100_000, description=(
+        "a group of this many identical stores, named store_1 … store_<count> (a group only)"))] = 3
+    demand: DemandModel | dict[str, DemandModel] = Field(DemandModel(), description=_STORE_DEMAND)
+    initial_inventory: NonNegativeInt | dict[str, NonNegativeInt] = Field(400, description=_STORE_INVENTORY)
+    capacity: PositiveInt | None = Field(None, description=_STORE_CAPACITY)
+    lead_time: NonNegativeInt = Field(3, description=_STORE_LEAD_TIME)
 
     def expand(self) -> list[Store]:
         body = self.model_dump(exclude={"count"})
@@ -149,32 +182,44 @@ class StoreGroup(_Strict):
 
 
 class Warehouse(_Strict):
-    capacity: PositiveInt | None = None
-    initial_inventory: NonNegativeInt | dict[str, NonNegativeInt] = 2500
-    lead_time: NonNegativeInt = 2
-    allocation: Literal["proportional", "priority"] = "proportional"
+    capacity: PositiveInt | None = Field(None, description="maximum inventory position per SKU (on hand + in"
+                                                           " transit, + owed with internal_shortage: backorder),"
+                                                           " units: orders are cut to fit; null: unlimited")
+    initial_inventory: NonNegativeInt | dict[str, NonNegativeInt] = Field(
+        2500, description="units on hand per SKU on day 0, or a mapping SKU name → units")
+    lead_time: NonNegativeInt = Field(2, description="days from the supplier's shipment to its arrival at the"
+                                                     " warehouse")
+    allocation: Literal["proportional", "priority"] = Field(
+        "proportional", description="when the warehouse cannot fill every store order: proportional (largest"
+                                    " remainder) or priority (in the order the stores are listed)")
 
 
 class Supplier(_Strict):
-    production_capacity: PositiveInt = 10_000
-    lead_time: NonNegativeInt = 7
-    initial_inventory: NonNegativeInt | dict[str, NonNegativeInt] = 600
+    production_capacity: PositiveInt = Field(10_000, description="units/day over all SKUs; production orders above"
+                                                                 " it are cut pro rata")
+    lead_time: NonNegativeInt = Field(7, description="production lead time, days from starting production to"
+                                                     " finished stock")
+    initial_inventory: NonNegativeInt | dict[str, NonNegativeInt] = Field(
+        600, description="finished units on hand per SKU on day 0, or a mapping SKU name → units")
 
 
 class RandomLeadTimes(_Strict):
     """Optional random delays: each shipment is late by ``1..max_extra_days`` days with
     ``probability`` (uniform over the extra days)."""
 
-    enabled: bool = False
-    probability: Annotated[float, Field(ge=0.0, le=1.0)] = 0.2
-    max_extra_days: PositiveInt = 2
+    enabled: bool = Field(False, description="false: every lead time is exact")
+    probability: Annotated[float, Field(ge=0.0, le=1.0, description=(
+        "chance that a shipment (warehouse → store, supplier → warehouse) is late"))] = 0.2
+    max_extra_days: PositiveInt = Field(2, description="a late shipment arrives 1..max_extra_days days late"
+                                                       " (uniform)")
 
 
 class Reward(_Strict):
     """reward_i = −cost_scale × [(1 − team_weight)·cost_i + team_weight·chain_cost / n_agents]."""
 
-    cost_scale: PositiveFloat = 0.01
-    team_weight: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    cost_scale: PositiveFloat = Field(0.01, description="reward = −cost_scale × cost, per agent and day")
+    team_weight: Annotated[float, Field(ge=0.0, le=1.0, description=(
+        "0: an agent's own cost only; 1: the chain's cost shared equally (chain cost / number of agents)"))] = 0.0
 
 
 class ActionSet(_Strict):
@@ -189,8 +234,15 @@ class ActionSet(_Strict):
       a 0 in ``values`` reproduces the rule exactly.
     """
 
-    mode: Literal["quantities", "order_up_to", "base_stock_correction", "baseline_correction"] = "quantities"
-    values: Annotated[list[float], Field(min_length=2, max_length=64)]
+    mode: Literal["quantities", "order_up_to", "base_stock_correction", "baseline_correction"] = Field(
+        "quantities", description="action a orders: quantities: values[a] units; order_up_to: up to values[a] ×"
+                                  " mean daily demand (inventory position); base_stock_correction: the tuned"
+                                  " base-stock order + values[a] × mean daily demand; baseline_correction: the"
+                                  " tuned training.baseline rule's order + values[a] × mean daily demand (0"
+                                  " reproduces the rule); corrections never order below 0")
+    values: Annotated[list[float], Field(min_length=2, max_length=64, description=(
+        "one number per discrete action: units (quantities) or days of mean demand (the other modes); negative"
+        " only in the *_correction modes"))]
 
     @model_validator(mode="after")
     def _non_negative(self):
@@ -201,16 +253,21 @@ class ActionSet(_Strict):
 
 
 class Actions(_Strict):
-    store: ActionSet = ActionSet(mode="quantities", values=[0, 150, 300, 450])
-    warehouse: ActionSet = ActionSet(mode="quantities", values=[0, 1000, 2000, 3000])
-    supplier: ActionSet = ActionSet(mode="quantities", values=[0, 200, 400])
+    store: ActionSet = Field(ActionSet(mode="quantities", values=[0, 150, 300, 450]),
+                             description="the actions of every store agent")
+    warehouse: ActionSet = Field(ActionSet(mode="quantities", values=[0, 1000, 2000, 3000]),
+                                 description="the actions of the warehouse agent")
+    supplier: ActionSet = Field(ActionSet(mode="quantities", values=[0, 200, 400]),
+                                description="the actions of the supplier agent (production orders)")
 
 
 class RuleParams(_Strict):
     """A classic rule: reorder point [s] and order-up-to level [S] on inventory position."""
 
-    reorder_point: NonNegativeFloat
-    order_up_to: NonNegativeFloat
+    reorder_point: NonNegativeFloat = Field(description="[s] order when the inventory position is at or below"
+                                                        " this, units")
+    order_up_to: NonNegativeFloat = Field(description="[S] order up to this inventory position, units (≥"
+                                                      " reorder_point)")
 
     @model_validator(mode="after")
     def _order(self):
@@ -221,24 +278,34 @@ class RuleParams(_Strict):
 
 
 class RuleBased(_Strict):
-    store: RuleParams = RuleParams(reorder_point=300, order_up_to=700)
-    warehouse: RuleParams = RuleParams(reorder_point=2000, order_up_to=4000)
-    supplier: RuleParams = RuleParams(reorder_point=1500, order_up_to=3000)
+    store: RuleParams = Field(RuleParams(reorder_point=300, order_up_to=700),
+                              description="every store's (s, S), for each SKU")
+    warehouse: RuleParams = Field(RuleParams(reorder_point=2000, order_up_to=4000),
+                                  description="the warehouse's (s, S), for each SKU")
+    supplier: RuleParams = Field(RuleParams(reorder_point=1500, order_up_to=3000),
+                                 description="the supplier's (s, S) on its production orders, for each SKU")
 
 
 class Observations(_Strict):
     """``walkthrough``: store 7, warehouse 6, supplier 3 floats. ``rich``: adds pipeline,
     recent-demand and calendar features (see :class:`hmarl_rllib.rl.env.HMARLEnv`)."""
 
-    mode: Literal["walkthrough", "rich"] = "walkthrough"
+    mode: Literal["walkthrough", "rich"] = Field(
+        "walkthrough", description="walkthrough: store 7, warehouse 6, supplier 3 floats (the original system);"
+                                   " rich: adds pipeline, recent-demand and calendar features"
+                                   " (hmarl_rllib.rl.env.HMARLEnv)")
     # stock is observed in units of stock_days days of mean demand (before the squash into
     # [-10, 10]): 10 by default; smaller values resolve single units better on small problems
-    stock_days: Annotated[float, Field(gt=0.0, le=1000.0)] = 10.0
+    stock_days: Annotated[float, Field(gt=0.0, le=1000.0, description=(
+        "stock is observed in units of this many days of mean demand (before the squash into [−10, 10]);"
+        " smaller values resolve single units better on small problems"))] = 10.0
     # rich mode: false observes the calendar features / the recent-demand features (yesterday,
     # the 7-day mean, the 7-day history) as 0, keeping the layout: inputs that carry nothing when
     # demand is stationary and independent from day to day, only noise for the network
-    calendar: bool = True
-    demand_history: bool = True
+    calendar: bool = Field(True, description="rich mode: false observes the calendar features as 0 (same layout)")
+    demand_history: bool = Field(True, description="rich mode: false observes the recent-demand features"
+                                                   " (yesterday, the 7-day mean, the 7-day history) as 0 (same"
+                                                   " layout)")
 
 
 class DemandSplit(_Strict):
@@ -248,10 +315,16 @@ class DemandSplit(_Strict):
     parts (``train_until``, ``validate_until``), or their shares of the file's days
     (``train_fraction``, ``validate_fraction``)."""
 
-    train_until: date | None = None
-    validate_until: date | None = None
-    train_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
-    validate_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
+    train_until: date | None = Field(None, description="last day of the training part (RL training and"
+                                                       " baseline tuning), e.g. 2025-06-30")
+    validate_until: date | None = Field(None, description="last day of the validation part (the evaluations"
+                                                          " that choose the checkpoint); the rest is the test"
+                                                          " part (evaluate, benchmark)")
+    train_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] | None = Field(
+        None, description="the training part as a share of the file's days (instead of train_until)")
+    validate_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] | None = Field(
+        None, description="the validation part as a share of the file's days (instead of validate_until);"
+                          " train_fraction + validate_fraction < 1")
 
     @model_validator(mode="after")
     def _one_style(self):
@@ -274,38 +347,62 @@ class DemandSplit(_Strict):
 
 
 class Scenario(_Strict):
-    name: str = "default"
-    episode_length: Annotated[int, Field(ge=1, le=100_000)] = 30
-    warmup_days: NonNegativeInt = 0
+    name: str = Field("default", description="the scenario's name: it names tuned baselines"
+                                             " (configs/baselines/<name>_<rule>.yaml) and runs")
+    episode_length: Annotated[int, Field(ge=1, le=100_000, description="scored days per episode")] = 30
+    warmup_days: NonNegativeInt = Field(0, description="days played before the scored episode (by the warm-up"
+                                                       " policy), not scored")
     # finite: the episode is the whole problem (it ends on its last day, and agents observe the
     # share of time left); infinite: the episode is a time limit on an endless problem (RLlib
     # bootstraps the value of the last day, and the share of time left is always observed as 1),
     # for policies judged on their long-run average cost per day
-    horizon: Literal["finite", "infinite"] = "finite"
-    seed: NonNegativeInt = 42
-    start_weekday: Annotated[int, Field(ge=0, le=6)] = 0
-    shortage: Literal["lost_sales", "backorder"] = "lost_sales"
+    horizon: Literal["finite", "infinite"] = Field(
+        "finite", description="finite: the episode is the whole problem (agents observe the share of time left);"
+                              " infinite: a time limit on an endless problem (RLlib bootstraps the last day's"
+                              " value; time left is observed as 1), for the long-run cost per day")
+    seed: NonNegativeInt = Field(42, description="recorded only: every episode's demand and delays come from its"
+                                                 " own seed in the fixed ranges of hmarl_rllib/sim/simulate.py")
+    start_weekday: Annotated[int, Field(ge=0, le=6, description=(
+        "weekday of day 0: 0 = Monday … 6 = Sunday (weekly factors and calendar features)"))] = 0
+    shortage: Literal["lost_sales", "backorder"] = Field(
+        "lost_sales", description="customer demand a store cannot serve: lost (lost_sales) or kept in a backlog"
+                                  " served first (backorder)")
     # unfilled internal orders (store orders the warehouse cannot fill, warehouse orders the
     # supplier cannot fill): ``cancel`` (dropped) or ``backorder`` (they wait and ship first as
     # soon as stock allows); see hmarl_rllib/sim/network.py
-    internal_shortage: Literal["cancel", "backorder"] = "cancel"
-    skus: Annotated[list[SKU], Field(min_length=1)] = [SKU()]
-    stores: StoreGroup | Annotated[list[Store], Field(min_length=1)] = StoreGroup()
-    warehouse: Warehouse = Warehouse()
-    supplier: Supplier = Supplier()
-    demand_file: str | None = None
-    demand_split: DemandSplit | None = None  # needs demand_file (see DemandSplit)
+    internal_shortage: Literal["cancel", "backorder"] = Field(
+        "cancel", description="store orders the warehouse cannot fill and warehouse orders the supplier cannot"
+                              " fill: dropped (cancel) or wait and ship first as soon as stock allows (backorder)")
+    skus: Annotated[list[SKU], Field(min_length=1)] = Field([SKU()], description="the products (at least one);"
+                                                                                 " costs per SKU")
+    stores: StoreGroup | Annotated[list[Store], Field(min_length=1)] = Field(
+        StoreGroup(), description="a group of count identical stores, or a list of stores (each with a name)")
+    warehouse: Warehouse = Field(Warehouse(), description="the one warehouse between the supplier and the stores")
+    supplier: Supplier = Field(Supplier(), description="the supplier: produces and ships to the warehouse")
+    demand_file: str | None = Field(None, description="demand from a file instead of the models: CSV or Parquet"
+                                                      " (date, store, sku, demand) or the M5 sales file; a path"
+                                                      " relative to the scenario file")
+    demand_split: DemandSplit | None = Field(None, description="split demand_file by date into training,"
+                                                               " validation and test parts (needs demand_file)")
     # the M5 layout's calendar (columns d, date); default: calendar.csv beside the demand file
-    demand_calendar: str | None = None
-    random_lead_times: RandomLeadTimes = RandomLeadTimes()
-    reward: Reward = Reward()
-    actions: Actions = Actions()
-    observations: Observations = Observations()
-    rule_based: RuleBased = RuleBased()
+    demand_calendar: str | None = Field(None, description="the M5 layout's calendar (columns d, date), relative to"
+                                                          " the scenario file; null: calendar.csv beside"
+                                                          " demand_file")
+    random_lead_times: RandomLeadTimes = Field(RandomLeadTimes(), description="optional random shipment delays")
+    reward: Reward = Field(Reward(), description="how costs become each agent's reward")
+    actions: Actions = Field(Actions(), description="what each agent type's discrete actions mean")
+    observations: Observations = Field(Observations(), description="what the agents observe")
+    rule_based: RuleBased = Field(RuleBased(), description="fixed (s, S) levels on inventory positions: hmarl"
+                                                           " simulate / baseline --rule-based, and the env's rule"
+                                                           " when it is given no tuned baseline")
     # Sections read by other layers (training, tuning); kept as plain mappings here.
-    training: dict[str, Any] | None = None
-    baseline_params: str | None = None
-    source_path: str | None = Field(default=None, exclude=True)
+    training: dict[str, Any] | None = Field(None, description="the training: section read by hmarl train and hmarl"
+                                                              " tune (hmarl_rllib.experiments.training"
+                                                              ".TrainingSettings)")
+    baseline_params: str | None = Field(None, description="a tuned-parameters YAML, relative to the scenario file;"
+                                                          " not read by any command today (simulate takes --params)")
+    source_path: str | None = Field(default=None, exclude=True, description=(
+        "set by the loader to the scenario file's absolute path; not written in a YAML"))
 
     @model_validator(mode="after")
     def _check(self):
