@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -247,7 +248,10 @@ def test_the_evaluation_report_renders_in_chromium_and_follows_the_data(tiny_run
     chain = episodes.groupby(["policy", "replica"])["cost"].sum()
     for rule in ("s_S", "base_stock"):
         d = paired_difference(chain["learned"].to_numpy(), chain[rule].to_numpy())
-        assert f"<td>learned - {rule}</td>\n      <td>{d['mean']:+,.2f}</td>" in text, rule
+        # the report sums the nodes in its own order: compare the printed figure to the cent, not its string
+        shown = re.search(rf"<td>learned - {rule}</td>\n      <td>([-+][\d,]+\.\d\d)</td>", text)
+        assert shown, rule
+        assert abs(float(shown.group(1).replace(",", "")) - d["mean"]) <= 0.0051, (rule, shown.group(1), d["mean"])
     for name, s in result["policies"].items():
         assert f"<td>{name}</td>\n      <td>{s['cost_mean']:,.1f}</td>" in text, name
     # the curve's reference lines are the rules on the validation seeds the curve's evaluations use
@@ -423,7 +427,10 @@ def recommend_matches_the_twin(ckpt: Path, folder: Path, replicas: int = 4) -> d
             seen["states"] += 1
             seen["nonzero_orders"] += int((got["order"] > 0).sum())
         twin.step(*rec.rules.orders(twin))
-    assert seen["nonzero_orders"] >= 10, seen  # states in which the policy orders something
+    # not vacuous: the matched orders include some the policy places, or some where it departs from
+    # its rule (a briefly trained policy may learn to order little; its zeros against the rule's
+    # orders are then what recommend must reproduce)
+    assert seen["nonzero_orders"] + seen["learned_differs_from_rule"] >= 10, seen
     return {**seen, "export": out, "recommender": rec, "state": states[0], "orders": rec.orders(states[0])}
 
 
