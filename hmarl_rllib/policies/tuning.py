@@ -1,10 +1,11 @@
 """Tuning classic policies by simulation, with common random numbers, on tuning seeds only.
 
-Method: cyclic coordinate search. Stores with identical settings share one level. For each
-coordinate (a base-stock level S, or an (s, S) pair searched on a 2-D grid of s and Q = S − s),
-every candidate is simulated on the same tuning seeds in **one batched twin run** (candidates ×
-seeds replicas), the best mean chain cost wins, and the grid shrinks around it until it reaches
-single units. Rounds repeat until no coordinate moves. Evaluation seeds are never used.
+Method: cyclic coordinate search (:func:`coordinate_search`, also of :func:`tune_schedule`).
+Stores with identical settings share one level. For each coordinate (a base-stock level S, or an
+(s, S) pair searched on a 2-D grid of s and Q = S − s: :func:`grid_search`), every candidate is
+simulated on the same tuning seeds in **one batched twin run** (candidates × seeds replicas), the
+best mean chain cost wins, and the grid shrinks around it until it reaches single units. Rounds
+repeat until no coordinate moves. Evaluation seeds are never used.
 
 Cache: :func:`tuned_policy` keeps each tuned rule in ``<config dir>/baselines/<scenario>_<policy>.yaml``
 (quick tunings on other than :data:`DEFAULT_TUNE_SEEDS` seeds in ``…_<policy>.tune<N>.yaml``) with a
@@ -20,6 +21,7 @@ import hashlib
 import json
 import sys
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -99,52 +101,86 @@ def _level_costs(scenario, policy, agent, idx, S_vals, s_vals, seeds):
         len(S_vals), seeds)
 
 
-def _search_S(scenario, policy, agent, idx, seeds, points=11, tick=None):
-    cur = _get(policy, agent, idx, "S")
-    width = max(0.6 * cur, 20.0)
-    best, best_cost = cur, None
-    for _ in range(60):
-        grid = np.unique(np.maximum(0.0, np.rint(best + np.linspace(-width, width, points))))
-        grid = np.union1d(grid, [best])
-        costs = _level_costs(scenario, policy, agent, idx, grid, None, seeds)
-        j = int(costs.argmin())
-        best, best_cost = float(grid[j]), float(costs[j])
-        if tick:
-            tick(f"S = {best:g}: chain cost {best_cost:,.1f}")
-        if j in (0, len(grid) - 1) and grid[j] > 0:  # at the edge: move, keep the width
-            continue
-        if width <= points / 2:
+def coordinate_search(x, cost: float, coordinates, line_search, rounds: int, rel_tol: float, swept=None):
+    """The cyclic coordinate search every tuning here runs: up to ``rounds`` sweeps over
+    ``coordinates`` in order, each coordinate moved by ``line_search(x, cost, coordinate, at)``
+    (returns the new ``(x, cost)``; ``at`` reads "round r/R, coordinate i/C", for progress lines);
+    stops after a sweep that lowers ``cost`` by less than ``rel_tol`` of it. ``swept(r, cost)``
+    (if given) is called after each sweep ``r`` (from 0). Returns ``(x, cost)``."""
+    for r in range(rounds):
+        before = cost
+        for i, coordinate in enumerate(coordinates):
+            x, cost = line_search(x, cost, coordinate, f"round {r + 1}/{rounds}, coordinate {i + 1}/{len(coordinates)}")
+        if swept:
+            swept(r, cost)
+        if before - cost < rel_tol * abs(before):
             break
-        width = max(width / 4, points / 2 - 0.5)
-    arr = getattr(policy, f"{agent}_S").copy()
-    arr[idx] = best
-    return replace(policy, **{f"{agent}_S": arr}), best_cost
+    return x, cost
 
 
-def _search_sS(scenario, policy, agent, idx, seeds, points=7, tick=None):
-    s0 = _get(policy, agent, idx, "s")
-    q0 = max(_get(policy, agent, idx, "S") - s0, 1.0)
-    ws, wq = max(0.6 * s0, 20.0), max(0.6 * q0, 20.0)
-    best_s, best_q, best_cost = s0, q0, None
-    for _ in range(40):
-        gs = np.unique(np.maximum(0.0, np.rint(best_s + np.linspace(-ws, ws, points))))
-        gq = np.unique(np.maximum(1.0, np.rint(best_q + np.linspace(-wq, wq, points))))
-        ss, qq = (a.reshape(-1) for a in np.meshgrid(gs, gq, indexing="ij"))
-        costs = _level_costs(scenario, policy, agent, idx, ss + qq, ss, seeds)
+def grid_search(start, lows, costs_of, points: int, shrink: float, steps: int, keep_start: bool = False,
+                tick=None):
+    """Line search of one coordinate of ``len(start)`` whole-number dimensions on a shrinking
+    grid: per dimension, ``points`` values within ± a width (first max(0.6 × start, 20)) of the
+    best so far, rounded, at least ``lows``; their product (first dimension outermost) is
+    evaluated by ``costs_of(candidates (C, D))`` and the first of equal costs wins. A best on an
+    edge of the grid (not at its low) moves the grid; else the widths shrink ``shrink``-fold to
+    single units; at most ``steps`` grids. ``keep_start``: the best so far is a candidate even
+    off the grid (a start that is not whole). ``tick(best, cost)`` after each grid. Returns
+    ``(best (D,), its cost)``."""
+    best = np.asarray(start, dtype=float)
+    width = np.maximum(0.6 * best, 20.0)
+    for _ in range(steps):
+        axes = [np.unique(np.maximum(lo, np.rint(b + np.linspace(-w, w, points))))
+                for b, w, lo in zip(best, width, lows)]
+        if keep_start:
+            axes = [np.union1d(a, [b]) for a, b in zip(axes, best)]
+        cands = np.stack([a.reshape(-1) for a in np.meshgrid(*axes, indexing="ij")], axis=-1)
+        costs = costs_of(cands)
         j = int(costs.argmin())
-        best_s, best_q, best_cost = float(ss[j]), float(qq[j]), float(costs[j])
+        best, cost = cands[j], float(costs[j])
         if tick:
-            tick(f"s = {best_s:g}, S = {best_s + best_q:g}: chain cost {best_cost:,.1f}")
-        edge_s = best_s in (gs[0], gs[-1]) and best_s > 0 and len(gs) > 1
-        edge_q = best_q in (gq[0], gq[-1]) and best_q > 1 and len(gq) > 1
-        if edge_s or edge_q:
-            continue
-        if ws <= points / 2 and wq <= points / 2:
+            tick(best, cost)
+        if any(b in (a[0], a[-1]) and b > lo and len(a) > 1 for a, b, lo in zip(axes, best, lows)):
+            continue  # at an edge: move, keep the widths
+        if (width <= points / 2).all():
             break
-        ws, wq = max(ws / 3, points / 2 - 0.5), max(wq / 3, points / 2 - 0.5)
-    S_arr, s_arr = getattr(policy, f"{agent}_S").copy(), getattr(policy, f"{agent}_s").copy()
-    S_arr[idx], s_arr[idx] = best_s + best_q, best_s
-    return replace(policy, **{f"{agent}_S": S_arr, f"{agent}_s": s_arr}), best_cost
+        width = np.maximum(width / shrink, points / 2 - 0.5)
+    return best, cost
+
+
+# the grid of one coordinate's levels: base-stock S on 11 points, shrinking 4-fold, its start kept;
+# (s, S) as s and Q = S - s on 7 x 7 points, shrinking 3-fold
+_LEVEL_GRIDS = {False: dict(points=11, shrink=4, steps=60, keep_start=True),
+                True: dict(points=7, shrink=3, steps=40)}
+
+
+def _search_levels(scenario, policy, agent, idx, seeds, tick=None):
+    """``policy`` with ``agent``'s levels at ``idx`` moved to the best of a :func:`grid_search`
+    (S; the (s, S) kinds: s and Q = S − s on one 2-D grid), and its mean chain cost."""
+    with_s = policy.kind in WITH_REORDER_POINT
+    S = _get(policy, agent, idx, "S")
+    if with_s:
+        s = _get(policy, agent, idx, "s")
+        start, lows = (s, max(S - s, 1.0)), (0.0, 1.0)
+    else:
+        start, lows = (S,), (0.0,)
+
+    def levels(x):  # candidates (C, D) -> their S and s (None: base-stock)
+        return (x[:, 0] + x[:, 1], x[:, 0]) if with_s else (x[:, 0], None)
+
+    def show(x, cost):
+        S_, s_ = levels(x[None])
+        tick((f"s = {s_[0]:g}, " if with_s else "") + f"S = {S_[0]:g}: chain cost {cost:,.1f}")
+
+    best, cost = grid_search(start, lows, lambda x: _level_costs(scenario, policy, agent, idx, *levels(x), seeds),
+                             tick=show if tick else None, **_LEVEL_GRIDS[with_s])
+    new = {}
+    for which, v in zip("Ss", levels(best[None])):
+        if v is not None:
+            new[f"{agent}_{which}"] = arr = getattr(policy, f"{agent}_{which}").copy()
+            arr[idx] = v[0]
+    return replace(policy, **new), cost
 
 
 def tune_policy(scenario, rule: RuleSpec | str, n_seeds: int = DEFAULT_TUNE_SEEDS, rounds: int = ROUNDS,
@@ -186,21 +222,18 @@ def tune_policy(scenario, rule: RuleSpec | str, n_seeds: int = DEFAULT_TUNE_SEED
                  f" warehouse, the supplier), up to {rounds} rounds, {n_seeds} tuning seeds per candidate,"
                  f" {simulate.replica_bytes(scenario) / 1024:,.0f} KiB per simulated replica")
     sku_names = scenario.sku_names
-    for r in range(rounds):
-        before = cost
-        for i, (agent, idx) in enumerate(coords):
-            where = (f"{len(idx[0])} store(s) like {scenario.store_names[idx[0][0]]}" if agent == "store" else agent) \
-                + (f", SKU {sku_names[idx[-1]]}" if len(sku_names) > 1 else "")
-            tick = (lambda msg, w=where, i=i: progress(f"round {r + 1}/{rounds}, coordinate {i + 1}/{len(coords)}"
-                                                       f" ({w}): {msg}")) if progress else None
-            if spec.rule == "s_S":
-                policy, cost = _search_sS(scenario, policy, agent, idx, seeds, tick=tick)
-            else:
-                policy, cost = _search_S(scenario, policy, agent, idx, seeds, tick=tick)
-            if progress:
-                progress(f"round {r + 1}/{rounds}, coordinate {i + 1}/{len(coords)} ({where}) done: chain cost {cost:,.1f}")
-        if before - cost < 1e-3 * abs(before):
-            break
+
+    def line_search(policy, cost, coordinate, at):
+        agent, idx = coordinate
+        where = (f"{len(idx[0])} store(s) like {scenario.store_names[idx[0][0]]}" if agent == "store" else agent) \
+            + (f", SKU {sku_names[idx[-1]]}" if len(sku_names) > 1 else "")
+        tick = (lambda msg: progress(f"{at} ({where}): {msg}")) if progress else None
+        policy, cost = _search_levels(scenario, policy, agent, idx, seeds, tick=tick)
+        if progress:
+            progress(f"{at} ({where}) done: chain cost {cost:,.1f}")
+        return policy, cost
+
+    policy, cost = coordinate_search(policy, cost, coords, line_search, rounds, rel_tol=1e-3)
     policy.meta = {"tuned_on": f"seeds {seeds[0]}..{seeds[-1]} ({n_seeds} episodes)",
                    "tuning_cost_mean": round(cost, 3)}
     return policy
@@ -474,25 +507,20 @@ def tune_schedule(scenario, base: ChainPolicy, n_seeds: int = 2 * DEFAULT_TUNE_S
         return simulate.candidate_costs(
             scenario, lambda c: base.with_(schedule=cands[c], period_days=period).orders, len(cands), seeds)
 
+    def move(step, sch, cost, c, at):  # the factor c's current cost is `cost` (same seeds): only the moves are run
+        vals = np.maximum(0.0, sch[c] + step * np.array([-2, -1, 1, 2]))
+        cands = np.repeat(sch[None], len(vals), axis=0)
+        cands[(slice(None), *c)] = vals
+        moved = costs(cands)
+        k = int(np.argmin(moved))
+        return (cands[k], float(moved[k])) if moved[k] < cost else (sch, cost)
+
+    factors = [(p, e, j) for p in range(P) for e in range(len(ECHELONS)) for j in cols]
     cost = float(costs(sch[None])[0])
     for step in steps:
-        for r in range(rounds):
-            before = cost
-            for p in range(P):
-                for e in range(len(ECHELONS)):
-                    for j in cols:
-                        # the current factor's cost is `cost` (same seeds): only the moves are run
-                        vals = np.maximum(0.0, sch[p, e, j] + step * np.array([-2, -1, 1, 2]))
-                        cands = np.repeat(sch[None], len(vals), axis=0)
-                        cands[:, p, e, j] = vals
-                        c = costs(cands)
-                        k = int(np.argmin(c))
-                        if c[k] < cost:
-                            sch, cost = cands[k], float(c[k])
-            if progress:
-                progress(f"schedule step {step}, sweep {r + 1}/{rounds}: chain cost {cost:,.1f}")
-            if before - cost < 1e-4 * abs(before):
-                break
+        swept = (lambda r, c, step=step: progress(f"schedule step {step}, sweep {r + 1}/{rounds}: chain cost {c:,.1f}")
+                 ) if progress else None
+        sch, cost = coordinate_search(sch, cost, factors, partial(move, step), rounds, rel_tol=1e-4, swept=swept)
     return base.with_(schedule=sch, period_days=period, schedule_periods=periods,
                       meta={"tuned_on": f"seeds {seeds[0]}..{seeds[-1]} ({n_seeds} episodes)",
                             "tuning_cost_mean": round(cost, 3)})
