@@ -572,12 +572,15 @@ def experiment_dir(name: str, storage: str | None = None):
 
 
 class RemoteDir(str):
-    """The few :class:`Path` operations ``train`` needs, on a storage URI (pyarrow.fs)."""
+    """The few :class:`Path` operations ``train`` needs, on a storage URI: fsspec on the pyarrow
+    filesystem that Tune resolves the URI to (so any URI ``storage_path`` accepts works here)."""
 
     def _fs(self):
         import pyarrow.fs
+        from fsspec.implementations.arrow import ArrowFSWrapper
 
-        return pyarrow.fs.FileSystem.from_uri(str(self))
+        fs, path = pyarrow.fs.FileSystem.from_uri(str(self))
+        return ArrowFSWrapper(fs), path.rstrip("/")
 
     @property
     def name(self) -> str:
@@ -594,32 +597,21 @@ class RemoteDir(str):
         return RemoteDir(f"{self.rstrip('/')}/{other}")
 
     def exists(self) -> bool:
-        import pyarrow.fs
-
         fs, path = self._fs()
-        return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+        return fs.exists(path)
 
     def glob(self, pattern: str) -> list["RemoteDir"]:
-        """Entries matching ``pattern`` (``*`` wildcards; one ``/`` level at most)."""
-        import fnmatch
-
-        import pyarrow.fs
-
+        """Entries matching ``pattern`` (as :meth:`Path.glob`: ``*`` stays within one level)."""
         fs, path = self._fs()
-        if not self.exists():
-            return []
-        infos = fs.get_file_info(pyarrow.fs.FileSelector(path, recursive="/" in pattern))
-        rel = [i.path[len(path.rstrip("/")) + 1:] for i in infos]
-        return [self / r for r in rel if fnmatch.fnmatch(r, pattern)]
+        return [self / p[len(path) + 1:] for p in fs.glob(f"{path}/{pattern}")]
 
     def mkdir(self, parents: bool = True, exist_ok: bool = True) -> None:
         fs, path = self._fs()
-        fs.create_dir(path, recursive=parents)
+        fs.mkdir(path, create_parents=parents)
 
     def write_text(self, text: str) -> None:
         fs, path = self._fs()
-        with fs.open_output_stream(path) as out:
-            out.write(text.encode())
+        fs.pipe_file(path, text.encode())
 
 
 def fresh_experiment_dir(exp: Path) -> Path:
