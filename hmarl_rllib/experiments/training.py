@@ -764,24 +764,11 @@ def rebuild_progress_csv(trial: Path) -> None:
     src = trial / "result.json"
     if not src.is_file():
         return
-    rows = []
-    for line in src.read_text().splitlines():
-        if line.strip():
-            row = json.loads(line)
-            row.pop("config", None)
-            rows.append(_flatten(row))
-    frame = pd.DataFrame(rows).drop_duplicates("training_iteration", keep="last")
+    rows = [json.loads(line) for line in src.read_text().splitlines() if line.strip()]
+    for row in rows:
+        row.pop("config", None)
+    frame = pd.json_normalize(rows, sep="/").drop_duplicates("training_iteration", keep="last")
     frame.to_csv(trial / "progress.csv", index=False)
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}/"))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def _stopped(metrics: dict, stop: dict) -> bool:
