@@ -154,6 +154,9 @@ def test_the_batched_sampler_refuses_what_it_would_skip(local_ray):
 
     sc = load_config(DEFAULT_YAML)
     assert _BatchedSampler.unsupported(build_algo_config(sc, num_env_runners=0)) == ""
+    # weights pulled from a state server happen inside RLlib's own sample(), which batches skip
+    pulled = build_algo_config(sc, num_env_runners=0).env_runners(use_env_runner_state_server=True)
+    assert "use_env_runner_state_server" in _BatchedSampler.unsupported(pulled)
 
     class StepCounter(RLlibCallback):
         def on_episode_step(self, **kwargs):

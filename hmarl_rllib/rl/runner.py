@@ -1,41 +1,36 @@
-"""A faster :class:`MultiAgentEnvRunner` for RLlib 2.60: same samples, same metrics, less overhead.
+"""Training's samples, played on the batched twin: :class:`FastMultiAgentEnvRunner`.
 
-**Batched sampling** (training only). RLlib steps a vector of envs one sub-env and one agent
-at a time through dicts, connectors and per-agent episode bookkeeping: about 1 ms per env step
-on top of the simulation. The twin simulates a whole batch of replicas in one numpy call, so
-:meth:`FastMultiAgentEnvRunner._sample` plays one replica per episode in a
+RLlib steps a vector of envs one sub-env and one agent at a time through dicts, connectors and
+per-agent episode bookkeeping: about 1 ms per env step on top of the simulation. The twin
+simulates a whole batch of replicas in one numpy call, so for training (exploring) samples
+:meth:`FastMultiAgentEnvRunner.sample` plays one replica per episode in a
 :class:`~hmarl_rllib.rl.env.ChainDynamics` (the env's own dynamics, batched), runs each RLModule's
 ``forward_exploration`` once per day on every agent's observation that it acts for, samples
 actions as RLlib's ``GetActions`` connector does, and builds finished
 :class:`MultiAgentEpisode` s from the arrays at the end: the same observations, actions,
 rewards, ``action_logp`` / ``action_dist_inputs`` and final infos as the env path, complete
 episodes only (episodes have a fixed length, so a request for n env steps plays
-⌈n / episode_length⌉ episodes). ``on_episode_end`` callbacks and the episode metrics run as
-usual; ``on_episode_start`` / ``on_episode_step`` are not called (no day-by-day episode
-object exists), and env-to-module / module-to-env connectors do not run: a config that has
-either (a user connector, a per-step callback) is refused with one error naming it
-(:meth:`_BatchedSampler.unsupported`) rather than trained without it. Evaluation, greedy or random sampling, fixed ``episode_seeds`` and envs other
-than ours take RLlib's own path.
+⌈n / episode_length⌉ episodes).
 
-Two more costs of RLlib 2.60's ``MultiAgentEnvRunner._sample`` grow with the batch rather than with
-the work done:
+**The door it uses.** A custom env runner class (``config.env_runners(env_runner_cls=...)``) that
+overrides the public ``EnvRunner.sample``; RLlib's own ``sample`` runs whenever the batched
+path does not apply (greedy or random sampling, evaluation, fixed ``episode_seeds``, step
+counting by agent steps, envs other than ours). On the batched path, ``on_episode_end`` and
+``on_sample_end`` callbacks, the sampling timer, the step counts and the episode metrics are
+the ones RLlib reports; ``on_episode_start`` / ``on_episode_step`` are not called (no day-by-day
+episode object exists) and env-to-module / module-to-env connectors do not run, so a config
+that has either (a user connector, a per-step callback) or a pull-based
+``EnvRunnerStateServer`` is refused with one error naming it
+(:meth:`_BatchedSampler.unsupported`) rather than trained without it.
 
-1. **Quadratic ``to_numpy``.** With ``episodes_to_numpy=True`` (the default) ``_sample``
-   numpy-izes *every done episode collected so far* after *every* vector-env step (the loop
-   ``for episode in done_episodes_to_return: episode.to_numpy()`` sits inside the step loop),
-   and ``to_numpy`` re-validates an already numpy-ized episode each time. With 16 envs and 30-day
-   episodes that was ~25% of sampling time at a 2,400-step batch, and grows with the batch.
-   :meth:`FastMultiAgentEnvRunner.sample` runs ``_sample`` with numpy-izing off and numpy-izes
-   each returned episode once at the end (the same state RLlib returns them in).
-2. **Per-agent-step metrics.** ``_increase_sampled_metrics`` makes 4 ``MetricsLogger.log_value``
-   calls per agent per env step (+2 per env step): ~18% of sampling time with 5 agents.
-   Here the counts are summed in a plain dict and logged once per ``sample()`` call with the
-   same keys and reductions (``sum`` / ``lifetime_sum``), so results carry the same values.
+It reads three attributes RLlib's ``MultiAgentEnvRunner`` keeps for itself (its callback
+objects, its done-episode list for ``get_metrics``, its weights' version): they are named in
+:data:`RLLIB_ATTRIBUTES` and checked when the runner starts, so an RLlib release that renames one
+stops training with one line saying so instead of misreporting.
 """
 from __future__ import annotations
 
 import math
-from collections import Counter
 
 import numpy as np
 from ray.rllib.callbacks.utils import make_callback
@@ -51,54 +46,50 @@ from ray.rllib.utils.metrics import (
                                      NUM_EPISODES_LIFETIME,
                                      NUM_MODULE_STEPS_SAMPLED,
                                      NUM_MODULE_STEPS_SAMPLED_LIFETIME,
+                                     SAMPLE_TIMER,
                                      WEIGHTS_SEQ_NO,
                                      )
 
+# MultiAgentEnvRunner's own attributes the batched path reads (RLlib 2.60): its callback objects
+# (for on_episode_end / on_sample_end), the done episodes get_metrics() turns into episode metrics,
+# and the version of its weights (stored with each action, as RLlib stores it)
+RLLIB_ATTRIBUTES = ("_callbacks", "_done_episodes_for_metrics", "_weights_seq_no")
+
 
 class FastMultiAgentEnvRunner(MultiAgentEnvRunner):
-    """:class:`MultiAgentEnvRunner` without the quadratic ``to_numpy`` and per-step metric calls."""
+    """:class:`MultiAgentEnvRunner` whose exploring samples are played on the batched twin."""
 
-    def sample(self, **kwargs):
-        to_numpy = self.episodes_to_numpy
-        self.episodes_to_numpy = False
-        self._pending = _new_pending()
-        try:
-            episodes = super().sample(**kwargs)
-        finally:
-            self.episodes_to_numpy = to_numpy
-            self._flush_sampled_metrics()
-        if to_numpy:
-            episodes = [ep if ep.is_numpy else ep.to_numpy() for ep in episodes]
+    def __init__(self, config, **kwargs):
+        super().__init__(config=config, **kwargs)
+        missing = [a for a in RLLIB_ATTRIBUTES if not hasattr(self, a)]
+        if missing:
+            import ray
+
+            raise RuntimeError(f"FastMultiAgentEnvRunner: RLlib {ray.__version__}'s MultiAgentEnvRunner has no"
+                               f" {', '.join(missing)} (written for RLlib 2.60): pin ray[rllib]==2.60.0, or"
+                               " train with RLlib's own runner (env_runners(env_runner_cls=MultiAgentEnvRunner))")
+        self._batched = None
+
+    def sample(self, *, num_timesteps=None, num_episodes=None, explore=None, random_actions=False,
+               force_reset=False):
+        if self._batched is None:
+            self._batched = _BatchedSampler.for_runner(self)
+        batched = self._batched
+        explore = self.config.explore if explore is None else explore
+        if batched is False or self.config.in_evaluation or not explore or random_actions:
+            return super().sample(num_timesteps=num_timesteps, num_episodes=num_episodes, explore=explore,
+                                  random_actions=random_actions, force_reset=force_reset)
+        if num_episodes is None:
+            if num_timesteps is None:  # as RLlib's sample(): one rollout fragment per sub-env
+                num_timesteps = self.config.get_rollout_fragment_length(self.worker_index) * self.num_envs
+            num_episodes = math.ceil(num_timesteps / batched.episode_steps)
+        self.metrics.log_value(WEIGHTS_SEQ_NO, self._weights_seq_no, window=1)
+        with self.metrics.log_time(SAMPLE_TIMER):
+            episodes = batched.sample(self, max(int(num_episodes), 1))
+            make_callback("on_sample_end", callbacks_objects=self._callbacks,
+                          callbacks_functions=self.config.callbacks_on_sample_end,
+                          kwargs=dict(env_runner=self, metrics_logger=self.metrics, samples=episodes))
         return episodes
-
-    def _increase_sampled_metrics(self, num_steps, next_obs, episode):
-        pending = getattr(self, "_pending", None)
-        if pending is None:  # called outside sample(): RLlib's own bookkeeping
-            return super()._increase_sampled_metrics(num_steps, next_obs, episode)
-        pending["env"] += num_steps
-        if episode.is_done:
-            pending["episodes"] += 1
-        agents, modules = pending["agents"], pending["modules"]
-        for aid in next_obs:
-            agents[aid] += 1
-            modules[episode.module_for(aid)] += 1
-        return num_steps
-
-    def _flush_sampled_metrics(self):
-        pending, self._pending = self._pending, None
-        log = self.metrics.log_value
-        if pending["env"]:
-            log(NUM_ENV_STEPS_SAMPLED, pending["env"], reduce="sum")
-            log(NUM_ENV_STEPS_SAMPLED_LIFETIME, pending["env"], reduce="lifetime_sum", with_throughput=True)
-        if pending["episodes"]:
-            log(NUM_EPISODES, pending["episodes"], reduce="sum")
-            log(NUM_EPISODES_LIFETIME, pending["episodes"], reduce="lifetime_sum")
-        for aid, n in pending["agents"].items():
-            log((NUM_AGENT_STEPS_SAMPLED, str(aid)), n, reduce="sum")
-            log((NUM_AGENT_STEPS_SAMPLED_LIFETIME, str(aid)), n, reduce="lifetime_sum")
-        for mid, n in pending["modules"].items():
-            log((NUM_MODULE_STEPS_SAMPLED, mid), n, reduce="sum")
-            log((NUM_MODULE_STEPS_SAMPLED_LIFETIME, mid), n, reduce="lifetime_sum")
 
     def make_env(self):
         """As RLlib's, but the vector env hands out the sub-envs' observations without a deep
@@ -106,19 +97,6 @@ class FastMultiAgentEnvRunner(MultiAgentEnvRunner):
         super().make_env()
         if hasattr(self.env, "copy"):
             self.env.copy = False
-
-    # ------------------------------------------------------------------ batched sampling
-    def _sample(self, *, num_timesteps=None, num_episodes=None, explore=True, random_actions=False,
-                force_reset=False):
-        batched = getattr(self, "_batched", None)
-        if batched is None:
-            batched = self._batched = _BatchedSampler.for_runner(self)
-        if batched is False or self.config.in_evaluation or not explore or random_actions:
-            return super()._sample(num_timesteps=num_timesteps, num_episodes=num_episodes, explore=explore,
-                                   random_actions=random_actions, force_reset=force_reset)
-        if num_episodes is None:
-            num_episodes = math.ceil((num_timesteps or 0) / batched.episode_steps)
-        return batched.sample(self, max(int(num_episodes), 1))
 
 
 class _BatchedSampler:
@@ -147,6 +125,8 @@ class _BatchedSampler:
         from ray.rllib.callbacks.callbacks import RLlibCallback
 
         found = []
+        if getattr(config, "use_env_runner_state_server", False):
+            found.append("use_env_runner_state_server (weights pulled inside RLlib's sample())")
         if getattr(config, "_env_to_module_connector", None) is not None:
             found.append("a user env-to-module connector")
         if getattr(config, "_module_to_env_connector", None) is not None:
@@ -245,8 +225,7 @@ class _BatchedSampler:
         seq_no = runner._weights_seq_no
         episodes = [self._episode(b, obs_hist, act_hist, logp_hist, dist_hist, rewards[b], infos[b], seq_no)
                     for b in range(B)]
-        self._finish(runner, episodes)
-        return episodes
+        return self._finish(runner, episodes)
 
     def _episode(self, b, obs_hist, act_hist, logp_hist, dist_hist, rewards, infos, seq_no):
         """One finished episode (replica ``b``) from the per-day arrays, through
@@ -281,27 +260,28 @@ class _BatchedSampler:
             observation_space=self.obs_space, action_space=self.act_space,
             agent_module_ids=dict(self.agent_module), len_lookback_buffer=0)
 
-    def _finish(self, runner, episodes) -> None:
-        """What RLlib does with a finished episode: callbacks, metrics, step counts."""
+    def _finish(self, runner, episodes) -> list:
+        """What RLlib does with finished episodes: callbacks, episode metrics, step counts;
+        numpy-ized as RLlib returns them (``episodes_to_numpy``)."""
         for i, ep in enumerate(episodes):
             make_callback("on_episode_end", callbacks_objects=runner._callbacks,
                           callbacks_functions=runner.config.callbacks_on_episode_end,
                           kwargs=dict(episode=ep, env_runner=runner, metrics_logger=runner.metrics,
                                       env=runner.env.unwrapped, rl_module=runner.module, env_index=i,
                                       prev_episode_chunks=[]))
-        runner._done_episodes_for_metrics.extend(episodes)
-        own = getattr(runner, "_pending", None) is None  # called outside sample(): log now
-        if own:
-            runner._pending = _new_pending()
-        pending, n = runner._pending, len(episodes) * self.episode_steps
-        pending["env"] += n
-        pending["episodes"] += len(episodes)
+        runner._done_episodes_for_metrics.extend(episodes)  # get_metrics() logs their returns
+        # the step counts RLlib logs per agent step, logged once per batch (same keys and sums)
+        log, n = runner.metrics.log_value, len(episodes) * self.episode_steps
+        log(NUM_ENV_STEPS_SAMPLED, n, reduce="sum")
+        log(NUM_ENV_STEPS_SAMPLED_LIFETIME, n, reduce="lifetime_sum", with_throughput=True)
+        log(NUM_EPISODES, len(episodes), reduce="sum")
+        log(NUM_EPISODES_LIFETIME, len(episodes), reduce="lifetime_sum")
+        modules = {}
         for aid in self.agents:
-            pending["agents"][aid] += n
-            pending["modules"][self.agent_module[aid]] += n
-        if own:
-            runner._flush_sampled_metrics()
-
-
-def _new_pending() -> dict:
-    return {"env": 0, "episodes": 0, "agents": Counter(), "modules": Counter()}
+            log((NUM_AGENT_STEPS_SAMPLED, str(aid)), n, reduce="sum")
+            log((NUM_AGENT_STEPS_SAMPLED_LIFETIME, str(aid)), n, reduce="lifetime_sum")
+            modules[self.agent_module[aid]] = modules.get(self.agent_module[aid], 0) + n
+        for mid, m in modules.items():
+            log((NUM_MODULE_STEPS_SAMPLED, mid), m, reduce="sum")
+            log((NUM_MODULE_STEPS_SAMPLED_LIFETIME, mid), m, reduce="lifetime_sum")
+        return [ep.to_numpy() for ep in episodes] if runner.episodes_to_numpy else episodes
