@@ -487,6 +487,20 @@ def cmd_bench_train(args) -> int:
     return 0
 
 
+def cmd_bench_learner(args) -> int:
+    from hmarl_rllib.experiments.bench import bench_learner
+    from hmarl_rllib.sim.config import load_config
+
+    result = bench_learner(load_config(args.config), repeats=args.repeats, progress=_progress(args))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"one PPO update ({result['train_batch']:,} env steps, {result['epochs']} epochs, minibatch"
+              f" {result['minibatch']}), median of {result['repeats']}: hmarl's learner {result['fast_update_s']:.3f}s,"
+              f" RLlib's {result['rllib_update_s']:.3f}s: {result['saving']:.0%} less time")
+    return 0
+
+
 # -------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="hmarl", description="Hierarchical multi-agent RL for multi-echelon inventory on Ray RLlib.")
@@ -648,6 +662,13 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--envs-per-runner", type=_positive_int, default=None)
     bt.add_argument("--json", action="store_true")
     bt.set_defaults(func=cmd_bench_train)
+
+    bl = sub.add_parser("bench-learner", help="time one PPO update: hmarl's learner (rl/learner.py) against RLlib's,"
+                                              " side by side")
+    bl.add_argument("--config", required=True, help="scenario YAML with a training: section")
+    bl.add_argument("--repeats", type=_positive_int, default=5, help="timed updates per learner (default 5)")
+    bl.add_argument("--json", action="store_true")
+    bl.set_defaults(func=cmd_bench_learner)
 
     t = sub.add_parser("bench-twin", help="benchmark the twin and the env (store-days/s, env steps/s)")
     t.add_argument("--seconds", type=float, default=2.0, help="time per measurement")

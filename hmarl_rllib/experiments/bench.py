@@ -198,3 +198,52 @@ def bench_train(scenario, seconds: float = 120.0, storage: str | None = None, nu
         "envs_per_runner": settings.envs_per_runner if envs_per_runner is None else envs_per_runner,
         "storage": str(res.experiment),
     }
+
+
+# ------------------------------------------------------------------------- learner speed
+def bench_learner(scenario, repeats: int = 5, progress=None) -> dict:
+    """Seconds per PPO update of :class:`~hmarl_rllib.rl.learner.FastPPOTorchLearner` and of
+    RLlib's ``PPOTorchLearner``, side by side in one process: both start from the same weights and
+    update on the same train batch (the config's ``train_batch`` env steps, ``epochs`` and
+    ``minibatch``), alternately, ``repeats`` times each; medians and their ratio. The learners'
+    updates are bitwise equal (tests/test_learner.py), so only the time differs."""
+    import copy
+
+    import ray
+    from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
+
+    from hmarl_rllib.experiments.training import build_algo_config, training_settings
+
+    s = training_settings(scenario)
+    config = build_algo_config(scenario, num_env_runners=0, seed=5)
+    reference = config.copy(copy_frozen=False).learners(learner_class=PPOTorchLearner)
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+    times = {"fast": [], "rllib": []}
+    try:
+        algos = {"fast": config.build_algo(), "rllib": reference.build_algo()}
+        learners = {k: a.learner_group._learner for k, a in algos.items()}
+        weights = learners["rllib"].module.get_state()
+        episodes = algos["fast"].env_runner.sample(num_timesteps=s.train_batch)
+        for r in range(repeats + 1):  # the first round warms up, untimed
+            for name, learner in learners.items():
+                learner.module.set_state(weights)
+                batch = copy.deepcopy(episodes)
+                t0 = time.perf_counter()
+                learner.update(episodes=batch, timesteps={"num_env_steps_sampled_lifetime": s.train_batch},
+                               num_epochs=s.epochs, minibatch_size=s.minibatch, shuffle_batch_per_epoch=True)
+                if r:
+                    times[name].append(time.perf_counter() - t0)
+            if progress and r:
+                progress(f"bench-learner: round {r}/{repeats}: fast {times['fast'][-1]:.3f}s,"
+                         f" RLlib {times['rllib'][-1]:.3f}s per update")
+        for a in algos.values():
+            a.stop()
+    finally:
+        if started:
+            ray.shutdown()
+    fast, rllib = statistics.median(times["fast"]), statistics.median(times["rllib"])
+    return {"scenario": scenario.name, "train_batch": s.train_batch, "epochs": s.epochs, "minibatch": s.minibatch,
+            "fast_update_s": fast, "rllib_update_s": rllib, "saving": 1 - fast / rllib, "repeats": repeats,
+            "statistic": "median", "runs": times}
