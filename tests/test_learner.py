@@ -1,85 +1,27 @@
-"""hmarl_rllib.rl.learner.FastPPOTorchLearner: the same PPO updates as RLlib's PPOTorchLearner.
-
-Both learners start from the same weights and seeds and update twice on the same episodes
-(several epochs, minibatches that wrap around the batch, shuffled every epoch): the weights,
-the optimizer state and every reported learner metric must come out bitwise equal.
-"""
+"""hmarl_rllib.rl.learner: RLlib's PPO update, reward centering as a connector piece, schedules."""
 from __future__ import annotations
 
 import copy
-import math
 
 import numpy as np
 import pytest
-import torch
 
 from tests.conftest import DEFAULT_YAML
 
 pytestmark = pytest.mark.slow
 
-REPORTED = ("policy_loss", "vf_loss", "vf_loss_unclipped", "vf_explained_var", "entropy", "mean_kl_loss",
-            "total_loss", "curr_kl_coeff", "curr_entropy_coeff", "gradients_default_optimizer_global_norm",
-            "diff_num_grad_updates_vs_sampler_policy", "num_module_steps_trained", "weights_seq_no",
-            "default_optimizer_learning_rate")
 
-
-def _peek(results: dict) -> dict:
-    return {(mid, key): stats.peek() for mid, metrics in results.items() if isinstance(metrics, dict)
-            for key, stats in metrics.items() if key in REPORTED}
-
-
-def test_fast_learner_updates_exactly_as_rllib():
-    import ray
+def test_training_uses_rllibs_ppo_update():
+    """rl/learner.py adds a connector piece and nothing else: the learner training builds is
+    RLlib's PPOTorchLearner, its update and loss methods RLlib's own."""
     from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 
     from hmarl_rllib.experiments.training import build_algo_config
-    from hmarl_rllib.rl.learner import FastPPOTorchLearner
     from hmarl_rllib.sim.config import load_config
 
-    config = build_algo_config(load_config(DEFAULT_YAML), num_env_runners=0, envs_per_runner=4, seed=5)
-    assert config.learner_class is FastPPOTorchLearner
-    reference = config.copy(copy_frozen=False).learners(learner_class=PPOTorchLearner)
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        algos = {"fast": config.build_algo(), "rllib": reference.build_algo()}
-        learners = {k: a.learner_group._learner for k, a in algos.items()}
-        assert type(learners["rllib"]) is PPOTorchLearner and type(learners["fast"]) is FastPPOTorchLearner
-        learners["fast"].module.set_state(learners["rllib"].module.get_state())
-        episodes = algos["rllib"].env_runner.sample(num_timesteps=400)
-        assert learners["fast"]._fast  # the fast paths, not RLlib's fallbacks
-        results = {}
-        for name, learner in learners.items():
-            for i in range(2):  # the second update also checks Adam's state and the KL coefficient
-                np.random.seed(11 + i)
-                torch.manual_seed(11 + i)
-                results[name] = learner.update(
-                    episodes=copy.deepcopy(episodes), timesteps={"num_env_steps_sampled_lifetime": 400 * (i + 1)},
-                    num_epochs=3, minibatch_size=96, shuffle_batch_per_epoch=True)
-        weights = {k: learner.module.get_state() for k, learner in learners.items()}
-        optimizers = {k: learner._get_optimizer_state() for k, learner in learners.items()}
-        for a in algos.values():
-            a.stop()
-    finally:
-        ray.shutdown()
-
-    learned = set(config.policies_to_train)
-    assert learned == {"store_policy", "warehouse_policy", "supplier_policy"}
-    for mid in learned:
-        assert weights["fast"][mid].keys() == weights["rllib"][mid].keys()
-        for key, ref in weights["rllib"][mid].items():
-            assert np.array_equal(np.asarray(weights["fast"][mid][key]), np.asarray(ref)), (mid, key)
-    for name, ref in optimizers["rllib"].items():
-        fast = optimizers["fast"][name]["state"]["state"]
-        for pid, slots in ref["state"]["state"].items():
-            for slot, value in slots.items():
-                assert np.array_equal(np.asarray(fast[pid][slot]), np.asarray(value)), (name, pid, slot)
-
-    ours, theirs = _peek(results["fast"]), _peek(results["rllib"])
-    assert ours.keys() == theirs.keys()
-    assert {key for _, key in theirs} == set(REPORTED)  # every statistic is still reported
-    for key, value in theirs.items():
-        value, mine = float(value), float(ours[key])
-        assert mine == value or (math.isnan(mine) and math.isnan(value)), (key, mine, value)
+    cls = build_algo_config(load_config(DEFAULT_YAML), num_env_runners=0).learner_class
+    assert issubclass(cls, PPOTorchLearner)
+    assert {name for name in vars(cls) if callable(vars(cls)[name]) and not name.startswith("__")} == {"build"}
 
 
 def test_reward_centering_hands_gae_rewards_centred_on_the_batch_mean():

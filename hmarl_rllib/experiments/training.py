@@ -291,7 +291,7 @@ def build_algo_config(scenario: Scenario, settings: TrainingSettings | None = No
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
     from hmarl_rllib.rl import env as hmarl_env
-    from hmarl_rllib.rl.learner import FastPPOTorchLearner
+    from hmarl_rllib.rl.learner import HMARLPPOLearner
     from hmarl_rllib.rl.runner import FastMultiAgentEnvRunner
     from hmarl_rllib.sim.simulate import validation_seeds
 
@@ -321,7 +321,7 @@ def build_algo_config(scenario: Scenario, settings: TrainingSettings | None = No
                      env_runner_cls=FastMultiAgentEnvRunner)
         # the driver's bundle is max(num_cpus_per_learner, num_cpus_for_main_process) with a local learner
         .learners(num_learners=0, num_cpus_per_learner=s.driver_cpus,
-                  learner_class=FastPPOTorchLearner,  # RLlib's PPO updates, less overhead (learner.py)
+                  learner_class=HMARLPPOLearner,  # RLlib's PPO update (+ reward centering when asked: learner.py)
                   learner_config_dict={"reward_centering": s.reward_centering})
         .resources(num_cpus_for_main_process=s.driver_cpus)
         .multi_agent(policies=[*learned, *scripted],  # an ordered list: a set's order changes with the hash seed
