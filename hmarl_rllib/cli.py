@@ -487,17 +487,32 @@ def cmd_bench_train(args) -> int:
     return 0
 
 
-def cmd_bench_learner(args) -> int:
-    from hmarl_rllib.experiments.bench import bench_learner
-    from hmarl_rllib.sim.config import load_config
+def cmd_bench_scale(args) -> int:
+    from hmarl_rllib.experiments.bench import SCALE_LADDER, bench_scale, plot_scale
 
-    result = bench_learner(load_config(args.config), repeats=args.repeats, progress=_progress(args))
+    rungs = SCALE_LADDER
+    if args.rungs:
+        try:
+            rungs = [tuple(int(x) for x in r.lower().split("x")) for r in args.rungs]
+            assert all(len(r) == 2 and min(r) > 0 for r in rungs)
+        except (ValueError, AssertionError):
+            raise InputError(f"--rungs {' '.join(args.rungs)}: each rung is STORESxSKUS with whole numbers > 0,"
+                             " e.g. --rungs 3x1 30x1 300x1 100x10") from None
+    result = bench_scale(rungs, iterations=args.iterations, progress=_progress(args))
+    if args.plot:
+        plot_scale(result, args.plot)
+        result["plot"] = str(args.plot)
     if args.json:
         print(json.dumps(result))
-    else:
-        print(f"one PPO update ({result['train_batch']:,} env steps, {result['epochs']} epochs, minibatch"
-              f" {result['minibatch']}), median of {result['repeats']}: hmarl's learner {result['fast_update_s']:.3f}s,"
-              f" RLlib's {result['rllib_update_s']:.3f}s: {result['saving']:.0%} less time")
+        return 0
+    print(f"{'stores x SKUs':>13} {'env steps/s':>12} {'agent steps/s':>14} {'vs first':>9} {'learner':>8}"
+          f" {'s/iter':>7} {'peak GiB':>9}")
+    for r in result["rungs"]:
+        print(f"{r['stores']:>8} x {r['skus']:<3} {r['env_steps_per_s']:>12,.0f} {r['agent_steps_per_s']:>14,.0f}"
+              f" {r['agent_steps_vs_first']:>8.2f}x {r['learner_share']:>8.0%} {r['seconds_per_iteration']:>7.2f}"
+              f" {r['peak_rss_gib']:>9.2f}")
+    if args.plot:
+        print(f"plot written to {args.plot}")
     return 0
 
 
@@ -663,12 +678,13 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--json", action="store_true")
     bt.set_defaults(func=cmd_bench_train)
 
-    bl = sub.add_parser("bench-learner", help="time one PPO update: hmarl's learner (rl/learner.py) against RLlib's,"
-                                              " side by side")
-    bl.add_argument("--config", required=True, help="scenario YAML with a training: section")
-    bl.add_argument("--repeats", type=_positive_int, default=5, help="timed updates per learner (default 5)")
-    bl.add_argument("--json", action="store_true")
-    bl.set_defaults(func=cmd_bench_learner)
+    sc = sub.add_parser("bench-scale", help="training throughput and memory from 3 to 1,000 store agents (one process"
+                                             " per rung)")
+    sc.add_argument("--rungs", nargs="+", metavar="STORESxSKUS", help="default: 3x1 30x1 300x1 100x10")
+    sc.add_argument("--iterations", type=_positive_int, default=5, help="timed iterations per rung (default 5)")
+    sc.add_argument("--plot", type=Path, help="also write a log-log PNG of time per agent step against store agents")
+    sc.add_argument("--json", action="store_true")
+    sc.set_defaults(func=cmd_bench_scale)
 
     t = sub.add_parser("bench-twin", help="benchmark the twin and the env (store-days/s, env steps/s)")
     t.add_argument("--seconds", type=float, default=2.0, help="time per measurement")

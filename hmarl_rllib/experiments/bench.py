@@ -200,50 +200,145 @@ def bench_train(scenario, seconds: float = 120.0, storage: str | None = None, nu
     }
 
 
-# ------------------------------------------------------------------------- learner speed
-def bench_learner(scenario, repeats: int = 5, progress=None) -> dict:
-    """Seconds per PPO update of :class:`~hmarl_rllib.rl.learner.FastPPOTorchLearner` and of
-    RLlib's ``PPOTorchLearner``, side by side in one process: both start from the same weights and
-    update on the same train batch (the config's ``train_batch`` env steps, ``epochs`` and
-    ``minibatch``), alternately, ``repeats`` times each; medians and their ratio. The learners'
-    updates are bitwise equal (tests/test_learner.py), so only the time differs."""
-    import copy
 
+# ------------------------------------------------------------------------- scale ladder
+SCALE_LADDER = ((3, 1), (30, 1), (300, 1), (100, 10))  # (stores, SKUs)
+STORE_STEPS_PER_ITERATION = 28_800  # store-agent steps per iteration at every rung (default.yaml: 9,600 env steps x 3)
+
+
+def scale_scenario(stores: int, skus: int = 1):
+    """``configs/default.yaml`` grown to ``stores`` stores x ``skus`` SKUs (identical SKUs, the
+    warehouse's and supplier's stock and capacity grown in proportion), training sized so every
+    rung learns from about :data:`STORE_STEPS_PER_ITERATION` store-agent steps per iteration with
+    the same minibatch and epochs (the same SGD work): whole 30-day episodes, one env runner in
+    the driver process (``num_env_runners: 0``), no evaluation."""
+    import yaml
+
+    data = yaml.safe_load(find_config("default.yaml").read_text())
+    grow = stores * skus / 3
+    data["name"] = f"scale_{stores}x{skus}"
+    data["stores"]["count"] = stores
+    data["skus"] = [dict(data["skus"][0], name=f"SKU{k + 1}") for k in range(skus)]
+    data["warehouse"]["initial_inventory"] = round(data["warehouse"]["initial_inventory"] * stores / 3)
+    data["supplier"]["initial_inventory"] = round(data["supplier"]["initial_inventory"] * stores / 3)
+    data["supplier"]["production_capacity"] = round(data["supplier"]["production_capacity"] * grow)
+    days = data["episode_length"]
+    episodes = max(1, round(STORE_STEPS_PER_ITERATION / (stores * skus * days)))
+    data["training"] = {**data["training"], "num_env_runners": 0, "train_batch": episodes * days,
+                        "evaluation_interval": 10**6, "checkpoint_frequency": 10**6}
+    return parse_config(data, f"bench-scale {stores}x{skus}")
+
+
+def _scale_rung(stores: int, skus: int, iterations: int) -> dict:
+    """One rung, in its own process (so its peak memory is its own): build the algorithm with
+    the textbook (s, S) as the rule (no minutes of tuning), then run PPO's training step by hand,
+    timed in parts (sample a train batch on the batched runner; update the learner and send the
+    weights back), ``iterations`` times after one untimed."""
+    import resource
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     import ray
-    from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
+    import torch
 
-    from hmarl_rllib.experiments.training import build_algo_config, training_settings
+    from hmarl_rllib.experiments.training import build_algo_config
+    from hmarl_rllib.policies.heuristics import initial_guess
+    from hmarl_rllib.quiet import quiet_ray
 
-    s = training_settings(scenario)
-    config = build_algo_config(scenario, num_env_runners=0, seed=5)
-    reference = config.copy(copy_frozen=False).learners(learner_class=PPOTorchLearner)
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
-    times = {"fast": [], "rllib": []}
+    torch.set_num_threads(1)
+    quiet_ray()
+    sc = scale_scenario(stores, skus)
+    t_start = time.perf_counter()
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
-        algos = {"fast": config.build_algo(), "rllib": reference.build_algo()}
-        learners = {k: a.learner_group._learner for k, a in algos.items()}
-        weights = learners["rllib"].module.get_state()
-        episodes = algos["fast"].env_runner.sample(num_timesteps=s.train_batch)
-        for r in range(repeats + 1):  # the first round warms up, untimed
-            for name, learner in learners.items():
-                learner.module.set_state(weights)
-                batch = copy.deepcopy(episodes)
-                t0 = time.perf_counter()
-                learner.update(episodes=batch, timesteps={"num_env_steps_sampled_lifetime": s.train_batch},
-                               num_epochs=s.epochs, minibatch_size=s.minibatch, shuffle_batch_per_epoch=True)
-                if r:
-                    times[name].append(time.perf_counter() - t0)
-            if progress and r:
-                progress(f"bench-learner: round {r}/{repeats}: fast {times['fast'][-1]:.3f}s,"
-                         f" RLlib {times['rllib'][-1]:.3f}s per update")
-        for a in algos.values():
-            a.stop()
+        config = build_algo_config(sc, baseline=initial_guess(sc, "s_S"))
+        # RLlib checks minibatch (512 agent steps of a module) <= train batch in *env* steps; a
+        # 300-store env step holds 302 agent steps, so past 30 stores the check refuses the rung's
+        # 28,800-store-step batch. The minibatches are cut from each module's agent steps either way.
+        algo = config.experimental(_validate_config=config.train_batch_size_per_learner >= config.minibatch_size)\
+            .build_algo()
+        s = algo.config
+        runner, learners = algo.env_runner, algo.learner_group
+
+        def iteration() -> tuple[float, float, int, int]:
+            """PPO's training step, timed in parts: sample, update, weights back to the runner."""
+            t0 = time.perf_counter()
+            episodes = runner.sample(num_timesteps=s.train_batch_size_per_learner)
+            # counted before the update, whose learner connector adds a bootstrap step to each episode
+            n_env = sum(len(e) for e in episodes)
+            n_agent = sum(len(a) for e in episodes for a in e.agent_episodes.values())
+            t1 = time.perf_counter()
+            learners.update(episodes=episodes, timesteps={"num_env_steps_sampled_lifetime": 0},
+                            num_epochs=s.num_epochs, minibatch_size=s.minibatch_size, shuffle_batch_per_epoch=True)
+            algo.env_runner_group.sync_weights(from_worker_or_learner_group=learners, inference_only=True)
+            t2 = time.perf_counter()
+            return t1 - t0, t2 - t1, n_env, n_agent
+
+        iteration()  # untimed: first forward passes, allocations
+        build_s = time.perf_counter() - t_start
+        sample_s = learn_s = 0.0
+        steps = agent_steps = 0
+        for _ in range(iterations):
+            a, b, n, m = iteration()
+            sample_s, learn_s, steps, agent_steps = sample_s + a, learn_s + b, steps + n, agent_steps + m
+        wall = sample_s + learn_s
+        algo.stop()
     finally:
-        if started:
-            ray.shutdown()
-    fast, rllib = statistics.median(times["fast"]), statistics.median(times["rllib"])
-    return {"scenario": scenario.name, "train_batch": s.train_batch, "epochs": s.epochs, "minibatch": s.minibatch,
-            "fast_update_s": fast, "rllib_update_s": rllib, "saving": 1 - fast / rllib, "repeats": repeats,
-            "statistic": "median", "runs": times}
+        ray.shutdown()
+    agents = stores * skus + 2 * skus
+    return {"stores": stores, "skus": skus, "store_agents": stores * skus, "agents": agents,
+            "train_batch_env_steps": sc.training["train_batch"], "iterations": iterations,
+            "env_steps_per_s": steps / wall, "agent_steps_per_s": agent_steps / wall,
+            "sampling_share": sample_s / wall, "learner_share": learn_s / wall,
+            "seconds_per_iteration": wall / iterations, "build_and_first_iteration_s": build_s,
+            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+
+def bench_scale(rungs=SCALE_LADDER, iterations: int = 5, progress=None) -> dict:
+    """The ladder: per rung (stores x SKUs) env steps/s, agent steps/s (every agent's steps:
+    stores, warehouse, supplier), the shares of sampling and learning in the wall time, seconds
+    per iteration and the peak memory of the training process, each rung in a fresh process,
+    one after the other. ``agent_steps_vs_first``: agent steps/s over the first rung's."""
+    import multiprocessing as mp
+
+    find_config("default.yaml")  # before minutes of work, not after
+    rows = []
+    ctx = mp.get_context("spawn")
+    for stores, skus in rungs:
+        if progress:
+            progress(f"bench-scale: {stores} stores x {skus} SKU(s), {iterations} iterations ...")
+        with ctx.Pool(1) as pool:
+            row = pool.apply(_scale_rung, (stores, skus, iterations))
+        rows.append(row)
+        if progress:
+            progress(f"  {row['env_steps_per_s']:,.0f} env steps/s, {row['agent_steps_per_s']:,.0f} agent steps/s,"
+                     f" learner {row['learner_share']:.0%} of the time, peak {row['peak_rss_gib']:.2f} GiB")
+    for row in rows:
+        row["agent_steps_vs_first"] = row["agent_steps_per_s"] / rows[0]["agent_steps_per_s"]
+    return {"rungs": rows, "store_steps_per_iteration": STORE_STEPS_PER_ITERATION, "statistic": "total over the timed"
+            " iterations", "processes": "one per rung, num_env_runners 0 (sampling and learning in one process)"}
+
+
+def plot_scale(result: dict, path) -> Path:
+    """Log-log PNG of the ladder: microseconds of training wall time per agent step (all, and
+    of it the learner's) against the number of store agents."""
+    from matplotlib.figure import Figure
+
+    rows = result["rungs"]
+    x = [r["store_agents"] for r in rows]
+    per = [1e6 / r["agent_steps_per_s"] for r in rows]
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    ax.loglog(x, per, "o-", label="training (sampling + learning)")
+    ax.loglog(x, [p * r["learner_share"] for p, r in zip(per, rows)], "s--", label="of it, the learner")
+    ax.loglog(x, [p * r["sampling_share"] for p, r in zip(per, rows)], "^:", label="of it, sampling")
+    for xi, pi, r in zip(x, per, rows):
+        ax.annotate(f"{r['stores']}x{r['skus']}", (xi, pi), textcoords="offset points", xytext=(4, 6), fontsize=8)
+    ax.set_xlabel("store agents (stores x SKUs)")
+    ax.set_ylabel("µs of wall time per agent step")
+    ax.set_title("hmarl bench-scale: one process, 2-core machine", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    return path
