@@ -73,3 +73,15 @@ def _ray_token_outside_home(tmp_path_factory):
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+@pytest.fixture
+def ray_token(tmp_path_factory) -> dict:
+    """For a test that starts its own Ray nodes (tests/ray_cluster.py): a token made by Ray's own
+    CLI in its own file, an empty HOME, and the environment that points the nodes, the job client
+    and the jobs at them (``RAY_AUTH_MODE=token``, ``RAY_AUTH_TOKEN_PATH``, ``HOME``)."""
+    from ray_cluster import make_token
+
+    token = make_token(tmp_path_factory)
+    yield token
+    assert not (token["home"] / ".ray" / "auth_token").exists(), "a process wrote a token into HOME"

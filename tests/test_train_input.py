@@ -43,3 +43,23 @@ def test_fractional_cpus_decide_what_fits_two_cores(monkeypatch, driver, runner,
     else:
         with pytest.raises(InputError, match="needs 1 \\+ 2 x 1"):
             check_local_cpus(s)
+
+
+def test_runner_resources_need_a_cluster_and_reach_the_env_runners(monkeypatch):
+    """training.runner_resources (custom Ray resources per env runner, what places the runners on
+    chosen nodes: tests/test_multinode.py) is refused on a local Ray, which has none, and counts
+    neither this machine's CPUs nor its resources against a cluster."""
+    from hmarl_rllib.experiments.training import build_algo_config, check_local_cpus, training_settings
+
+    scenario = load_config(DEFAULT_YAML)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    s = training_settings(scenario, runner_resources={"runner_node": 1}, num_env_runners=4)
+    with pytest.raises(InputError, match="runner_resources .*RAY_ADDRESS"):
+        check_local_cpus(s)
+    check_local_cpus(training_settings(scenario, runner_resources={"runner_node": 1}, num_env_runners=0))
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")  # a cluster: its nodes' CPUs and resources decide
+    check_local_cpus(s)
+    config = build_algo_config(scenario, s)
+    assert config.custom_resources_per_env_runner == {"runner_node": 1.0}
+    assert build_algo_config(scenario).custom_resources_per_env_runner == {}

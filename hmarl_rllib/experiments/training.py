@@ -182,6 +182,11 @@ class TrainingSettings(BaseModel):
     runner_cpus: Annotated[float, Field(gt=0.0, description=(
         "CPUs Tune reserves per env runner (sampling and learning alternate: driver 0.5 + 2 × 0.75 fits 2"
         " cores)"))] = 1.0
+    runner_resources: dict[str, PositiveFloat] = Field({}, description=(
+        "custom Ray resources each env runner requires (RLlib's custom_resources_per_env_runner), e.g."
+        " {runner_node: 1} places the env runners on the nodes started with ray start --resources"
+        " '{\"runner_node\": N}' and the learner elsewhere; needs a cluster (RAY_ADDRESS): a local Ray has no"
+        " custom resources"))
     # evaluation and checkpoints
     evaluation_interval: PositiveInt = Field(5, description="iterations between greedy evaluations on the fixed"
                                                             " validation seeds")
@@ -318,7 +323,7 @@ def build_algo_config(scenario: Scenario, settings: TrainingSettings | None = No
         .environment(ENV_NAME, env_config=train_env, normalize_actions=False, clip_actions=False)  # Discrete actions
         .env_runners(num_env_runners=s.num_env_runners, num_envs_per_env_runner=s.envs_per_runner,
                      rollout_fragment_length=s.rollout_fragment_length, num_cpus_per_env_runner=s.runner_cpus,
-                     env_runner_cls=FastMultiAgentEnvRunner)
+                     custom_resources_per_env_runner=dict(s.runner_resources), env_runner_cls=FastMultiAgentEnvRunner)
         # the driver's bundle is max(num_cpus_per_learner, num_cpus_for_main_process) with a local learner
         .learners(num_learners=0, num_cpus_per_learner=s.driver_cpus,
                   learner_class=HMARLPPOLearner,  # RLlib's PPO update (+ reward centering when asked: learner.py)
@@ -676,7 +681,13 @@ class TrainResult:
 
 def check_local_cpus(settings: TrainingSettings) -> None:
     """Refuse a trial that cannot fit this machine's CPUs (on a local Ray Tune would leave it
-    PENDING forever): it reserves ``driver_cpus`` plus ``runner_cpus`` per env runner."""
+    PENDING forever): it reserves ``driver_cpus`` plus ``runner_cpus`` per env runner, and
+    ``runner_resources``, which only the nodes of a cluster offer. Against a cluster
+    (``RAY_ADDRESS``) the cluster's resources count, not this machine's."""
+    if settings.runner_resources and settings.num_env_runners and not os.environ.get("RAY_ADDRESS"):
+        raise InputError(f"training.runner_resources {dict(settings.runner_resources)}: a local Ray has no custom"
+                         " resources (the trial would wait forever); attach to a cluster whose nodes offer them with"
+                         " RAY_ADDRESS (ray job submit sets it), or remove runner_resources")
     cpus = os.cpu_count() or 1
     need = settings.driver_cpus + settings.runner_cpus * settings.num_env_runners
     if not os.environ.get("RAY_ADDRESS") and need > cpus + 1e-9:
