@@ -170,7 +170,9 @@ def test_tuning_handles_several_skus_and_store_groups():
                   stores=[{"name": "near", "lead_time": 1, "demand": {"A": {"mean": 40}, "B": {"mean": 10}}},
                           {"name": "far", "lead_time": 4, "demand": {"A": {"mean": 40}, "B": {"mean": 10}}},
                           {"name": "far2", "lead_time": 4, "demand": {"A": {"mean": 40}, "B": {"mean": 10}}}])
-    seeds = simulate.tune_seeds(8)
+    from hmarl_rllib.policies.tuning import search_seeds
+
+    seeds = simulate.tune_seeds(search_seeds(sc, 8))  # 6 store agents: the scaled search's seeds
     start = initial_guess(sc, "s_S")
     tuned = tune_policy(sc, "s_S", n_seeds=8, rounds=1)
     assert tuned.store_S.shape == (3, 2) and tuned.warehouse_S.shape == (2,)
@@ -180,6 +182,102 @@ def test_tuning_handles_several_skus_and_store_groups():
     cost = simulate.chain_cost(sc, tuned.orders, seeds).mean()
     assert cost <= simulate.chain_cost(sc, start.orders, seeds).mean()
     assert cost == pytest.approx(tuned.meta["tuning_cost_mean"], rel=1e-6)
+
+
+def test_a_walk_to_a_far_optimum_speeds_up():
+    """grid_search: a best on an edge twice in a row doubles that dimension's width (the scaled
+    search), so an optimum 250 widths away takes under 20 grids; moving one width per grid (the
+    search up to 3 store agents) does not get there in 40."""
+    from hmarl_rllib.policies.tuning import grid_search
+
+    target = np.array([5000.0, 300.0])
+    calls = []
+
+    def costs_of(x):
+        calls.append(len(x))
+        return ((x - target) ** 2 / [1.0, 4.0]).sum(axis=1)
+
+    grid = dict(points=7, shrink=3, steps=40)
+    best, cost = grid_search((20.0, 40.0), (0.0, 1.0), costs_of, width=[20.0, 20.0], grow_after=2, **grid)
+    np.testing.assert_array_equal(best, target)
+    assert len(calls) <= 20, len(calls)
+    calls.clear()
+    slow, _ = grid_search((20.0, 40.0), (0.0, 1.0), costs_of, width=[20.0, 20.0], **grid)
+    assert len(calls) == 40 and slow[0] < 1000, (len(calls), slow)
+    # a resolution coarser than single units stops the shrinking early, at that spacing
+    calls.clear()
+    best, _ = grid_search((4000.0,), (0.0,), lambda x: costs_of(np.c_[x, np.full(len(x), 300.0)]), points=11,
+                          shrink=4, steps=60, width=[2000.0], min_width=[50.0])
+    assert abs(best[0] - target[0]) <= 10 and len(calls) <= 6, (best, len(calls))
+
+
+def test_tuning_seeds_scale_with_the_store_agents(monkeypatch):
+    """Above 3 store agents (stores x SKUs) a candidate plays ⌈3 n / agents⌉ of the n tuning seeds
+    asked for, at least 4 and at most n: the twin is reset on exactly those, the progress line and
+    the saved rule say so, and the fingerprint covers it. Up to 3 store agents: n, and the
+    fingerprint is what it was before the scaled search existed (the shipped baselines hold)."""
+    from hmarl_rllib.policies import tuning
+
+    n = tuning.search_seeds
+    three, one, big = scenario(), scenario(stores={"count": 1}), scenario(stores={"count": 300})
+    assert n(three, 256) == 256 and n(one, 256) == 256
+    assert n(scenario(stores={"count": 12}, skus=[{"name": "A"}, {"name": "B"}, {"name": "C"}]), 256) == 22
+    assert n(big, 256) == 4 and n(big, 2) == 2 and n(scenario(stores={"count": 48}), 256) == 16
+    assert "scaled" not in tuning.tuning_settings(256, three)
+    fp_three, fp_big = tuning.scenario_fingerprint(three), tuning.scenario_fingerprint(big)
+    monkeypatch.setitem(tuning.SCALED, "seed_floor", 5)
+    assert tuning.scenario_fingerprint(three) == fp_three and tuning.scenario_fingerprint(big) != fp_big
+    monkeypatch.setitem(tuning.SCALED, "seed_floor", 4)
+
+    sc = scenario(episode_length=20, stores={"count": 12, "demand": {"mean": 20}, "initial_inventory": 60})
+    seen, lines = [], []
+    real = SupplyChainTwin.reset
+
+    def spy(self, seeds, *a, **kw):
+        seen.append(np.asarray(seeds).copy())
+        return real(self, seeds, *a, **kw)
+
+    monkeypatch.setattr(SupplyChainTwin, "reset", spy)
+    pol = tuning.tune_policy(sc, "base_stock", n_seeds=32, rounds=1, progress=lines.append)
+    assert set(np.concatenate(seen).tolist()) == set(simulate.tune_seeds(8).tolist())  # ⌈96 / 12⌉
+    assert "8 tuning seeds per candidate (32 asked, scaled to the 12 store agents)" in lines[0], lines[0]
+    assert pol.meta["tuned_on"].endswith("(8 episodes)")
+
+
+def test_scaled_search_walks_to_a_far_warehouse_level_and_groups_identical_skus():
+    """40 stores x 2 identical SKUs: the textbook start puts the warehouse's reorder point at 0
+    while the best is thousands of units away; the scaled search gets there in a few grids per
+    coordinate (widths at the scale of S, walks that double), identical SKUs share one level, and
+    the tuned rule beats the start on held-out seeds."""
+    from hmarl_rllib.policies import tuning
+
+    sc = scenario(episode_length=30, skus=[{"name": "A"}, {"name": "B"}],
+                  stores={"count": 40, "demand": {"mean": 20}, "initial_inventory": 100},
+                  warehouse={"initial_inventory": 4000}, supplier={"initial_inventory": 4000,
+                                                                 "production_capacity": 100_000})
+    start = initial_guess(sc, "s_S")
+    assert start.warehouse_s[0] == 0 and start.warehouse_S[0] > 2000
+    grids = []
+    pol = tuning.tune_policy(sc, "s_S", n_seeds=64, progress=grids.append)
+    grids = [g for g in grids if ": s = " in g]
+    np.testing.assert_array_equal(pol.store_S[:, 0], pol.store_S[:, 1])  # one level for both SKUs
+    assert pol.warehouse_s[0] == pol.warehouse_s[1] > 500, pol.warehouse_s
+    assert len(grids) <= 80, len(grids)
+    seeds = simulate.eval_seeds(32)
+    gain = simulate.chain_cost(sc, start.orders, seeds) - simulate.chain_cost(sc, pol.orders, seeds)
+    assert gain.mean() > 5 * gain.std(ddof=1) / np.sqrt(len(gain))
+
+
+def test_a_scenario_whose_one_replica_exceeds_the_batch_budget_is_refused_before_simulating(monkeypatch):
+    from hmarl_rllib.policies import tuning
+
+    sc = scenario(stores={"count": 50})
+    monkeypatch.setattr(simulate, "BATCH_BYTES", simulate.replica_bytes(sc) - 1)
+    monkeypatch.setattr(SupplyChainTwin, "reset", lambda *a, **k: pytest.fail("simulated before refusing"))
+    one_line = r"tuning s_S_endgame: one simulated episode of scenario 'default' \(50 stores x 1 SKUs x 30 days\)"
+    with pytest.raises(ConfigError, match=one_line) as err:
+        tuning.tune_policy(sc, "s_S_endgame", n_seeds=8)
+    assert "\n" not in str(err.value)
 
 
 def test_candidate_costs_hold_memory_to_their_budget_and_chunking_changes_nothing():

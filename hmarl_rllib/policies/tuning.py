@@ -7,6 +7,16 @@ simulated on the same tuning seeds in **one batched twin run** (candidates × se
 best mean chain cost wins, and the grid shrinks around it until it reaches single units. Rounds
 repeat until no coordinate moves. Evaluation seeds are never used.
 
+At scale (more than :data:`LEGACY_STORE_AGENTS` store agents, stores × SKUs: :func:`scaled_search`)
+the search is the same with these changes, so that 300 stores or 100 stores × 10 SKUs tune in under
+a minute: identical SKUs share one level too (:func:`_sku_groups`); the chain cost averages over
+the store agents, so each candidate plays fewer tuning seeds (:func:`search_seeds`); a grid's
+widths start at the scale of the coordinate's order-up-to level (and narrower in later rounds), a
+best on an edge twice in a row doubles that width (a walk to a far optimum takes a few grids, not
+one grid width at a time), a tie keeps the best so far (no walk across a flat stretch), and the
+grid stops shrinking at a resolution relative to the level (:data:`SCALED`). Scenarios up to 3 store agents keep the search their cached baselines were tuned
+with; the settings of the scaled search are part of the fingerprint of the scenarios it applies to.
+
 Cache: :func:`tuned_policy` keeps each tuned rule in ``<config dir>/baselines/<scenario>_<policy>.yaml``
 (quick tunings on other than :data:`DEFAULT_TUNE_SEEDS` seeds in ``…_<policy>.tune<N>.yaml``) with a
 :func:`scenario_fingerprint` of what the result depends on: the scenario (a demand file by the hash
@@ -41,6 +51,38 @@ SEASONAL_ROUNDS = 2
 ENDGAME_COARSE_SEEDS, ENDGAME_KEEP = 32, 20  # the stop-day grid: first pass, finalists
 DEFAULT_TUNE_SEEDS = 256  # tuning seeds per candidate of the cached baselines train and benchmark read
 TUNING_VERSION = 1  # bump when the search (or the twin's costs) changes tuned parameters: caches retune
+LEGACY_STORE_AGENTS = 3  # up to this many store agents (stores x SKUs): the search the shipped baselines had
+# the scaled search (above LEGACY_STORE_AGENTS store agents; part of those scenarios' fingerprints):
+# seed_floor: fewest tuning seeds per candidate; width: first grid's widths, a fraction of each
+# dimension's start and half of it of the coordinate's S (later_width in later rounds);
+# grow_after: consecutive edge moves after which a dimension's width doubles; resolution: the
+# finest grid spacing, a fraction of the coordinate's S (at least one unit); keep_ties: the best so
+# far wins a tie (no walks across a flat stretch); sku_groups: identical SKUs share one level
+SCALED = dict(seed_floor=4, width=0.6, later_width=0.1, grow_after=2, resolution=0.002, keep_ties=True,
+              sku_groups=True)
+
+
+def store_agents(scenario) -> int:
+    return len(scenario.store_list) * len(scenario.skus)
+
+
+def scaled_search(scenario) -> bool:
+    """Whether the scaled search (:data:`SCALED`) tunes this scenario: more than
+    :data:`LEGACY_STORE_AGENTS` store agents."""
+    return store_agents(scenario) > LEGACY_STORE_AGENTS
+
+
+def search_seeds(scenario, n_seeds: int) -> int:
+    """Tuning seeds per candidate when ``n_seeds`` are asked for. Up to
+    :data:`LEGACY_STORE_AGENTS` store agents: ``n_seeds``. Above, the chain cost is a sum over the
+    store agents, whose noise averages out, so the seeds shrink in proportion and keep ``n_seeds`` ×
+    3 store-agent episodes per candidate: ⌈3 ``n_seeds`` / store agents⌉, at least
+    ``SCALED["seed_floor"]`` (the warehouse and the supplier are one node each however many
+    stores) and at most ``n_seeds``. 256 asked: 22 at 12 stores × 3 SKUs, 4 at 300 stores."""
+    if not scaled_search(scenario):
+        return int(n_seeds)
+    shared = -(-LEGACY_STORE_AGENTS * int(n_seeds) // store_agents(scenario))  # ⌈3 n / agents⌉
+    return int(min(n_seeds, max(SCALED["seed_floor"], shared)))
 
 
 def _store_groups(scenario) -> list[list[int]]:
@@ -51,21 +93,43 @@ def _store_groups(scenario) -> list[list[int]]:
     return list(groups.values())
 
 
-def _coordinates(policy: ChainPolicy, scenario):
-    """(label, getter-path) pairs: ("store_S", (stores, k)) etc."""
-    coords = []
+def _sku_groups(scenario) -> list[list[int]]:
+    """SKUs that share one level: each alone, or (the scaled search) the SKUs whose costs,
+    demand at every store and initial stocks are the same (not with a demand file)."""
     K = len(scenario.skus)
-    for k in range(K):
+    if not (scaled_search(scenario) and SCALED["sku_groups"]) or scenario.demand_file:
+        return [[k] for k in range(K)]
+    groups: dict[str, list[int]] = {}
+    for k, sku in enumerate(scenario.skus):
+        key = json.dumps([sku.model_dump(exclude={"name"}),
+                          [scenario.store_demand(i, k).model_dump() for i in range(len(scenario.store_list))],
+                          [scenario.per_sku(st.initial_inventory, k) for st in scenario.store_list],
+                          scenario.per_sku(scenario.warehouse.initial_inventory, k),
+                          scenario.per_sku(scenario.supplier.initial_inventory, k)], sort_keys=True, default=str)
+        groups.setdefault(key, []).append(k)
+    return list(groups.values())
+
+
+def _coordinates(policy: ChainPolicy, scenario):
+    """(agent, index) pairs, per group of SKUs: ("store", (stores, skus)) for each group of
+    identical stores, ("warehouse", (skus,)), ("supplier", (skus,)); index arrays."""
+    coords = []
+    for ks in _sku_groups(scenario):
+        ks = np.array(ks)
         for g in _store_groups(scenario):
-            coords.append(("store", (np.array(g), k)))
-        coords.append(("warehouse", (k,)))
-        coords.append(("supplier", (k,)))
+            coords.append(("store", (np.array(g), ks)))
+        coords.append(("warehouse", (ks,)))
+        coords.append(("supplier", (ks,)))
     return coords
 
 
+def _at(agent, idx):
+    """The index of ``agent``'s level array that a coordinate (:func:`_coordinates`) moves."""
+    return np.ix_(*idx) if agent == "store" else idx[0]
+
+
 def _get(policy, agent, idx, which):
-    arr = getattr(policy, f"{agent}_{which}")
-    return float(arr[idx].flat[0]) if agent == "store" else float(arr[idx])
+    return float(getattr(policy, f"{agent}_{which}")[_at(agent, idx)].flat[0])
 
 
 def _batched(policy: ChainPolicy, agent, idx, S_vals, s_vals):
@@ -83,10 +147,10 @@ def _batched(policy: ChainPolicy, agent, idx, S_vals, s_vals):
             vals = S_vals if name.endswith("_S") else s_vals
             if vals is not None:
                 if agent == "store":
-                    stores, k = idx
-                    b[:, stores, k] = np.asarray(vals)[:, None]
+                    stores, ks = idx
+                    b[:, stores[:, None], ks[None, :]] = np.asarray(vals)[:, None, None]
                 else:
-                    b[:, idx[0]] = vals
+                    b[:, idx[0]] = np.asarray(vals)[:, None]
         out[name] = b
     return replace(policy, **out)
 
@@ -119,17 +183,23 @@ def coordinate_search(x, cost: float, coordinates, line_search, rounds: int, rel
 
 
 def grid_search(start, lows, costs_of, points: int, shrink: float, steps: int, keep_start: bool = False,
-                tick=None):
+                tick=None, width=None, min_width=None, grow_after: int | None = None, keep_ties: bool = False):
     """Line search of one coordinate of ``len(start)`` whole-number dimensions on a shrinking
-    grid: per dimension, ``points`` values within ± a width (first max(0.6 × start, 20)) of the
-    best so far, rounded, at least ``lows``; their product (first dimension outermost) is
-    evaluated by ``costs_of(candidates (C, D))`` and the first of equal costs wins. A best on an
-    edge of the grid (not at its low) moves the grid; else the widths shrink ``shrink``-fold to
-    single units; at most ``steps`` grids. ``keep_start``: the best so far is a candidate even
-    off the grid (a start that is not whole). ``tick(best, cost)`` after each grid. Returns
-    ``(best (D,), its cost)``."""
+    grid: per dimension, ``points`` values within ± a width (first ``width``, default
+    max(0.6 × start, 20)) of the best so far, rounded, at least ``lows``; their product (first
+    dimension outermost) is evaluated by ``costs_of(candidates (C, D))`` and the first of equal
+    costs wins (``keep_ties``: the best so far wins a tie, so a flat stretch does not move the
+    grid). A best on an edge of the grid (not at its low) moves the grid (``grow_after``: a
+    dimension whose best was on an edge that many grids in a row doubles its width, so a walk to a
+    far optimum speeds up); else the widths shrink ``shrink``-fold down to ``min_width`` (default:
+    single units; never finer); at most ``steps`` grids. ``keep_start``: the best so far is a
+    candidate even off the grid (a start that is not whole). ``tick(best, cost)`` after each grid.
+    Returns ``(best (D,), its cost)``."""
     best = np.asarray(start, dtype=float)
-    width = np.maximum(0.6 * best, 20.0)
+    width = np.maximum(0.6 * best, 20.0) if width is None else np.asarray(width, dtype=float)
+    finest = points / 2 - 0.5  # single units
+    floor = np.full(len(best), finest) if min_width is None else np.maximum(finest, min_width)
+    streak = np.zeros(len(best), dtype=int)  # grids in a row with the best on this dimension's edge
     for _ in range(steps):
         axes = [np.unique(np.maximum(lo, np.rint(b + np.linspace(-w, w, points))))
                 for b, w, lo in zip(best, width, lows)]
@@ -138,14 +208,23 @@ def grid_search(start, lows, costs_of, points: int, shrink: float, steps: int, k
         cands = np.stack([a.reshape(-1) for a in np.meshgrid(*axes, indexing="ij")], axis=-1)
         costs = costs_of(cands)
         j = int(costs.argmin())
+        if keep_ties:
+            here = np.flatnonzero((cands == best).all(axis=1))
+            if len(here) and costs[here[0]] <= costs[j]:
+                j = int(here[0])
         best, cost = cands[j], float(costs[j])
         if tick:
             tick(best, cost)
-        if any(b in (a[0], a[-1]) and b > lo and len(a) > 1 for a, b, lo in zip(axes, best, lows)):
-            continue  # at an edge: move, keep the widths
-        if (width <= points / 2).all():
+        edge = np.array([b in (a[0], a[-1]) and b > lo and len(a) > 1 for a, b, lo in zip(axes, best, lows)])
+        if edge.any():  # at an edge: move, keep the widths (a walk: double them)
+            if grow_after:
+                streak = np.where(edge, streak + 1, 0)
+                width = np.where(streak >= grow_after, 2 * width, width)
+            continue
+        streak[:] = 0
+        if (width <= floor + 0.5).all():
             break
-        width = np.maximum(width / shrink, points / 2 - 0.5)
+        width = np.maximum(width / shrink, floor)
     return best, cost
 
 
@@ -155,9 +234,11 @@ _LEVEL_GRIDS = {False: dict(points=11, shrink=4, steps=60, keep_start=True),
                 True: dict(points=7, shrink=3, steps=40)}
 
 
-def _search_levels(scenario, policy, agent, idx, seeds, tick=None):
+def _search_levels(scenario, policy, agent, idx, seeds, tick=None, first: bool = True):
     """``policy`` with ``agent``'s levels at ``idx`` moved to the best of a :func:`grid_search`
-    (S; the (s, S) kinds: s and Q = S − s on one 2-D grid), and its mean chain cost."""
+    (S; the (s, S) kinds: s and Q = S − s on one 2-D grid), and its mean chain cost. The scaled
+    search (:func:`scaled_search`): widths at the scale of S (``first``: this coordinate's first
+    search; later ones start narrower), walks that speed up, a resolution relative to S."""
     with_s = policy.kind in WITH_REORDER_POINT
     S = _get(policy, agent, idx, "S")
     if with_s:
@@ -173,13 +254,20 @@ def _search_levels(scenario, policy, agent, idx, seeds, tick=None):
         S_, s_ = levels(x[None])
         tick((f"s = {s_[0]:g}, " if with_s else "") + f"S = {S_[0]:g}: chain cost {cost:,.1f}")
 
+    grid = dict(_LEVEL_GRIDS[with_s])
+    if scaled_search(scenario):
+        level, frac = sum(start), SCALED["width" if first else "later_width"]
+        grid.update(width=np.maximum.reduce([frac * np.asarray(start), np.full(len(start), frac / 2 * level),
+                                             np.full(len(start), 20.0)]),
+                    min_width=max(1.0, SCALED["resolution"] * level) * (grid["points"] - 1) / 2,
+                    grow_after=SCALED["grow_after"], keep_ties=SCALED["keep_ties"])
     best, cost = grid_search(start, lows, lambda x: _level_costs(scenario, policy, agent, idx, *levels(x), seeds),
-                             tick=show if tick else None, **_LEVEL_GRIDS[with_s])
+                             tick=show if tick else None, **grid)
     new = {}
     for which, v in zip("Ss", levels(best[None])):
         if v is not None:
             new[f"{agent}_{which}"] = arr = getattr(policy, f"{agent}_{which}").copy()
-            arr[idx] = v[0]
+            arr[_at(agent, idx)] = v[0]
     return replace(policy, **new), cost
 
 
@@ -192,21 +280,27 @@ def tune_policy(scenario, rule: RuleSpec | str, n_seeds: int = DEFAULT_TUNE_SEED
     (:func:`tune_endgame`); else ``seasonal``: the levels follow the season (:class:`Forecast`)
     and the search starts from the tuned static rule's; else from the textbook
     :func:`initial_guess` (``s_S`` on echelon positions: from the tuned (s, S) moved onto echelon
-    positions, :func:`to_echelon`)."""
+    positions, :func:`to_echelon`). Above :data:`LEGACY_STORE_AGENTS` store agents every search
+    plays :func:`search_seeds` of the ``n_seeds`` (a schedule twice those), and one simulated
+    replica must fit the memory budget of a batch (:data:`simulate.BATCH_BYTES`): else one
+    :class:`ConfigError` line before anything runs."""
     spec = as_spec(rule, "--policy")
     name = spec.name
+    _check_fits(scenario, name)
+    eff = search_seeds(scenario, n_seeds)
     if spec.schedule is not None:  # the rule without it, tuned (cached), then its schedule searched
         base = tuned_policy(scenario, spec.with_(schedule=None), n_seeds, progress)
         if progress:
             progress(f"{name}: searching the schedule of the levels")
-        return tune_schedule(scenario, base, n_seeds=2 * n_seeds, periods=spec.schedule.periods, progress=progress)
+        return tune_schedule(scenario, base, n_seeds=2 * eff, periods=spec.schedule.periods, progress=progress)
     if spec.endgame:  # the rule without it, tuned (cached), then the stop days searched
         base = tuned_policy(scenario, spec.with_(endgame=False), n_seeds, progress)
         if progress:
             progress(f"{name}: searching the stop days")
-        eg = tune_endgame(scenario, base, n_seeds=n_seeds)
+        eg = tune_endgame(scenario, base, n_seeds=eff, coarse_seeds=ENDGAME_COARSE_SEEDS if eff == n_seeds
+                          else min(ENDGAME_COARSE_SEEDS, eff))
         return base.with_(stop_days=eg.stop_days, meta=dict(eg.meta))
-    seeds = simulate.tune_seeds(n_seeds)
+    seeds = simulate.tune_seeds(eff)
     if spec.seasonal:
         static = tuned_policy(scenario, spec.with_(seasonal=False), n_seeds, progress)
         policy = static.with_(forecast=Forecast.build(scenario), meta={})
@@ -218,25 +312,45 @@ def tune_policy(scenario, rule: RuleSpec | str, n_seeds: int = DEFAULT_TUNE_SEED
     cost = float(simulate.chain_cost(scenario, policy.orders, seeds).mean())
     coords = _coordinates(policy, scenario)
     if progress:
-        progress(f"tuning {name}: {len(coords)} coordinates (per SKU: each group of identical stores, the"
-                 f" warehouse, the supplier), up to {rounds} rounds, {n_seeds} tuning seeds per candidate,"
+        per_sku = "per group of identical SKUs" if scaled_search(scenario) and len(scenario.skus) > 1 else "per SKU"
+        scaled = (f" ({n_seeds} asked, scaled to the {store_agents(scenario):,} store agents)" if eff != n_seeds
+                  else "")
+        progress(f"tuning {name}: {len(coords)} coordinates ({per_sku}: each group of identical stores, the"
+                 f" warehouse, the supplier), up to {rounds} rounds, {eff} tuning seeds per candidate{scaled},"
                  f" {simulate.replica_bytes(scenario) / 1024:,.0f} KiB per simulated replica")
     sku_names = scenario.sku_names
+    searched = set()  # coordinates searched once already (the scaled search starts their later grids narrower)
 
     def line_search(policy, cost, coordinate, at):
         agent, idx = coordinate
+        ks = idx[-1]
         where = (f"{len(idx[0])} store(s) like {scenario.store_names[idx[0][0]]}" if agent == "store" else agent) \
-            + (f", SKU {sku_names[idx[-1]]}" if len(sku_names) > 1 else "")
+            + ("" if len(sku_names) == 1 else f", SKU {sku_names[ks[0]]}" if len(ks) == 1
+               else f", {len(ks)} SKUs like {sku_names[ks[0]]}")
         tick = (lambda msg: progress(f"{at} ({where}): {msg}")) if progress else None
-        policy, cost = _search_levels(scenario, policy, agent, idx, seeds, tick=tick)
+        policy, cost = _search_levels(scenario, policy, agent, idx, seeds, tick=tick, first=where not in searched)
+        searched.add(where)
         if progress:
             progress(f"{at} ({where}) done: chain cost {cost:,.1f}")
         return policy, cost
 
     policy, cost = coordinate_search(policy, cost, coords, line_search, rounds, rel_tol=1e-3)
-    policy.meta = {"tuned_on": f"seeds {seeds[0]}..{seeds[-1]} ({n_seeds} episodes)",
+    policy.meta = {"tuned_on": f"seeds {seeds[0]}..{seeds[-1]} ({eff} episodes)",
                    "tuning_cost_mean": round(cost, 3)}
     return policy
+
+
+def _check_fits(scenario, name: str) -> None:
+    """One :class:`ConfigError` line, before any simulation, when one simulated replica of the
+    scenario alone exceeds the memory budget of a tuning batch (:data:`simulate.BATCH_BYTES`)."""
+    need, budget = simulate.replica_bytes(scenario), simulate.BATCH_BYTES
+    if need > budget:
+        raise ConfigError(
+            f"tuning {name}: one simulated episode of scenario {scenario.name!r} ({len(scenario.store_list):,}"
+            f" stores x {len(scenario.skus):,} SKUs x {scenario.warmup_days + scenario.episode_length} days) needs"
+            f" about {need / 2**20:,.1f} MiB, more than the {budget / 2**20:,.1f} MiB a tuning batch may hold;"
+            " tune fewer stores or SKUs (a group of them stands for the rest), or use the config's rule_based"
+            " levels (--rule-based)")
 
 
 # ------------------------------------------------------------------------- YAML round trip
@@ -359,9 +473,15 @@ def _schedule_from_dict(sc, path):
 
 
 # ----------------------------------------------------------------------- tuned baselines
-def tuning_settings(n_seeds: int = DEFAULT_TUNE_SEEDS) -> dict:
-    """What :func:`tuned_policy` tunes with, besides the scenario: part of the fingerprint."""
-    return {"version": TUNING_VERSION, "n_seeds": int(n_seeds), "first_seed": int(simulate.TUNE_SEED_BASE),
+def tuning_settings(n_seeds: int = DEFAULT_TUNE_SEEDS, scenario=None) -> dict:
+    """What :func:`tuned_policy` tunes with, besides the scenario: part of the fingerprint. A
+    ``scenario`` the scaled search tunes (:func:`scaled_search`) adds its settings (:data:`SCALED`,
+    the seeds it plays: :func:`search_seeds`); the others' settings are as before it existed."""
+    scaled = {}
+    if scenario is not None and scaled_search(scenario):
+        scaled = {"scaled": {**SCALED, "legacy_store_agents": LEGACY_STORE_AGENTS,
+                             "seeds": search_seeds(scenario, n_seeds)}}
+    return {**scaled, "version": TUNING_VERSION, "n_seeds": int(n_seeds), "first_seed": int(simulate.TUNE_SEED_BASE),
             "rounds": ROUNDS, "seasonal_rounds": SEASONAL_ROUNDS,
             "endgame": {"coarse_seeds": ENDGAME_COARSE_SEEDS, "keep": ENDGAME_KEEP},
             "schedule": {"n_seeds": 2 * int(n_seeds), "periods": SCHEDULE_PERIODS, "steps": list(SCHEDULE_STEPS),
@@ -386,7 +506,7 @@ def scenario_fingerprint(scenario, n_seeds: int = DEFAULT_TUNE_SEEDS) -> str:
             d[key] = "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
         except OSError as err:
             raise ConfigError(f"{key} {path}: cannot be read ({err.strerror or type(err).__name__})") from None
-    d["tuning"] = tuning_settings(n_seeds)
+    d["tuning"] = tuning_settings(n_seeds, scenario)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
