@@ -206,11 +206,11 @@ SCALE_LADDER = ((3, 1), (30, 1), (300, 1), (100, 10))  # (stores, SKUs)
 STORE_STEPS_PER_ITERATION = 28_800  # store-agent steps per iteration at every rung (default.yaml: 9,600 env steps x 3)
 
 
-def scale_scenario(stores: int, skus: int = 1):
+def scale_scenario(stores: int, skus: int = 1, store_steps: int = STORE_STEPS_PER_ITERATION, minibatch: int | None = None):
     """``configs/default.yaml`` grown to ``stores`` stores x ``skus`` SKUs (identical SKUs, the
     warehouse's and supplier's stock and capacity grown in proportion), training sized so every
-    rung learns from about :data:`STORE_STEPS_PER_ITERATION` store-agent steps per iteration with
-    the same minibatch and epochs (the same SGD work): whole 30-day episodes, one env runner in
+    rung learns from about ``store_steps`` store-agent steps per iteration with the same
+    ``minibatch`` (default: the config's) and epochs: whole 30-day episodes, one env runner in
     the driver process (``num_env_runners: 0``), no evaluation."""
     import yaml
 
@@ -223,13 +223,14 @@ def scale_scenario(stores: int, skus: int = 1):
     data["supplier"]["initial_inventory"] = round(data["supplier"]["initial_inventory"] * stores / 3)
     data["supplier"]["production_capacity"] = round(data["supplier"]["production_capacity"] * grow)
     days = data["episode_length"]
-    episodes = max(1, round(STORE_STEPS_PER_ITERATION / (stores * skus * days)))
-    data["training"] = {**data["training"], "num_env_runners": 0, "train_batch": episodes * days,
+    episodes = max(1, round(store_steps / (stores * skus * days)))
+    minibatch = minibatch or data["training"]["minibatch"]
+    data["training"] = {**data["training"], "num_env_runners": 0, "train_batch": episodes * days, "minibatch": minibatch,
                         "evaluation_interval": 10**6, "checkpoint_frequency": 10**6}
     return parse_config(data, f"bench-scale {stores}x{skus}")
 
 
-def _scale_rung(stores: int, skus: int, iterations: int) -> dict:
+def _scale_rung(stores: int, skus: int, iterations: int, store_steps: int, minibatch: int | None) -> dict:
     """One rung, in its own process (so its peak memory is its own): build the algorithm with
     the textbook (s, S) as the rule (no minutes of tuning), then run PPO's training step by hand,
     timed in parts (sample a train batch on the batched runner; update the learner and send the
@@ -246,7 +247,7 @@ def _scale_rung(stores: int, skus: int, iterations: int) -> dict:
 
     torch.set_num_threads(1)
     quiet_ray()
-    sc = scale_scenario(stores, skus)
+    sc = scale_scenario(stores, skus, store_steps, minibatch)
     t_start = time.perf_counter()
     ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
@@ -286,14 +287,16 @@ def _scale_rung(stores: int, skus: int, iterations: int) -> dict:
         ray.shutdown()
     agents = stores * skus + 2 * skus
     return {"stores": stores, "skus": skus, "store_agents": stores * skus, "agents": agents,
-            "train_batch_env_steps": sc.training["train_batch"], "iterations": iterations,
+            "train_batch_env_steps": sc.training["train_batch"], "minibatch": sc.training["minibatch"],
+            "store_steps_per_iteration": sc.training["train_batch"] * stores * skus, "iterations": iterations,
             "env_steps_per_s": steps / wall, "agent_steps_per_s": agent_steps / wall,
             "sampling_share": sample_s / wall, "learner_share": learn_s / wall,
             "seconds_per_iteration": wall / iterations, "build_and_first_iteration_s": build_s,
             "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
 
-def bench_scale(rungs=SCALE_LADDER, iterations: int = 5, progress=None) -> dict:
+def bench_scale(rungs=SCALE_LADDER, iterations: int = 5, store_steps: int = STORE_STEPS_PER_ITERATION,
+                minibatch: int | None = None, progress=None) -> dict:
     """The ladder: per rung (stores x SKUs) env steps/s, agent steps/s (every agent's steps:
     stores, warehouse, supplier), the shares of sampling and learning in the wall time, seconds
     per iteration and the peak memory of the training process, each rung in a fresh process,
@@ -307,14 +310,14 @@ def bench_scale(rungs=SCALE_LADDER, iterations: int = 5, progress=None) -> dict:
         if progress:
             progress(f"bench-scale: {stores} stores x {skus} SKU(s), {iterations} iterations ...")
         with ctx.Pool(1) as pool:
-            row = pool.apply(_scale_rung, (stores, skus, iterations))
+            row = pool.apply(_scale_rung, (stores, skus, iterations, store_steps, minibatch))
         rows.append(row)
         if progress:
             progress(f"  {row['env_steps_per_s']:,.0f} env steps/s, {row['agent_steps_per_s']:,.0f} agent steps/s,"
                      f" learner {row['learner_share']:.0%} of the time, peak {row['peak_rss_gib']:.2f} GiB")
     for row in rows:
         row["agent_steps_vs_first"] = row["agent_steps_per_s"] / rows[0]["agent_steps_per_s"]
-    return {"rungs": rows, "store_steps_per_iteration": STORE_STEPS_PER_ITERATION, "statistic": "total over the timed"
+    return {"rungs": rows, "store_steps_per_iteration": store_steps, "statistic": "total over the timed"
             " iterations", "processes": "one per rung, num_env_runners 0 (sampling and learning in one process)"}
 
 
