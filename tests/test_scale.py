@@ -1,0 +1,45 @@
+"""configs/scale_300.yaml: 300 stores train for two iterations and evaluate from a fresh clone,
+tuning included (issue 16: no cached baseline ships for it; the scaled search takes seconds)."""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from test_training import checkpoints, hmarl, trial_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def test_300_stores_train_two_iterations_and_evaluate(tmp_path):
+    shutil.copy(ROOT / "configs" / "scale_300.yaml", tmp_path / "scale_300.yaml")  # tuned files land here
+    t0 = time.perf_counter()
+    proc = hmarl("train", "--config", "scale_300.yaml", "--storage", tmp_path / "runs", cwd=tmp_path, timeout=900)
+    took = time.perf_counter() - t0
+    table = proc.stdout
+    assert "tuning s_S for scenario 'scale_300'" in proc.stderr + proc.stdout
+    assert "(256 asked, scaled to the 300 store agents)" in proc.stderr + proc.stdout
+    assert "store_300" in table and "learned" in table and "s_S" in table
+    trial = trial_dir(tmp_path / "runs", "scale_300")
+    progress = pd.read_csv(trial / "progress.csv")
+    assert progress["training_iteration"].tolist() == [1, 2]
+    # every agent of every day was sampled: 302 agents per env step
+    last = progress.iloc[-1]
+    agent_cols = [c for c in progress.columns if c.startswith("env_runners/num_agent_steps_sampled_lifetime/")]
+    assert len(agent_cols) == 302
+    assert last[agent_cols].sum() == 302 * last["env_runners/num_env_steps_sampled_lifetime"]
+    ckpt = max(checkpoints(trial))
+    out = json.loads(hmarl("evaluate", "--checkpoint", ckpt, "--episodes", "8", "--json", cwd=tmp_path,
+                           timeout=600).stdout)
+    assert out["episodes"] == 8
+    learned = out["policies"]["learned"]
+    # warm-started on its rule (the tuned (s, S)), two iterations in: about the rule, far from base-stock
+    rule, base = out["policies"]["s_S"]["cost_mean"], out["policies"]["base_stock"]["cost_mean"]
+    assert abs(learned["cost_mean"] / rule - 1) < 0.02 and base > 1.5 * rule
+    assert 0.95 < learned["fill_rate_mean"] <= 1.0
+    print(f"300 stores: hmarl train (tuning, 2 iterations, evaluation) took {took:.0f} s")
