@@ -264,3 +264,27 @@ def test_a_held_out_seed_range_is_accepted(tmp_path, capsys):
     assert main(["simulate", "--config", str(cfg), "--policy", "s_S", "--rule-based", "--episodes", "2",
                  "--seed", "2000010", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["seeds"] == [2_000_010, 2_000_011]
+
+
+def test_a_bound_longer_than_an_hour_at_worst_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    """`benchmark`'s bound runs its traces over the workers, each up to --bound-time-limit: its
+    worst case is known before anything runs. Over an hour it is refused in one line naming the
+    flags and a number of traces that fits (exit 2), before tuning or simulating anything; the
+    largest that fits is not refused."""
+    from hmarl_rllib.experiments import benchmark
+    from hmarl_rllib.policies import tuning
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before the bound's budget was checked")
+
+    monkeypatch.setattr(tuning, "tuned_policy", no_work)
+    monkeypatch.setattr(benchmark.simulate, "eval_seeds", no_work)
+    cfg = _small_config(tmp_path)
+    argv = ["benchmark", "--config", str(cfg), "--episodes", "1000", "--bound-episodes", "400",
+            "--bound-time-limit", "20", "--workers", "2"]  # 200 traces per worker x 20 s = 67 minutes
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --bound-episodes 400 x --bound-time-limit 20s"), err
+    assert "--bound-episodes 360 or fewer" in err[0]  # 180 per worker x 20 s = 60 minutes
+    with pytest.raises(AssertionError, match="work started"):  # 360 fits: the work starts
+        main([*argv[:-5], "360", *argv[-4:]])

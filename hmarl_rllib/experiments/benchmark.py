@@ -27,12 +27,15 @@ Rows that are **references**, not baselines (the baselines are the static classi
 """
 from __future__ import annotations
 
+import math
 import os
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+from hmarl_rllib.errors import InputError
 from hmarl_rllib.experiments import report
 from hmarl_rllib.policies.spec import RuleSpec
 from hmarl_rllib.sim import reconciliation, simulate
@@ -90,7 +93,11 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
                   bound_episodes: int = 50, workers: int = 2, bound_time_limit: float = 20.0,
                   progress=None, out=None) -> dict:
     """Evaluate everything on the same held-out seeds; see the module docstring. ``out``: a
-    folder for ``report.html`` (:mod:`hmarl_rllib.experiments.html_report`), its path under ``"report"``."""
+    folder for ``report.html`` (:mod:`hmarl_rllib.experiments.html_report`), its path under ``"report"``.
+    The bound's worst case (its traces over the workers, each up to ``bound_time_limit``) is
+    known before anything runs: over :data:`MAX_BOUND_MINUTES` it is refused in one line."""
+    check_bound_budget(bound_episodes and min(bound_episodes, episodes), workers, bound_time_limit)
+    started = time.perf_counter()
     seeds = simulate.eval_seeds(episodes, seed)
     from hmarl_rllib.policies.optimum import exact_optimum
     from hmarl_rllib.policies.tuning import tuned_policy
@@ -196,12 +203,17 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
     if bound_episodes > 0:
         n = min(bound_episodes, episodes)
         if progress:
-            progress(f"perfect-information bound on {n} traces ({workers} processes)")
+            worst = bound_worst_case_s(n, workers, bound_time_limit)
+            progress(f"perfect-information bound on {n} traces ({workers} processes, at most"
+                     f" {f'{worst:.0f} s' if worst < 120 else f'{worst / 60:.0f} minutes'})")
+        t_bound = time.perf_counter()
         bound, optimal = bound_costs(scenario, seeds[:n], workers=workers, time_limit=bound_time_limit,
                                      progress=progress)
+        t_bound = time.perf_counter() - t_bound
         gaps = {name: float(c[:n].mean() / bound.mean() - 1.0) for name, c in costs.items()}
         result["bound"] = {"episodes": int(n), "cost_mean": float(bound.mean()),
                            "solved_to_optimality": int(optimal.sum()), "time_limit_s": bound_time_limit,
+                           "seconds": t_bound,
                            "gap_by_policy": gaps,
                            "violations": int(sum((c[:n] < bound - 1e-6).sum() for c in costs.values()))}
         if "learned" in gaps:
@@ -211,7 +223,27 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
             progress(f"writing {Path(out) / 'report.html'}")
         result["report"] = str(_report(Path(out), result, summaries, costs, twins,
                                        trained if checkpoint is not None else None, rule_of))
+    result["seconds"] = time.perf_counter() - started
     return result
+
+
+MAX_BOUND_MINUTES = 60  # the longest the bound may take at worst; more is refused before anything runs
+
+
+def bound_worst_case_s(traces: int, workers: int, time_limit: float) -> float:
+    """Seconds the bound takes at most: each worker solves its share of the traces one after the
+    other, each program stopped by ``time_limit``."""
+    return math.ceil(traces / max(workers, 1)) * time_limit
+
+
+def check_bound_budget(traces: int, workers: int, time_limit: float) -> None:
+    worst = bound_worst_case_s(traces, workers, time_limit) if traces else 0.0
+    if worst > 60 * MAX_BOUND_MINUTES:
+        fit = int(60 * MAX_BOUND_MINUTES // time_limit) * max(workers, 1)
+        raise InputError(f"--bound-episodes {traces} x --bound-time-limit {time_limit:g}s over {workers} worker(s):"
+                         f" up to {worst / 60:,.0f} minutes, over the {MAX_BOUND_MINUTES}-minute limit; pass"
+                         f" --bound-episodes {fit} or fewer, a lower --bound-time-limit, more --workers, or"
+                         " --bound-episodes 0 to skip the bound")
 
 
 def _report(out, result, summaries, costs, twins, trained, rule_of):
@@ -300,6 +332,10 @@ def format_benchmark(result: dict) -> str:
                        f" {result['ratio_to_corrected_rule']:.4f}")
     if result["gap_to_bound"] is not None:
         lines.append(f"learned gap to bound: {100 * result['gap_to_bound']:+.1f}%")
+    if result.get("seconds") is not None:
+        bound = result.get("bound") or {}
+        lines.append(f"took {result['seconds']:,.0f} s" + (f" (the bound {bound['seconds']:,.0f} s of it)"
+                                                           if bound.get("seconds") is not None else ""))
     if result.get("gap_to_optimum") is not None:
         lines.append(f"learned gap to the exact optimum: {100 * result['gap_to_optimum']:+.2f}%")
     for pair, d in (result.get("paired") or {}).items():
