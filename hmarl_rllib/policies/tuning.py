@@ -564,7 +564,10 @@ def tuned_policy(scenario, rule: RuleSpec | str, n_seeds: int = DEFAULT_TUNE_SEE
         _warn(f"tuned parameters {path}: {why.removeprefix('corrupt: ')}; tuning {kind} again")
     if progress:
         note = " (the file there was tuned for another scenario or settings)" if why == "stale" else ""
-        progress(f"tuning {kind} for scenario {scenario.name!r} on {n_seeds} tuning seeds (saved to {path}){note}")
+        eff = search_seeds(scenario, n_seeds)
+        seeds = f"{n_seeds} tuning seeds" if eff == n_seeds else \
+            f"{eff} of {n_seeds} tuning seeds (scaled to the {store_agents(scenario):,} store agents)"
+        progress(f"tuning {kind} for scenario {scenario.name!r} on {seeds} (saved to {path}){note}")
     policy = tune_policy(scenario, spec, n_seeds=n_seeds, progress=progress)
     policy.meta["fingerprint"] = scenario_fingerprint(scenario, n_seeds)
     try:
