@@ -652,7 +652,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--policy", required=True, type=_rule, metavar="POLICY", help=POLICY_HELP)
     b.add_argument("--tune", action="store_true", help="search the parameters on tuning seeds and write them")
     b.add_argument("--tune-episodes", type=_positive_int, default=256,
-                   help="tuning seeds per candidate (default 256; a _schedule is searched on twice as many)")
+                   help="tuning seeds per candidate (default 256; a _schedule is searched on twice as many; above 3 store"
+                        " agents a candidate plays ceil(3 x N / store agents) of them, at least 4)")
     b.add_argument("--out", help="parameters YAML (default: <config dir>/baselines/<scenario>_<policy>.yaml, the"
                                  " file train and benchmark read; with --tune-episodes other than 256:"
                                  " <scenario>_<policy>.tune<N>.yaml beside it)")
