@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from ray_cluster import cmdline, descendants  # tests/ is on sys.path (rootdir-less layout)
 
 REPO = Path(__file__).resolve().parents[1]
 HMARL = [sys.executable, "-m", "hmarl_rllib"]
@@ -768,31 +769,6 @@ def test_learn_must_list_the_stores(tmp_path):
 
 
 # ------------------------------------------------------------------------ fault tolerance
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(d.name))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        for c in children.get(p, []):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
 def _start(args, cwd) -> subprocess.Popen:
     return subprocess.Popen([*HMARL, *map(str, args)], cwd=cwd, env=env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -820,7 +796,7 @@ def test_training_survives_a_killed_env_runner(tmp_path):
     seen: list[str] = []
     try:
         _wait_for_line(proc, "iter    1", 240, seen)
-        runners = [p for p in _descendants(proc.pid) if "MultiAgentEnvRunner" in _cmdline(p)]
+        runners = [p for p in descendants(proc.pid) if "MultiAgentEnvRunner" in cmdline(p)]
         assert len(runners) == 1, "expected exactly one env runner process"
         os.kill(runners[0], signal.SIGKILL)
         out, _ = proc.communicate(timeout=300)
