@@ -139,6 +139,30 @@ def test_simulate_policies_in_process(tmp_path, capsys):
         assert name in table
 
 
+def test_a_network_of_40_stores_prints_the_store_mean_and_the_costliest_stores(tmp_path, capsys):
+    """Above 10 stores the per-agent table keeps its size: the mean over the stores, the five
+    costliest stores by name, the upstream agents, and where the rest are."""
+    data = yaml.safe_load(DEFAULT_YAML.read_text())
+    data.update({"name": "wide", "episode_length": 10})
+    data["stores"]["count"] = 40
+    cfg = tmp_path / "wide.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    argv = ["simulate", "--config", str(cfg), "--policy", "s_S", "--rule-based", "--episodes", "4"]
+    assert main(argv + ["--json"]) == 0
+    agents = json.loads(capsys.readouterr().out)["per_agent"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    table = out[:out.index("chain cost")]
+    labels = {line.split()[0] for line in table.splitlines() if line.strip()}
+    stores = [n for n in agents if n.startswith("store_")]
+    costliest = sorted(stores, key=lambda n: -agents[n]["cost"])[:5]
+    assert labels & set(stores) == set(costliest)
+    assert {"warehouse", "supplier"} <= labels
+    mean_row = next(line for line in table.splitlines() if line.startswith("stores (mean of 40)"))
+    assert mean_row.split()[4] == f"{np.mean([agents[n]['cost'] for n in stores]):,.1f}"
+    assert "35 more not" in table
+
+
 def test_bench_twin_json_shape(capsys):
     """The benchmark's wiring only (not its speed: that is measured, not tested)."""
     assert main(["bench-twin", "--seconds", "0", "--json"]) == 0

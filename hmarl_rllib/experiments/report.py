@@ -30,14 +30,39 @@ def chain_table(summaries: dict[str, dict]) -> str:
     } for name, s in summaries.items()}, "policy")
 
 
-def agent_table(summary: dict, title: str = "") -> str:
-    """Per-agent KPIs of one policy (episode means)."""
-    table = text_table({name: {
+UPSTREAM = ("warehouse", "supplier")
+
+
+def _agent_cells(k: dict) -> dict:
+    return {
         "cost": _fmt(k["cost"]), "holding": _fmt(k["holding_cost"]), "stockout": _fmt(k["stockout_cost"]),
         "ordering": _fmt(k["ordering_cost"]),
         "fill rate": _fmt(k["fill_rate"], True), "service": _fmt(k["service_level"], True),
         "bullwhip": "-" if k["bullwhip"] is None else f"{k['bullwhip']:.2f}",
-    } for name, k in summary["per_agent"].items()}, "agent")
+    }
+
+
+def agent_table(summary: dict, title: str = "", max_stores: int = 10) -> str:
+    """Per-agent KPIs of one policy (episode means). Above ``max_stores`` stores the table keeps
+    its size: one row of the mean over all stores, the ``max_stores // 2`` costliest stores, then
+    the upstream agents."""
+    agents = summary["per_agent"]
+    stores = [n for n in agents if n not in UPSTREAM]
+    if len(stores) <= max_stores:
+        rows = {name: _agent_cells(k) for name, k in agents.items()}
+        note = ""
+    else:
+        def mean(key):
+            vals = [agents[n][key] for n in stores if agents[n][key] is not None]
+            return sum(vals) / len(vals) if vals else None
+        keys = agents[stores[0]].keys()
+        rows = {f"stores (mean of {len(stores)})": _agent_cells({k: mean(k) for k in keys})}
+        costliest = sorted(stores, key=lambda n: -agents[n]["cost"])[:max_stores // 2]
+        rows.update({n: _agent_cells(agents[n]) for n in costliest})
+        rows.update({n: _agent_cells(agents[n]) for n in agents if n in UPSTREAM})
+        note = (f"\nthe {len(costliest)} costliest stores shown, {len(stores) - len(costliest)} more not: `hmarl evaluate --out DIR` writes"
+                " every store's KPIs (kpi_episodes.csv), `hmarl simulate --json` prints them")
+    table = text_table(rows, "agent") + note
     return f"{title}\n{table}" if title else table
 
 
