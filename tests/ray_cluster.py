@@ -164,10 +164,28 @@ class Node:
             return ""
 
 
+STARTUP_TIMEOUT = "timed out during startup"  # ray start's own 30 s limit for a raylet to register
+
+
 def start_node(env: dict, *, num_cpus: int, head: Node | None = None, resources: dict | None = None,
-               avoid=(), object_store_bytes: int = 300_000_000, timeout: float = 120) -> Node:
+               avoid=(), object_store_bytes: int = 300_000_000, timeout: float = 120, attempts: int = 3) -> Node:
     """A head (``head=None``) or a worker node joining ``head``, started and up. ``avoid``: ports
-    other nodes of the cluster use (so the worker port ranges do not overlap)."""
+    other nodes of the cluster use (so the worker port ranges do not overlap). ``ray start`` gives
+    a raylet a fixed 30 s to register with the GCS; on a loaded 2-core machine it can miss that,
+    and then (only then) the node, stopped, is started again, up to ``attempts`` times."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return _start_node(env, num_cpus=num_cpus, head=head, resources=resources, avoid=avoid,
+                               object_store_bytes=object_store_bytes, timeout=timeout)
+        except AssertionError as e:
+            if attempt == attempts or STARTUP_TIMEOUT not in str(e):
+                raise
+            print(f"ray start: the raylet did not register in ray's 30 s (attempt {attempt} of {attempts});"
+                  " starting the node again")
+
+
+def _start_node(env: dict, *, num_cpus: int, head: Node | None, resources: dict | None, avoid,
+                object_store_bytes: int, timeout: float) -> Node:
     n_ports = 9 if head is None else 7
     ports = free_ports(n_ports)
     wmin, wmax = worker_port_range(avoid={*ports, *avoid})

@@ -24,7 +24,7 @@ def test_300_stores_train_two_iterations_and_evaluate(tmp_path):
     table = proc.stdout
     assert "tuning s_S for scenario 'scale_300'" in proc.stderr + proc.stdout
     assert "(256 asked, scaled to the 300 store agents)" in proc.stderr + proc.stdout
-    assert "store_300" in table and "learned" in table and "s_S" in table
+    assert "stores (mean of 300)" in table and "learned" in table and "s_S" in table
     trial = trial_dir(tmp_path / "runs", "scale_300")
     progress = pd.read_csv(trial / "progress.csv")
     assert progress["training_iteration"].tolist() == [1, 2]
