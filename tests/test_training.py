@@ -200,6 +200,8 @@ def test_benchmark_json_compares_learned_baselines_reference_and_bound(tiny_run,
     assert r["ratio_to_endgame"] == pytest.approx(pol["learned"]["cost_mean"] / pol["s_S_endgame"]["cost_mean"])
     assert r["corrected_rule"] == "s_S"  # the tiny run's training baseline (the default): its row is already there
     assert r["ratio_to_corrected_rule"] == pytest.approx(pol["learned"]["cost_mean"] / pol["s_S"]["cost_mean"])
+    rules = [k for k in pol if k != "learned"]  # the best rule of any kind: baselines, references, the corrected rule
+    assert r["best_rule"] == min(rules, key=lambda k: pol[k]["cost_mean"])
     assert set(r["reference"]["s_S_endgame"]["stop_days"]) == {"store", "warehouse", "supplier"}
     assert r["bound"]["episodes"] == 2 and r["bound"]["violations"] == 0
     assert r["gap_to_bound"] == pytest.approx(r["bound"]["gap_by_policy"]["learned"]) and r["gap_to_bound"] >= 0

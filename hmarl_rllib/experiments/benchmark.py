@@ -140,7 +140,6 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
             run(name, seasonal[name].orders)
             rule_of[name] = seasonal[name]
     best_seasonal = min(seasonal, key=lambda k: summaries[k]["cost_mean"]) if seasonal else None
-    rules = [k for k in summaries if k != "learned"]
     corrected = None  # the rule the learned policy corrects (its correction 0), when no row shows it yet
     if checkpoint is not None:
         corrected = trained.baseline.name
@@ -149,7 +148,8 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
                 progress(f"{corrected} (reference: the rule the learned policy corrects): {episodes} episodes")
             run(corrected, trained.baseline.orders)
         rule_of.setdefault(corrected, trained.baseline)
-    best_rule = min(rules, key=lambda k: summaries[k]["cost_mean"])  # baselines and references alike
+    rules = [k for k in summaries if k != "learned"]  # baselines and references alike, the corrected rule too
+    best_rule = min(rules, key=lambda k: summaries[k]["cost_mean"])
     if progress:
         progress("exact optimum (dynamic programming), when the scenario is a one-store problem")
     opt = exact_optimum(scenario)
