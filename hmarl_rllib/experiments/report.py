@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from hmarl_rllib.sim.state import UPSTREAM
+
 
 def _fmt(v, pct=False):
     if v is None:
@@ -28,9 +30,6 @@ def chain_table(summaries: dict[str, dict]) -> str:
         "fill rate": _fmt(s["fill_rate_mean"], True), "service": _fmt(s["service_level_mean"], True),
         **{col: _fmt(s[f"{key}_cost_mean"]) for col, key in costs.items()},
     } for name, s in summaries.items()}, "policy")
-
-
-UPSTREAM = ("warehouse", "supplier")
 
 
 def _agent_cells(k: dict) -> dict:
@@ -60,8 +59,9 @@ def agent_table(summary: dict, title: str = "", max_stores: int = 10) -> str:
         costliest = sorted(stores, key=lambda n: -agents[n]["cost"])[:max_stores // 2]
         rows.update({n: _agent_cells(agents[n]) for n in costliest})
         rows.update({n: _agent_cells(agents[n]) for n in agents if n in UPSTREAM})
-        note = (f"\nthe {len(costliest)} costliest stores shown, {len(stores) - len(costliest)} more not: `hmarl evaluate --out DIR` writes"
-                " every store's KPIs (kpi_episodes.csv), `hmarl simulate --json` prints them")
+        note = (f"\nthe {len(costliest)} costliest stores shown, {len(stores) - len(costliest)} more not:"
+                " `hmarl evaluate --out DIR` writes every store's KPIs (kpi_episodes.csv),"
+                " `hmarl simulate --json` prints them")
     table = text_table(rows, "agent") + note
     return f"{title}\n{table}" if title else table
 
