@@ -395,6 +395,30 @@ def test_random_starts_give_varied_store_states_whose_pipeline_arrives_on_time()
     assert (tw.in_transit == 0).all()
 
 
+def test_random_starts_are_drawn_after_the_warm_up_where_the_learned_play_starts():
+    """With warm-up days (the average-cost grid plays 20 days of base-stock first) exploring
+    starts must survive them: the learned play starts from the random state, not from the
+    state the warm-up rule brings every replica back to."""
+    from hmarl_rllib.policies.heuristics import rule_based_policy
+    from hmarl_rllib.rl.env import ChainDynamics
+
+    sc = scenario(**{**RANDOM_START, "warmup_days": 15})
+    B, L, mu = 2000, 3, 10.0
+
+    def start(share):
+        chain = ChainDynamics(sc, rule_based_policy(sc, "s_S"))
+        chain.reset(np.arange(B), share, np.random.default_rng(5))
+        tw = chain.twin
+        assert tw.day == 15
+        return tw.on_hand[:, :, 0] + tw.in_transit[:, :, 0]  # inventory position (B, 2)
+
+    warm, explored = start(0.0), start(1.0)
+    low = 0.5 * (L + 1) * mu  # half of the lead-time demand: a state the (s, S) rule seldom leaves
+    assert (explored < low).mean() > 0.15  # U[0, 2 (L + 1) mu]: about a quarter of the stores
+    assert (explored < low).mean() > 5 * (warm < low).mean()
+    assert explored.max() > warm.max()
+
+
 def test_random_starts_never_touch_validation_or_held_out_episodes():
     sc = scenario(**RANDOM_START)
     fixed = HMARLEnv({"scenario": sc, "random_starts": 1.0, "episode_seeds": [1, 2, 3]})

@@ -138,8 +138,8 @@ class TrainingSettings(BaseModel):
     random_starts: Annotated[float, Field(ge=0.0, le=1.0, description=(
         "exploring starts: this share of training episodes starts each store from a random inventory position,"
         " uniform on [0, 2 (L + 1) μ] over on hand and the L pipeline slots (rl.env.ChainDynamics"
-        ".randomize_stores), then plays the warm-up days; validation and evaluation episodes start as the"
-        " scenario says"))] = 0.0
+        ".randomize_stores), drawn after the warm-up days, where the learned play starts; validation and"
+        " evaluation episodes start as the scenario says"))] = 0.0
     reward_centering: bool = Field(False, description="subtract each learned module's mean reward over the train"
                                                       " batch before GAE (rl.learner.RewardCentering): the critic"
                                                       " learns differences between states; the objective is"

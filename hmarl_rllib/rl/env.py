@@ -242,27 +242,28 @@ class ChainDynamics:
     def reset(self, seeds, random_starts: float = 0.0, rng=None) -> dict:
         """One replica per demand seed; returns the first observations (see :meth:`observations`).
 
-        ``random_starts``: the share of replicas whose stores start from a random state instead
-        of the scenario's (exploring starts, for training only): see :meth:`randomize_stores`.
+        ``random_starts``: the share of replicas whose stores start the learned play (day
+        ``warmup_days``, after the warm-up policy's days) from a random state instead of the one
+        the warm-up left (exploring starts, for training only): see :meth:`randomize_stores`.
         """
         tw = self.twin
         tw.reset(seeds)
-        if random_starts > 0.0:
-            rng = np.random.default_rng() if rng is None else rng
-            self.randomize_stores(rng.random(tw.batch) < random_starts, rng)
         while tw.day < self.scenario.warmup_days:
             tw.step(*self.baseline.orders(tw))
+        if random_starts > 0.0:  # after the warm-up: the learned play itself starts there
+            rng = np.random.default_rng() if rng is None else rng
+            self.randomize_stores(rng.random(tw.batch) < random_starts, rng)
         B = tw.batch
         self._last_store_orders = np.zeros((B, self.N, self.K))
         self._last_wh_order = np.zeros((B, self.K))
         return self.observations()
 
     def randomize_stores(self, which: np.ndarray, rng) -> None:
-        """Exploring starts: give the stores of the replicas ``which`` (B,) a random day-0 state.
+        """Exploring starts: give the stores of the replicas ``which`` (B,) a random state today.
 
         Per store and SKU, an inventory position X ~ U[0, 2 (L + 1) mu] (L the store's lead time,
         mu its mean daily demand on day 0) is split over on hand and the L pipeline slots (units
-        arriving on days 0 .. L−1) by a flat Dirichlet draw, in whole units: empty and full
+        arriving today .. in L−1 days) by a flat Dirichlet draw, in whole units: empty and full
         pipelines, low and high stock, all come up. On hand is capped by the store's capacity.
         Backorders stay zero; the warehouse and the supplier keep the scenario's start.
         """
