@@ -418,6 +418,12 @@ def test_random_starts_are_drawn_after_the_warm_up_where_the_learned_play_starts
     assert (explored < low).mean() > 5 * (warm < low).mean()
     assert explored.max() > warm.max()
 
+    # with backorders, a warm-up that left some owed demand: the random state replaces it whole
+    sc = scenario(**{**RANDOM_START, "warmup_days": 15, "shortage": "backorder"})
+    chain = ChainDynamics(sc, rule_based_policy(sc, "s_S"))
+    chain.reset(np.arange(B), 1.0, np.random.default_rng(5))
+    assert (chain.twin.backorders == 0).all()
+
 
 def test_random_starts_never_touch_validation_or_held_out_episodes():
     sc = scenario(**RANDOM_START)

@@ -265,7 +265,8 @@ class ChainDynamics:
         mu its mean daily demand on day 0) is split over on hand and the L pipeline slots (units
         arriving today .. in L−1 days) by a flat Dirichlet draw, in whole units: empty and full
         pipelines, low and high stock, all come up. On hand is capped by the store's capacity.
-        Backorders stay zero; the warehouse and the supplier keep the scenario's start.
+        The stores' backorders are cleared (drawn after a warm-up, the state is the store's own
+        and consistent); the warehouse and the supplier keep their state.
         """
         tw = self.twin
         rows = np.flatnonzero(which)
@@ -280,6 +281,7 @@ class ChainDynamics:
             units = np.floor(X[..., None] * share + rng.random(share.shape))  # unbiased rounding
             on_hand = np.minimum(units[..., 0], tw.store_cap[n, 0])
             tw.on_hand[rows, n] = on_hand
+            tw.backorders[rows, n] = 0.0
             pipe = np.zeros((len(rows), K, P))
             pipe[..., (tw.day + np.arange(L)) % P] = units[..., 1:]
             tw.store_pipe[rows, n] = pipe
