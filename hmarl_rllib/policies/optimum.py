@@ -43,12 +43,11 @@ import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from scipy import stats
 
 from hmarl_rllib.errors import ConfigError
+from hmarl_rllib.sim.demand import TAIL_MASS, day_pmf  # noqa: F401 (re-exported: the solver's tail mass and pmfs)
 
 MAX_STATES = 3_000_000  # post-decision states of the lost-sales chain (memory ~ states × d_max × 4 B)
-TAIL_MASS = 1e-9
 # Zipkin (2008), Operations Research 56(5): optimal average cost per period, Poisson(5), h = 1
 ZIPKIN_2008 = {(1, 4): 4.04, (2, 4): 4.40, (3, 4): 4.60, (4, 4): 4.73,
                (1, 9): 5.44, (2, 9): 6.09, (3, 9): 6.53, (4, 9): 6.84,
@@ -102,46 +101,8 @@ class Solution:
 
 
 # ---------------------------------------------------------------------------- demand pmfs
-def day_pmf(model: str, mean: float, std: float | None = None, dispersion: float | None = None,
-            tail_mass: float = TAIL_MASS, d_max: int | None = None) -> np.ndarray:
-    """The twin's demand distribution for one day (:mod:`hmarl_rllib.sim.demand`), truncated
-    at the smallest d_max whose upper tail is <= ``tail_mass``, the tail lumped on d_max."""
-    if model == "poisson":
-        dist = stats.poisson(max(mean, 0.0))
-        cdf = dist.cdf
-    elif model == "normal":
-        sd = float(std or 0.0)
-        if sd == 0.0:
-            k = int(np.rint(max(mean, 0.0)))
-            out = np.zeros((d_max or k) + 1)
-            out[min(k, len(out) - 1)] = 1.0
-            return out
-
-        def cdf(k):  # max(0, rint(N(mean, sd))) <= k  <=>  N < k + 0.5
-            return stats.norm.cdf((np.asarray(k) + 0.5 - mean) / sd)
-    elif model == "negative_binomial":
-        r = float(dispersion or 1.0)
-        m = max(mean, 1e-9)
-        dist = stats.nbinom(r, r / (r + m))
-        cdf = dist.cdf
-    else:
-        raise ConfigError(f"demand model {model!r}: the optimum solver knows poisson, normal and"
-                          " negative_binomial")
-    if d_max is None:
-        d_max = 0
-        while 1.0 - float(cdf(d_max)) > tail_mass:
-            d_max = max(d_max * 2, 1) if d_max < 8 else d_max + max(1, d_max // 8)
-        lo = 0
-        while lo < d_max:  # smallest d with tail <= tail_mass
-            mid = (lo + d_max) // 2
-            if 1.0 - float(cdf(mid)) <= tail_mass:
-                d_max = mid
-            else:
-                lo = mid + 1
-    c = np.asarray(cdf(np.arange(d_max + 1)), dtype=float)
-    pmf = np.diff(np.concatenate([[0.0], c]))
-    pmf[-1] += 1.0 - c[-1]
-    return np.maximum(pmf, 0.0) / np.maximum(pmf, 0.0).sum()
+# day_pmf (the twin's demand distribution for one day) lives with the demand models:
+# hmarl_rllib.sim.demand.day_pmf, imported above.
 
 
 def problem_from_scenario(scenario, tail_mass: float = TAIL_MASS) -> SingleStoreProblem:

@@ -17,6 +17,7 @@ from hmarl_rllib.rl.observe import (HISTORY, MU_FLOOR, OBS_BOUND, OBS_LINEAR, SC
                                     observation_units, squash, unsquash)
 from hmarl_rllib.sim import SupplyChainTwin, reconciliation
 from hmarl_rllib.sim.config import Scenario, load_config, parse_config
+from hmarl_rllib.sim.demand import ShortfallTables
 from hmarl_rllib.sim.network import F
 from hmarl_rllib.sim.simulate import TUNE_SEED_BASE
 
@@ -97,6 +98,10 @@ class HMARLEnv(MultiAgentEnv):
     **Rewards** (per agent, per day, :func:`hmarl_rllib.sim.reconciliation.rewards`):
     ``−cost_scale · [(1 − team_weight)·own cost + team_weight·chain cost / n_agents]``; own
     cost = holding + stockout penalty + backorder + ordering cost of the agent's node and SKU.
+    With ``reward.expected_costs`` a store's holding, stockout and backorder costs are their
+    expectations over the day's demand given its stock after today's arrivals
+    (:func:`hmarl_rllib.sim.reconciliation.expected_store_costs`): the same expected return for
+    every policy, less noise. KPIs and the episode's infos always count realized costs.
 
     **Starting state.** The scenario's initial inventories, empty pipelines; ``warmup_days``
     are then played with the warm-up policy (env_config ``baseline``, default the scenario's
@@ -234,6 +239,8 @@ class ChainDynamics:
         self.store_ids, self.wh_ids, self.sup_ids = agent_ids(sc)
         self.observe = ObservationBuilder(sc)
         self.cost_scale, self.team_weight = sc.reward.cost_scale, sc.reward.team_weight
+        # reward.expected_costs: the stores' holding and stockout costs as expectations over the day's demand
+        self.shortfall = ShortfallTables(sc, self.twin.days_total) if sc.reward.expected_costs else None
 
     @property
     def done(self) -> bool:
@@ -290,10 +297,16 @@ class ChainDynamics:
     def step(self, store_actions, wh_actions, sup_actions) -> tuple[dict, np.ndarray]:
         """Integer actions (B, N, K), (B, K), (B, K) → (observations, rewards (B, N+2, K))."""
         tw = self.twin
+        day = tw.day
         row = tw.step(*decode_orders(self.codecs, tw, store_actions, wh_actions, sup_actions))
         self._last_store_orders = row[:, : self.N, :, F["order_placed"]]
         self._last_wh_order = row[:, self.N, :, F["order_placed"]]
-        return self.observations(), reconciliation.rewards(row, self.cost_scale, self.team_weight)
+        cost = None
+        if self.shortfall is not None:
+            cost = reconciliation.daily_costs(row)
+            G, mu = self.shortfall(day)
+            cost[:, : self.N] = reconciliation.expected_store_costs(row, G, mu, tw.h[0], tw.p, tw.b, tw.lost_sales)
+        return self.observations(), reconciliation.rewards(row, self.cost_scale, self.team_weight, cost)
 
     def agent_rewards(self, r: np.ndarray) -> np.ndarray:
         """Rewards (B, N+2, K) as (B, agents), in the env's agent order (stores, warehouse, supplier)."""

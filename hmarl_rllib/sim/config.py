@@ -220,6 +220,11 @@ class Reward(_Strict):
     cost_scale: PositiveFloat = Field(0.01, description="reward = −cost_scale × cost, per agent and day")
     team_weight: Annotated[float, Field(ge=0.0, le=1.0, description=(
         "0: an agent's own cost only; 1: the chain's cost shared equally (chain cost / number of agents)"))] = 0.0
+    expected_costs: bool = Field(False, description=(
+        "true: the stores' holding, stockout and backorder costs in the reward are their expectations over the"
+        " day's demand distribution, given the stock after today's arrivals (the same expected return for every"
+        " policy, without the demand's noise); needs demand models without random promotions. KPIs and"
+        " evaluations always count realized costs"))
 
 
 class ActionSet(_Strict):
@@ -441,6 +446,12 @@ class Scenario(_Strict):
         if cap is not None and any(self.per_sku(self.warehouse.initial_inventory, k) > cap
                                    for k in range(len(names))):
             raise ValueError(f"warehouse.initial_inventory exceeds its capacity {cap}")
+        if self.reward.expected_costs:
+            from hmarl_rllib.sim.demand import expected_cost_refusal
+
+            why = expected_cost_refusal(self)
+            if why:
+                raise ValueError(f"reward.expected_costs: {why}; set reward.expected_costs: false")
         return self
 
     @model_serializer(mode="wrap")

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hmarl_rllib.errors import DemandFileError
+from hmarl_rllib.errors import ConfigError, DemandFileError
 
 DEMAND_COLUMNS = ("date", "store", "sku", "demand")
 
@@ -28,6 +28,7 @@ TUNE_SEED_BASE = 1_000_000  # baseline tuning: below VALIDATION_SEED_BASE, like 
 VALIDATION_SEED_BASE = 1_500_000  # the evaluations that choose the checkpoint
 EVAL_SEED_BASE = 2_000_000  # held-out evaluation
 PARTS = ("train", "validate", "test")
+TAIL_MASS = 1e-9  # demand mass beyond a truncated day distribution (lumped on its largest value)
 
 
 def seed_parts(seeds) -> np.ndarray:
@@ -114,6 +115,100 @@ def mean_path(scenario, days: int) -> np.ndarray:
                 mu[d: d + m.promotions.duration_days] *= m.promotions.multiplier
             out[:, i, j] = mu
     return out
+
+
+def day_pmf(model: str, mean: float, std: float | None = None, dispersion: float | None = None,
+            tail_mass: float = TAIL_MASS, d_max: int | None = None) -> np.ndarray:
+    """The twin's demand distribution for one day (the models of :class:`DemandSampler`),
+    truncated at the smallest d_max whose upper tail is <= ``tail_mass``, the tail lumped on d_max."""
+    from scipy import stats  # here, not at import: the twin itself does not need scipy
+
+    if model == "poisson":
+        dist = stats.poisson(max(mean, 0.0))
+        cdf = dist.cdf
+    elif model == "normal":
+        sd = float(std or 0.0)
+        if sd == 0.0:
+            k = int(np.rint(max(mean, 0.0)))
+            out = np.zeros((d_max or k) + 1)
+            out[min(k, len(out) - 1)] = 1.0
+            return out
+
+        def cdf(k):  # max(0, rint(N(mean, sd))) <= k  <=>  N < k + 0.5
+            return stats.norm.cdf((np.asarray(k) + 0.5 - mean) / sd)
+    elif model == "negative_binomial":
+        r = float(dispersion or 1.0)
+        m = max(mean, 1e-9)
+        dist = stats.nbinom(r, r / (r + m))
+        cdf = dist.cdf
+    else:
+        raise ConfigError(f"demand model {model!r}: known models are poisson, normal and negative_binomial")
+    if d_max is None:
+        d_max = 0
+        while 1.0 - float(cdf(d_max)) > tail_mass:
+            d_max = max(d_max * 2, 1) if d_max < 8 else d_max + max(1, d_max // 8)
+        lo = 0
+        while lo < d_max:  # smallest d with tail <= tail_mass
+            mid = (lo + d_max) // 2
+            if 1.0 - float(cdf(mid)) <= tail_mass:
+                d_max = mid
+            else:
+                lo = mid + 1
+    c = np.asarray(cdf(np.arange(d_max + 1)), dtype=float)
+    pmf = np.diff(np.concatenate([[0.0], c]))
+    pmf[-1] += 1.0 - c[-1]
+    return np.maximum(pmf, 0.0) / np.maximum(pmf, 0.0).sum()
+
+
+def expected_cost_refusal(scenario) -> str | None:
+    """Why the stores' expected daily costs (``reward.expected_costs``) cannot be computed for
+    ``scenario``, or None: they need each day's demand distribution, which a demand file and
+    random promotions (a hidden state) do not give."""
+    if scenario.demand_file:
+        return "a demand file has no demand distribution to take the expectation over"
+    for i in range(len(scenario.store_list)):
+        for j in range(len(scenario.skus)):
+            if scenario.store_demand(i, j).promotions.probability > 0:
+                return (f"stores[{i}] has random promotions (promotions.probability > 0): the day's demand"
+                        " distribution depends on whether one is running")
+    return None
+
+
+class ShortfallTables:
+    """Each store's expected shortfall E[(D − z)+] for whole z >= 0 under the day's demand
+    distribution (:func:`day_pmf` at the scenario's mean path), and the distribution's mean:
+    what :func:`hmarl_rllib.sim.reconciliation.expected_store_costs` needs. Tables are cached by
+    the day's means, so a flat or weekly mean path builds one or seven."""
+
+    def __init__(self, scenario, days: int):
+        why = expected_cost_refusal(scenario)
+        if why:
+            raise ConfigError(f"reward.expected_costs: {why}; set reward.expected_costs: false")
+        self.path = mean_path(scenario, days)  # (T, N, K)
+        self.kind, self.std, self.disp = _model_arrays(scenario)[:3]
+        self._cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __call__(self, day: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(G, mu)``: G of shape (N, K, Z) with G[n, k, z] = E[(D − z)+] (0 for z >= Z − 1),
+        mu of shape (N, K) the mean of the (truncated) distribution."""
+        means = self.path[day]
+        key = means.tobytes()
+        if key not in self._cache:
+            N, K = means.shape
+            pmfs = [[day_pmf(self.kind[n, k], float(means[n, k]), self.std[n, k], self.disp[n, k])
+                     for k in range(K)] for n in range(N)]
+            Z = max(len(p) for row in pmfs for p in row)
+            G, mu = np.zeros((N, K, Z)), np.zeros((N, K))
+            for n in range(N):
+                for k in range(K):
+                    pmf = pmfs[n][k]
+                    d = np.arange(len(pmf))
+                    mu[n, k] = float(pmf @ d)
+                    # E[(D - z)+] = sum_{d > z} P(D >= d) over d = z+1..: a reversed cumulative sum of the tail
+                    tail = 1.0 - np.cumsum(pmf)  # P(D > z), z = 0..len-1
+                    G[n, k, : len(pmf)] = np.cumsum(tail[::-1])[::-1]
+            self._cache[key] = (G, mu)
+        return self._cache[key]
 
 
 def _model_arrays(scenario):

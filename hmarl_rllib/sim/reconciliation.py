@@ -116,9 +116,11 @@ def daily_costs(row: np.ndarray) -> np.ndarray:
     return row[..., F["holding_cost"]] + row[..., F["stockout_cost"]] + row[..., F["ordering_cost"]]
 
 
-def rewards(row: np.ndarray, cost_scale: float, team_weight: float) -> np.ndarray:
-    """Per-day reward of every (node, SKU) agent, shape (B, M, K) (see module docstring)."""
-    cost = daily_costs(row)
+def rewards(row: np.ndarray, cost_scale: float, team_weight: float, cost: np.ndarray | None = None) -> np.ndarray:
+    """Per-day reward of every (node, SKU) agent, shape (B, M, K) (see module docstring);
+    ``cost`` (B, M, K): the costs to reward instead of the day's realized ones (e.g. the stores'
+    expected costs, :func:`expected_store_costs`)."""
+    cost = daily_costs(row) if cost is None else cost
     n_agents = cost.shape[1] * cost.shape[2]
     chain = cost.sum(axis=(1, 2), keepdims=True)
     return -cost_scale * ((1.0 - team_weight) * cost + team_weight * chain / n_agents)
@@ -132,3 +134,34 @@ def paired_difference(a: np.ndarray, b: np.ndarray) -> dict:
     m = float(d.mean())
     return {"mean": m, "ci95": [m - half, m + half], "relative": m / float(np.mean(b)),
             "significant": bool(abs(m) > half)}
+
+
+def expected_store_costs(row: np.ndarray, G: np.ndarray, mu: np.ndarray, h: np.ndarray, p: np.ndarray,
+                         b: np.ndarray, lost_sales: bool) -> np.ndarray:
+    """The stores' costs of one day row (B, M, K, F) with holding, stockout penalty and backorder
+    cost replaced by their expectations over the day's demand, given what the store held once
+    today's shipments arrived and the backlog it carried in; ordering costs as realized. Shape
+    (B, N, K). ``G`` (N, K, Z) and ``mu`` (N, K): the day's :class:`~hmarl_rllib.sim.demand.ShortfallTables`;
+    ``h``, ``p``, ``b`` (K,): the stores' holding cost, stockout penalty and backorder cost.
+
+    With y = stock after arrivals − backlog carried in and D the day's demand: holding h·(y − D)+,
+    today's unmet demand p·(D − y⁺)+, the backlog left b·(D − y)+ (the twin's step). Their
+    expectation given the state is what the realized cost averages to, so every policy's
+    expected return is unchanged while the demand's noise leaves the reward."""
+    N = G.shape[0]
+    s = row[:, :N]
+    x = s[..., F["on_hand"]] + s[..., F["sales"]]  # on hand once today's shipments arrived
+    y = x if lost_sales else x - (s[..., F["backorders"]] - s[..., F["demand"]] + s[..., F["sales"]])
+    n_i, k_i = np.arange(N)[None, :, None], np.arange(G.shape[1])[None, None, :]
+    top = G.shape[-1] - 1  # G[..., top] = 0: no demand beyond the truncation
+    G = np.concatenate([G, np.zeros(G.shape[:-1] + (1,))], axis=-1)  # one more 0: z + 1 <= top + 1
+    pos = np.minimum(np.maximum(y, 0.0), top)
+    z = np.floor(pos).astype(np.int64)
+    # E[(D − y⁺)+], exact for a fractional y (an allocation's share) too: linear between whole units
+    lo, hi = G[n_i, k_i, z], G[n_i, k_i, z + 1]
+    shortfall = lo + (pos - z) * (hi - lo)
+    holding = np.where(y >= 0, y - mu + shortfall, 0.0)  # (y − D)+ = y − D + (D − y)+
+    cost = h * holding + p * shortfall + s[..., F["ordering_cost"]]
+    if not lost_sales:  # lost sales leave no backlog, whatever backorder_cost says
+        cost += b * np.where(y >= 0, shortfall, mu - y)
+    return cost
