@@ -451,7 +451,7 @@ class Scenario(_Strict):
 
             why = expected_cost_refusal(self)
             if why:
-                raise ValueError(f"reward.expected_costs: {why}; set reward.expected_costs: false")
+                raise ValueError(why)
         return self
 
     @model_serializer(mode="wrap")

@@ -163,7 +163,12 @@ def day_pmf(model: str, mean: float, std: float | None = None, dispersion: float
 def expected_cost_refusal(scenario) -> str | None:
     """Why the stores' expected daily costs (``reward.expected_costs``) cannot be computed for
     ``scenario``, or None: they need each day's demand distribution, which a demand file and
-    random promotions (a hidden state) do not give."""
+    random promotions (a hidden state) do not give. The one-line error names the key and the fix."""
+    why = _expected_cost_obstacle(scenario)
+    return f"reward.expected_costs: {why}; set reward.expected_costs: false" if why else None
+
+
+def _expected_cost_obstacle(scenario) -> str | None:
     if scenario.demand_file:
         return "a demand file has no demand distribution to take the expectation over"
     for i in range(len(scenario.store_list)):
@@ -183,21 +188,22 @@ class ShortfallTables:
     def __init__(self, scenario, days: int):
         why = expected_cost_refusal(scenario)
         if why:
-            raise ConfigError(f"reward.expected_costs: {why}; set reward.expected_costs: false")
+            raise ConfigError(why)
         self.path = mean_path(scenario, days)  # (T, N, K)
         self.kind, self.std, self.disp = _model_arrays(scenario)[:3]
         self._cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
 
     def __call__(self, day: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(G, mu)``: G of shape (N, K, Z) with G[n, k, z] = E[(D − z)+] (0 for z >= Z − 1),
-        mu of shape (N, K) the mean of the (truncated) distribution."""
+        """``(G, mu)``: G of shape (N, K, Z) with G[n, k, z] = E[(D − z)+], Z >= 2 and at least
+        the last entry 0 (no demand beyond the truncation); mu of shape (N, K) the mean of the
+        (truncated) distribution."""
         means = self.path[day]
         key = means.tobytes()
         if key not in self._cache:
             N, K = means.shape
             pmfs = [[day_pmf(self.kind[n, k], float(means[n, k]), self.std[n, k], self.disp[n, k])
                      for k in range(K)] for n in range(N)]
-            Z = max(len(p) for row in pmfs for p in row)
+            Z = max(len(p) for row in pmfs for p in row) + 1  # one zero past every table
             G, mu = np.zeros((N, K, Z)), np.zeros((N, K))
             for n in range(N):
                 for k in range(K):

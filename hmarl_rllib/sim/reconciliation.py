@@ -154,9 +154,8 @@ def expected_store_costs(row: np.ndarray, G: np.ndarray, mu: np.ndarray, h: np.n
     y = x if lost_sales else x - (s[..., F["backorders"]] - s[..., F["demand"]] + s[..., F["sales"]])
     n_i, k_i = np.arange(N)[None, :, None], np.arange(G.shape[1])[None, None, :]
     top = G.shape[-1] - 1  # G[..., top] = 0: no demand beyond the truncation
-    G = np.concatenate([G, np.zeros(G.shape[:-1] + (1,))], axis=-1)  # one more 0: z + 1 <= top + 1
     pos = np.minimum(np.maximum(y, 0.0), top)
-    z = np.floor(pos).astype(np.int64)
+    z = np.minimum(np.floor(pos), top - 1).astype(np.int64)  # z + 1 <= top
     # E[(D − y⁺)+], exact for a fractional y (an allocation's share) too: linear between whole units
     lo, hi = G[n_i, k_i, z], G[n_i, k_i, z + 1]
     shortfall = lo + (pos - z) * (hi - lo)
