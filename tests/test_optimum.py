@@ -233,6 +233,11 @@ def test_an_average_criterion_cell_is_zipkins_problem_played_without_an_end():
                         "median_learned_over_optimum": 6.6 / g})
     assert "average cost per day" in text and f"{g:.4f}" in text  # per-day costs to 4 decimals
     assert "average-cost referee" in text and f"{1 + 0.05 / g:.4f}" in text and "80.0%" in text
+    assert "menu top" not in text
+    row["gap"].update(menu_top=20, share_orders_at_menu_top=0.0123, share_optimum_above_menu_top=0.0045)
+    text = format_grid({"criterion": "average", "rows": [row], "max_learned_over_optimum": 6.6 / g,
+                        "median_learned_over_optimum": 6.6 / g})
+    assert "optimum > top" in text and "1.23%" in text and "0.45%" in text
 
 
 def test_the_average_referee_charges_a_base_stock_level_its_exact_excess_average_cost():
@@ -261,6 +266,37 @@ def test_the_average_referee_charges_a_base_stock_level_its_exact_excess_average
 
     best = average_gap(sc, ref, optimal, seeds)
     assert abs(best["gap_per_day"]) < 1e-9 and best["share_optimal_orders"] == 1.0
+    assert "menu_top" not in best  # no menu given: nothing said about one
+
+
+def test_the_average_referee_says_how_often_a_quantity_menu_binds():
+    """With a menu top the optimum sometimes exceeds, average_gap reports it: the optimum played
+    on the twin orders its top on the days the optimum would order more, and a menu far above
+    every optimal order never binds."""
+    from hmarl_rllib.experiments.learn_grid import average_gap, cell_scenario, quantity_menu_top
+    from hmarl_rllib.policies.optimum import AverageReferee
+    from hmarl_rllib.sim.config import load_config
+
+    sc = one_store(lead_time=2, p=9.0, days=300, init=0).model_copy(update={"warmup_days": 50})
+    ref = AverageReferee(problem_from_scenario(one_store(lead_time=2, p=9.0, days=300, init=0)))
+    seeds = simulate.eval_seeds(50)
+
+    def capped(top):
+        def orders(twin):
+            q = ref.optimal_order(twin.day, twin.on_hand[:, 0, 0], twin.store_pipeline()[:, 0, 0, :])
+            zero = np.zeros((twin.batch, 1))
+            return np.minimum(q, top).astype(float)[:, None, None], zero, zero
+        return orders
+
+    loose = average_gap(sc, ref, capped(100), seeds, menu_top=100)
+    assert loose["share_optimum_above_menu_top"] == 0.0 and loose["share_orders_at_menu_top"] == 0.0
+    tight = average_gap(sc, ref, capped(5), seeds, menu_top=5)
+    assert 0.0 < tight["share_optimum_above_menu_top"] <= tight["share_orders_at_menu_top"] < 1.0
+    assert tight["gap_per_day"] > 0.0  # a binding menu costs something
+    base = load_config(ROOT / "configs" / "one_store_long_run.yaml")
+    assert quantity_menu_top(cell_scenario(base, 2, 9.0, "average")) == 20  # ⌈3μ + 5⌉ for μ = 5
+    assert quantity_menu_top(cell_scenario(base.model_copy(update={"actions": base.actions.model_copy(
+        update={"store": base.actions.store.model_copy(update={"mode": "order_up_to"})})}), 2, 9.0)) is None
 
 
 @pytest.mark.parametrize("content, words", [

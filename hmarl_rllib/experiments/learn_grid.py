@@ -138,25 +138,42 @@ def gap_by_day(scenario, referee, order_fn, seeds) -> dict:
             "share_optimal_orders": float(np.mean(same)), "per_day": [float(x) for x in per_day]}
 
 
-def average_gap(scenario, referee, order_fn, seeds) -> dict:
+def average_gap(scenario, referee, order_fn, seeds, menu_top: int | None = None) -> dict:
     """Play ``order_fn`` on the one-store ``scenario`` (its warm-up days too) and average the
     :class:`~hmarl_rllib.policies.optimum.AverageReferee`'s losses over the scored days: the
     policy's average cost per day minus the optimum's, estimated with the noise of the visited
-    states only; and the share of scored days on which it ordered what the optimum orders."""
+    states only; and the share of scored days on which it ordered what the optimum orders.
+    ``menu_top`` (the largest order quantity the policy can choose): also the share of scored
+    days on which it ordered that top, and on which the optimum would order more (the menu
+    binds: no policy on that menu can play the optimum there)."""
     from hmarl_rllib.sim.network import SupplyChainTwin
 
     twin = SupplyChainTwin(scenario, record=False)
     twin.reset(seeds)
-    total, days, same = np.zeros(len(seeds)), 0, 0.0
+    total, days, same, at_top, above_top = np.zeros(len(seeds)), 0, 0.0, 0.0, 0.0
     while not twin.done:
         so, wo, pr = order_fn(twin)
         if twin.day >= scenario.warmup_days:
             loss, best = referee.loss(twin.day, twin.on_hand[:, 0, 0], twin.store_pipeline()[:, 0, 0, :], so[:, 0, 0])
             total, days, same = total + loss, days + 1, same + float((np.rint(so[:, 0, 0]) == best).mean())
+            if menu_top is not None:
+                at_top += float((np.rint(so[:, 0, 0]) >= menu_top).mean())
+                above_top += float((best > menu_top).mean())
         twin.step(so, wo, pr)
     per_replica = total / days
-    return {"gap_per_day": float(per_replica.mean()), "gap_ci95": _mean_ci(per_replica),
-            "share_optimal_orders": same / days}
+    out = {"gap_per_day": float(per_replica.mean()), "gap_ci95": _mean_ci(per_replica),
+           "share_optimal_orders": same / days}
+    if menu_top is not None:
+        out.update(menu_top=int(menu_top), share_orders_at_menu_top=at_top / days,
+                   share_optimum_above_menu_top=above_top / days)
+    return out
+
+
+def quantity_menu_top(scenario) -> int | None:
+    """The largest order quantity of the store's action menu when its actions are quantities
+    (None for other modes: an order-up-to level has no fixed largest order)."""
+    store = scenario.actions.store
+    return int(max(store.values)) if store.mode == "quantities" else None
 
 
 def _mean_ci(x: np.ndarray) -> list[float]:
@@ -244,7 +261,7 @@ def score_average(sc, checkpoint, replicas: int, reference=None) -> dict:
     # each policy warms itself up (warmup_fn = its own orders), then every day is scored
     learned = simulate.chain_cost(long, greedy_orders(trained), seeds) / EVAL_DAYS
     bs = simulate.chain_cost(long, base_stock_orders(S), seeds) / EVAL_DAYS
-    gap = average_gap(long, AverageReferee(problem), greedy_orders(trained), seeds)
+    gap = average_gap(long, AverageReferee(problem), greedy_orders(trained), seeds, quantity_menu_top(sc))
     return {"cell": sc.name, "criterion": "average", "optimum": g, "best_base_stock_level": S,
             "best_base_stock_exact": bs_exact, "base_stock": float(bs.mean()), "base_stock_ci95": _mean_ci(bs),
             "learned": float(learned.mean()), "learned_ci95": _mean_ci(learned),
@@ -334,12 +351,16 @@ def format_grid(result: dict) -> str:
     if refereed:
         lines += ["", "the learned policy's gap per day by the average-cost referee (mean of Q(s, q) - min Q(s, .)"
                   " over its own scored days):",
-                  f"{'L':>2} {'p':>4} {'gap/day':>8} {'[95% CI]':>18} {'1+gap/opt':>10} {'optimal orders':>15}"]
+                  f"{'L':>2} {'p':>4} {'gap/day':>8} {'[95% CI]':>18} {'1+gap/opt':>10} {'optimal orders':>15}"
+                  + (f" {'menu top':>9} {'ordered top':>12} {'optimum > top':>14}"
+                     if any("menu_top" in r["gap"] for r in refereed) else "")]
         for r in refereed:
             g = r["gap"]
+            top = (f" {g['menu_top']:>9} {g['share_orders_at_menu_top']:>12.2%} {g['share_optimum_above_menu_top']:>14.2%}"
+                   if "menu_top" in g else "")
             lines.append(f"{r['lead_time']:>2} {r['penalty']:>4g} {g['gap_per_day']:>8.4f}"
                          f" [{g['gap_ci95'][0]:.4f}, {g['gap_ci95'][1]:.4f}] {r['learned_over_optimum_referee']:>10.4f}"
-                         f" {g['share_optimal_orders']:>14.1%}")
+                         f" {g['share_optimal_orders']:>14.1%}{top}")
         ref = [r["learned_over_optimum_referee"] for r in refereed]
         lines.append(f"1 + gap/opt: max {max(ref):.4f}, median {float(np.median(ref)):.4f}")
     split = [r for r in result["rows"] if "gap_by_day" in r]
