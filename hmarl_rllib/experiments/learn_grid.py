@@ -155,9 +155,10 @@ def average_gap(scenario, referee, order_fn, seeds, menu_top: int | None = None)
         so, wo, pr = order_fn(twin)
         if twin.day >= scenario.warmup_days:
             loss, best = referee.loss(twin.day, twin.on_hand[:, 0, 0], twin.store_pipeline()[:, 0, 0, :], so[:, 0, 0])
-            total, days, same = total + loss, days + 1, same + float((np.rint(so[:, 0, 0]) == best).mean())
+            q = np.rint(so[:, 0, 0])
+            total, days, same = total + loss, days + 1, same + float((q == best).mean())
             if menu_top is not None:
-                at_top += float((np.rint(so[:, 0, 0]) >= menu_top).mean())
+                at_top += float((q >= menu_top).mean())
                 above_top += float((best > menu_top).mean())
         twin.step(so, wo, pr)
     per_replica = total / days
