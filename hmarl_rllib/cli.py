@@ -499,7 +499,7 @@ def cmd_bench_scale(args) -> int:
             raise InputError(f"--rungs {' '.join(args.rungs)}: each rung is STORESxSKUS with whole numbers > 0,"
                              " e.g. --rungs 3x1 30x1 300x1 100x10") from None
     result = bench_scale(rungs, iterations=args.iterations, store_steps=args.store_steps, minibatch=args.minibatch,
-                         progress=_progress(args))
+                         group_stores=args.group_stores, progress=_progress(args))
     if args.plot:
         plot_scale(result, args.plot)
         result["plot"] = str(args.plot)
@@ -686,7 +686,11 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--iterations", type=_positive_int, default=5, help="timed iterations per rung (default 5)")
     sc.add_argument("--store-steps", type=_positive_int, default=28_800,
                     help="store-agent steps per iteration at every rung (default 28,800: default.yaml's batch)")
-    sc.add_argument("--minibatch", type=_positive_int, help="agent steps per SGD minibatch (default: default.yaml's 512)")
+    sc.add_argument("--minibatch", type=_positive_int, help="store-agent steps per SGD minibatch (default: default.yaml's"
+                                                             " 512; with --group-stores rounded up to whole group steps)")
+    sc.add_argument("--group-stores", action="store_true",
+                    help="the stores act as one RLlib agent, one row each (training.group_stores); --minibatch then"
+                         " counts the group's steps, each holding every store's")
     sc.add_argument("--plot", type=Path, help="also write a log-log PNG of time per agent step against store agents")
     sc.add_argument("--json", action="store_true")
     sc.set_defaults(func=cmd_bench_scale)

@@ -25,9 +25,11 @@ def test_rungs_grow_the_default_chain_with_the_same_store_steps_per_iteration(st
     assert sc.warehouse.initial_inventory == round(2500 * stores / 3)
 
 
-def test_bench_scale_counts_every_agents_steps(tmp_path):
+@pytest.mark.parametrize("group", [[], ["--group-stores"]], ids=["per-store", "grouped"])
+def test_bench_scale_counts_every_agents_steps(tmp_path, group):
+    """With --group-stores the stores are one agent, and each of its steps counts a step per store."""
     proc = subprocess.run([str(HMARL), "bench-scale", "--rungs", "3x1", "4x2", "--iterations", "1", "--json",
-                           "--plot", str(tmp_path / "scale.png")], cwd=ROOT, capture_output=True, text=True,
+                           "--plot", str(tmp_path / "scale.png"), *group], cwd=ROOT, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads(proc.stdout)["rungs"]
@@ -39,6 +41,7 @@ def test_bench_scale_counts_every_agents_steps(tmp_path):
         assert 0 < r["learner_share"] < 1 and 0 < r["sampling_share"] < 1
         assert r["sampling_share"] + r["learner_share"] <= 1.0 + 1e-6
         assert 0.1 < r["peak_rss_gib"] < 4
+        assert r["group_stores"] == bool(group)
     assert rows[0]["agent_steps_vs_first"] == 1.0
     assert (tmp_path / "scale.png").stat().st_size > 10_000
 

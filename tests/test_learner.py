@@ -12,8 +12,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_training_uses_rllibs_ppo_update():
-    """rl/learner.py adds a connector piece and nothing else: the learner training builds is
-    RLlib's PPOTorchLearner, its update and loss methods RLlib's own."""
+    """rl/learner.py adds a connector piece and the loss of the stores' group: the learner training
+    builds is RLlib's PPOTorchLearner, its update RLlib's own, its loss RLlib's for every module but
+    a group of stores (tests/test_group_stores.py checks that one against RLlib's)."""
     from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 
     from hmarl_rllib.experiments.training import build_algo_config
@@ -21,7 +22,9 @@ def test_training_uses_rllibs_ppo_update():
 
     cls = build_algo_config(load_config(DEFAULT_YAML), num_env_runners=0).learner_class
     assert issubclass(cls, PPOTorchLearner)
-    assert {name for name in vars(cls) if callable(vars(cls)[name]) and not name.startswith("__")} == {"build"}
+    # its own: the connector piece (build) and the loss of a group of stores (RLlib's loss for every other module)
+    assert {name for name in vars(cls) if callable(vars(cls)[name]) and not name.startswith("__")} == \
+        {"build", "compute_loss_for_module", "_grouped_loss"}
 
 
 def test_reward_centering_hands_gae_rewards_centred_on_the_batch_mean():

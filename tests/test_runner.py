@@ -32,31 +32,35 @@ def local_ray():
     ray.shutdown()
 
 
-def _algo(learn, seed=None, sc=None):
+def _algo(learn, seed=None, sc=None, group_stores=False):
     from hmarl_rllib.experiments.training import build_algo_config
     from hmarl_rllib.policies.heuristics import rule_based_policy
 
     sc = sc or load_config(DEFAULT_YAML)
     baseline = None if sc.source_path else rule_based_policy(sc, "s_S")  # nothing to tune for a test scenario
     config = build_algo_config(sc, baseline=baseline, num_env_runners=0, envs_per_runner=2, learn=learn, seed=seed,
-                               hidden=[16, 16], train_batch=90, minibatch=90, epochs=1)
+                               hidden=[16, 16], train_batch=90, minibatch=90, epochs=1, group_stores=group_stores)
     return config.build_algo(), config
 
 
-@pytest.mark.parametrize("sc,learn", [
-    (None, ["stores"]),
-    (None, ALL),
-    (lambda: load_config(WALKTHROUGH_YAML), ["stores", "warehouse"]),
-    (lambda: scenario(**TWO_SKUS), ["stores"]),
-    (lambda: scenario(**TWO_SKUS), ALL),
-    (lambda: scenario(**TWO_SKUS, horizon="infinite"), ["stores"]),
+@pytest.mark.parametrize("sc,learn,group", [
+    (None, ["stores"], False),
+    (None, ALL, False),
+    (lambda: load_config(WALKTHROUGH_YAML), ["stores", "warehouse"], False),
+    (lambda: scenario(**TWO_SKUS), ["stores"], False),
+    (lambda: scenario(**TWO_SKUS), ALL, False),
+    (lambda: scenario(**TWO_SKUS, horizon="infinite"), ["stores"], False),
+    (None, ALL, True),
+    (lambda: scenario(**TWO_SKUS), ALL, True),
 ], ids=["default-stores", "default-all", "walkthrough-phase2", "2sku-backorder-stores", "2sku-backorder-all",
-        "2sku-infinite-horizon"])
-def test_batched_episodes_replay_exactly_in_the_env(local_ray, sc, learn):
+        "2sku-infinite-horizon", "default-all-grouped", "2sku-backorder-all-grouped"])
+def test_batched_episodes_replay_exactly_in_the_env(local_ray, sc, learn, group):
+    """Batched sampling plays what the env plays; with ``group_stores`` the stores are one agent
+    whose rows are the stores (observations (rows, n_obs), actions and log-probabilities per row)."""
     import torch
     from ray.rllib.core.columns import Columns
 
-    algo, config = _algo(learn, sc=sc() if sc else None)
+    algo, config = _algo(learn, sc=sc() if sc else None, group_stores=group)
     try:
         runner = algo.env_runner
         episodes = runner.sample(num_timesteps=90)  # 3 whole 30-day episodes
@@ -75,10 +79,12 @@ def test_batched_episodes_replay_exactly_in_the_env(local_ray, sc, learn):
             seeds.add(seed)
             obs, _ = env.reset(options={"episode_seed": seed})
             agents = env.possible_agents
+            assert (agents[0] == "stores") == group and len(env.store_agents) == (1 if group else len(env.store_ids))
             for aid in agents:
                 np.testing.assert_array_equal(ep.agent_episodes[aid].get_observations(0), obs[aid])
             for day in range(30):
-                actions = {aid: int(ep.agent_episodes[aid].get_actions(day)) for aid in agents}
+                actions = {aid: np.asarray(ep.agent_episodes[aid].get_actions(day)) for aid in agents}
+                actions = {aid: a if a.ndim else int(a) for aid, a in actions.items()}
                 obs, rew, term, trunc, infos = env.step(actions)
                 for aid in agents:
                     sa = ep.agent_episodes[aid]
@@ -86,7 +92,7 @@ def test_batched_episodes_replay_exactly_in_the_env(local_ray, sc, learn):
                     assert sa.get_rewards(day) == pytest.approx(rew[aid], rel=1e-12, abs=1e-12)
             assert (term["__all__"], trunc["__all__"]) == (not endless, endless)
             if endless:  # the share of time to go is not part of an endless problem
-                assert all(obs[a][6] == 1.0 for a in env.store_ids)
+                assert all(np.all(obs[a][..., 6] == 1.0) for a in env.store_agents)
             # KPIs are sums over the ledger: equal up to summation order (batch of 1 vs many)
             assert infos.keys() == final.keys()
             for aid, info in infos.items():
@@ -107,7 +113,9 @@ def test_batched_episodes_replay_exactly_in_the_env(local_ray, sc, learn):
                                            atol=1e-6)
                 logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
                 got = sa.get_extra_model_outputs(Columns.ACTION_LOGP)
-                np.testing.assert_allclose(got, logp[np.arange(30), sa.get_actions()], rtol=1e-4, atol=1e-5)
+                chosen = np.asarray(sa.get_actions(), np.int64)  # (30,), or (30, rows) for the stores' group
+                np.testing.assert_allclose(got, np.take_along_axis(logp, chosen[..., None], -1)[..., 0], rtol=1e-4,
+                                           atol=1e-5)
         assert len(seeds) == 3  # three different demand paths
         # the same columns, shapes and dtypes per agent as RLlib's own sampling path stores
         runner._batched = False

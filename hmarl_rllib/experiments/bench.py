@@ -23,6 +23,7 @@ editable install), then in ``./configs``; when none holds them, the command stop
 """
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import time
@@ -206,12 +207,14 @@ SCALE_LADDER = ((3, 1), (30, 1), (300, 1), (100, 10))  # (stores, SKUs)
 STORE_STEPS_PER_ITERATION = 28_800  # store-agent steps per iteration at every rung (default.yaml: 9,600 env steps x 3)
 
 
-def scale_scenario(stores: int, skus: int = 1, store_steps: int = STORE_STEPS_PER_ITERATION, minibatch: int | None = None):
+def scale_scenario(stores: int, skus: int = 1, store_steps: int = STORE_STEPS_PER_ITERATION, minibatch: int | None = None,
+                   group_stores: bool = False):
     """``configs/default.yaml`` grown to ``stores`` stores x ``skus`` SKUs (identical SKUs, the
     warehouse's and supplier's stock and capacity grown in proportion), training sized so every
     rung learns from about ``store_steps`` store-agent steps per iteration with the same
-    ``minibatch`` (default: the config's) and epochs: whole 30-day episodes, one env runner in
-    the driver process (``num_env_runners: 0``), no evaluation."""
+    ``minibatch`` of store-agent steps (default: the config's) and epochs: whole 30-day episodes, one env runner in
+    the driver process (``num_env_runners: 0``), no evaluation; ``group_stores``: the stores act
+    as one agent (``training.group_stores``)."""
     import yaml
 
     data = yaml.safe_load(find_config("default.yaml").read_text())
@@ -225,12 +228,15 @@ def scale_scenario(stores: int, skus: int = 1, store_steps: int = STORE_STEPS_PE
     days = data["episode_length"]
     episodes = max(1, round(store_steps / (stores * skus * days)))
     minibatch = minibatch or data["training"]["minibatch"]
+    if group_stores:  # a group step holds every store's: the same store-agent steps per minibatch
+        minibatch = max(1, math.ceil(minibatch / (stores * skus)))
     data["training"] = {**data["training"], "num_env_runners": 0, "train_batch": episodes * days, "minibatch": minibatch,
-                        "evaluation_interval": 10**6, "checkpoint_frequency": 10**6}
+                        "evaluation_interval": 10**6, "checkpoint_frequency": 10**6, "group_stores": group_stores}
     return parse_config(data, f"bench-scale {stores}x{skus}")
 
 
-def _scale_rung(stores: int, skus: int, iterations: int, store_steps: int, minibatch: int | None) -> dict:
+def _scale_rung(stores: int, skus: int, iterations: int, store_steps: int, minibatch: int | None,
+                group_stores: bool = False) -> dict:
     """One rung, in its own process (so its peak memory is its own): build the algorithm with
     the textbook (s, S) as the rule (no minutes of tuning), then run PPO's training step by hand,
     timed in parts (sample a train batch on the batched runner; update the learner and send the
@@ -244,10 +250,12 @@ def _scale_rung(stores: int, skus: int, iterations: int, store_steps: int, minib
     from hmarl_rllib.experiments.training import build_algo_config
     from hmarl_rllib.policies.heuristics import initial_guess
     from hmarl_rllib.quiet import quiet_ray
+    from hmarl_rllib.rl.env import STORES_GROUP
 
     torch.set_num_threads(1)
     quiet_ray()
-    sc = scale_scenario(stores, skus, store_steps, minibatch)
+    sc = scale_scenario(stores, skus, store_steps, minibatch, group_stores)
+    rows = stores * skus
     t_start = time.perf_counter()
     ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
@@ -266,7 +274,9 @@ def _scale_rung(stores: int, skus: int, iterations: int, store_steps: int, minib
             episodes = runner.sample(num_timesteps=s.train_batch_size_per_learner)
             # counted before the update, whose learner connector adds a bootstrap step to each episode
             n_env = sum(len(e) for e in episodes)
-            n_agent = sum(len(a) for e in episodes for a in e.agent_episodes.values())
+            # every agent's steps; a group's step counts one step per store in it
+            n_agent = sum(len(a) * (rows if aid == STORES_GROUP else 1)
+                          for e in episodes for aid, a in e.agent_episodes.items())
             t1 = time.perf_counter()
             learners.update(episodes=episodes, timesteps={"num_env_steps_sampled_lifetime": 0},
                             num_epochs=s.num_epochs, minibatch_size=s.minibatch_size, shuffle_batch_per_epoch=True)
@@ -288,6 +298,7 @@ def _scale_rung(stores: int, skus: int, iterations: int, store_steps: int, minib
     agents = stores * skus + 2 * skus
     return {"stores": stores, "skus": skus, "store_agents": stores * skus, "agents": agents,
             "train_batch_env_steps": sc.training["train_batch"], "minibatch": sc.training["minibatch"],
+            "group_stores": group_stores, "minibatch_store_steps": sc.training["minibatch"] * (rows if group_stores else 1),
             "store_steps_per_iteration": sc.training["train_batch"] * stores * skus, "iterations": iterations,
             "env_steps_per_s": steps / wall, "agent_steps_per_s": agent_steps / wall,
             "sampling_share": sample_s / wall, "learner_share": learn_s / wall,
@@ -296,7 +307,7 @@ def _scale_rung(stores: int, skus: int, iterations: int, store_steps: int, minib
 
 
 def bench_scale(rungs=SCALE_LADDER, iterations: int = 5, store_steps: int = STORE_STEPS_PER_ITERATION,
-                minibatch: int | None = None, progress=None) -> dict:
+                minibatch: int | None = None, group_stores: bool = False, progress=None) -> dict:
     """The ladder: per rung (stores x SKUs) env steps/s, agent steps/s (every agent's steps:
     stores, warehouse, supplier), the shares of sampling and learning in the wall time, seconds
     per iteration and the peak memory of the training process, each rung in a fresh process,
@@ -310,7 +321,7 @@ def bench_scale(rungs=SCALE_LADDER, iterations: int = 5, store_steps: int = STOR
         if progress:
             progress(f"bench-scale: {stores} stores x {skus} SKU(s), {iterations} iterations ...")
         with ctx.Pool(1) as pool:
-            row = pool.apply(_scale_rung, (stores, skus, iterations, store_steps, minibatch))
+            row = pool.apply(_scale_rung, (stores, skus, iterations, store_steps, minibatch, group_stores))
         rows.append(row)
         if progress:
             progress(f"  {row['env_steps_per_s']:,.0f} env steps/s, {row['agent_steps_per_s']:,.0f} agent steps/s,"

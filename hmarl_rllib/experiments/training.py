@@ -33,6 +33,7 @@ from functools import partial
 from pathlib import Path
 from typing import Annotated, Literal
 
+import gymnasium as gym
 import numpy as np
 from pydantic import (BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, PositiveFloat, PositiveInt,
                       ValidationError)
@@ -41,7 +42,7 @@ from ray.rllib.callbacks.callbacks import RLlibCallback
 from hmarl_rllib.errors import ConfigError, InputError
 from hmarl_rllib.policies.spec import NAME_FORM, RuleSpec
 from hmarl_rllib.rl.actions import codecs
-from hmarl_rllib.rl.env import ENV_NAME, agent_type
+from hmarl_rllib.rl.env import ENV_NAME, OBS_BOUND, agent_type, obs_sizes
 from hmarl_rllib.rl.modules import (LEARNED_MODULES, SCRIPTED_TYPES, STORE_MODULE, WarmStartPPOModule,
                                     module_for_agent, scripted_module_specs, warm_start_action)
 from hmarl_rllib.sim.config import Scenario, format_validation_error
@@ -145,6 +146,11 @@ class TrainingSettings(BaseModel):
                                                       " learns differences between states; the objective is"
                                                       " unchanged (fixed episode length), returns and KPIs keep"
                                                       " the real rewards")
+    group_stores: bool = Field(False, description=(
+        "the stores act as one RLlib agent, one row each (rl.env.STORES_GROUP): one episode, one batch row and one"
+        " forward pass per day for all of them, the PPO ratio clipped per store (rl.learner.HMARLPPOLearner),"
+        " the advantage the group's (the mean of the stores' rewards); for hundreds of stores (hmarl"
+        " bench-scale). The trained store_policy is the same per-store module either way"))
     # PPO
     lr: Annotated[float | list, PlainValidator(_number_or_schedule(0.0, strict=True),
                                                json_schema_input_type=float | list[list[float]]),
@@ -309,13 +315,17 @@ def build_algo_config(scenario: Scenario, settings: TrainingSettings | None = No
                                                   vf_share_layers=False))
     cods = codecs(scenario, baseline)
 
-    def learned_spec(kind):
+    sizes = obs_sizes(scenario)
+
+    def learned_spec(kind):  # per-agent spaces: with group_stores the store module still acts per row
         return RLModuleSpec(module_class=WarmStartPPOModule, model_config={
-            **model, "warm_start_action": warm_start_action(cods[kind]), "warm_start_logit": s.warm_start})
+            **model, "warm_start_action": warm_start_action(cods[kind]), "warm_start_logit": s.warm_start},
+            observation_space=gym.spaces.Box(-OBS_BOUND, OBS_BOUND, (sizes[kind],), np.float32),
+            action_space=gym.spaces.Discrete(cods[kind].n))
 
     learned = {STORE_MODULE: learned_spec("store")}
     learned.update({LEARNED_MODULES[t]: learned_spec(t) for t in s.learners})
-    train_env = {**env_config(scenario, baseline), "random_starts": s.random_starts}
+    train_env = {**env_config(scenario, baseline), "random_starts": s.random_starts, "group_stores": s.group_stores}
     # merged into env_config by RLlib: the scenario stays in one place (Tune samples it once)
     eval_env = {"episode_seeds": [int(x) for x in validation_seeds(s.evaluation_episodes)], "random_starts": 0.0}
     config = (

@@ -22,6 +22,9 @@ from hmarl_rllib.sim.network import F
 from hmarl_rllib.sim.simulate import TUNE_SEED_BASE
 
 ENV_NAME = "hmarl"
+# with env_config ``group_stores``: the one agent id of all the stores (each store one row of its
+# observation and action arrays); its reward is the mean of the stores' rewards
+STORES_GROUP = "stores"
 ENV_VERSION = 2
 
 
@@ -148,13 +151,21 @@ class HMARLEnv(MultiAgentEnv):
         self.twin, self.codecs = self.chain.twin, self.chain.codecs
         self.N, self.K = self.twin.n_stores, self.twin.n_skus
         self.store_ids, self.wh_ids, self.sup_ids = agent_ids(sc)
-        self.possible_agents = self.store_ids + self.wh_ids + self.sup_ids
+        # group_stores: the N·K store agents act as one agent (STORES_GROUP), one row each
+        self.group_stores = bool(env_config.get("group_stores", False))
+        self.store_agents = [STORES_GROUP] if self.group_stores else self.store_ids
+        self.possible_agents = self.store_agents + self.wh_ids + self.sup_ids
         self.agents = list(self.possible_agents)
         sizes = obs_sizes(sc)
         box = {t: gym.spaces.Box(-OBS_BOUND, OBS_BOUND, (n,), np.float32) for t, n in sizes.items()}
         n_act = {t: c.n for t, c in self.codecs.items()}
         self.observation_spaces = {a: box[agent_type(a)] for a in self.possible_agents}
         self.action_spaces = {a: gym.spaces.Discrete(n_act[agent_type(a)]) for a in self.possible_agents}
+        if self.group_stores:
+            rows = self.N * self.K
+            self.observation_spaces[STORES_GROUP] = gym.spaces.Box(-OBS_BOUND, OBS_BOUND, (rows, sizes["store"]),
+                                                                   np.float32)
+            self.action_spaces[STORES_GROUP] = gym.spaces.MultiDiscrete([n_act["store"]] * rows)
         self._rng = np.random.default_rng()
 
     def set_stream(self, worker_index: int = 0, vector_index: int = 0) -> None:
@@ -196,21 +207,25 @@ class HMARLEnv(MultiAgentEnv):
         if missing:  # every agent acts every day (RLlib sends one action per observed agent)
             raise ValueError(f"step(): no action for {', '.join(missing)}; every agent acts every day"
                              f" (agents: {', '.join(self.possible_agents)})")
-        so = np.fromiter((action_dict.get(a, 0) for a in self.store_ids), np.int64, N * K)
+        if self.group_stores:
+            so = np.asarray(action_dict[STORES_GROUP], np.int64).reshape(N * K)
+        else:
+            so = np.fromiter((action_dict.get(a, 0) for a in self.store_ids), np.int64, N * K)
         wo = np.fromiter((action_dict.get(a, 0) for a in self.wh_ids), np.int64, K)
         pa = np.fromiter((action_dict.get(a, 0) for a in self.sup_ids), np.int64, K)
         obs, r = self.chain.step(so.reshape(1, N, K), wo.reshape(1, K), pa.reshape(1, K))
-        rewards = dict(zip(self.possible_agents, self.chain.agent_rewards(r)[0].tolist()))
+        rewards = dict(zip(self.possible_agents, self.chain.agent_rewards(r, self.group_stores)[0].tolist()))
         done = self.chain.done
         endless = self.scenario.horizon == "infinite"  # the last day is a time limit, not the end
         terminateds = {"__all__": done and not endless}
         truncateds = {"__all__": done and endless}
-        infos = self.chain.final_infos()[0] if done else {}
+        infos = self.chain.final_infos(self.group_stores)[0] if done else {}
         return self._agent_dict(obs), rewards, terminateds, truncateds, infos
 
     def _agent_dict(self, obs) -> dict:
         """Replica 0 of the chain's observation arrays, keyed by agent id."""
-        out = dict(zip(self.store_ids, obs["store"][0].reshape(self.N * self.K, -1)))
+        stores = obs["store"][0].reshape(self.N * self.K, -1)
+        out = {STORES_GROUP: stores} if self.group_stores else dict(zip(self.store_ids, stores))
         out.update(zip(self.wh_ids, obs["warehouse"][0]))
         out.update(zip(self.sup_ids, obs["supplier"][0]))
         return out
@@ -308,10 +323,15 @@ class ChainDynamics:
             cost[:, : self.N] = reconciliation.expected_store_costs(row, G, mu, tw.h[0], tw.p, tw.b, tw.lost_sales)
         return self.observations(), reconciliation.rewards(row, self.cost_scale, self.team_weight, cost)
 
-    def agent_rewards(self, r: np.ndarray) -> np.ndarray:
-        """Rewards (B, N+2, K) as (B, agents), in the env's agent order (stores, warehouse, supplier)."""
+    def agent_rewards(self, r: np.ndarray, group_stores: bool = False) -> np.ndarray:
+        """Rewards (B, N+2, K) as (B, agents), in the env's agent order (stores, warehouse,
+        supplier); with ``group_stores`` the stores' group gets the mean of the stores' rewards (with
+        ``team_weight`` 1 every store's reward)."""
         B, N = r.shape[0], self.N
-        return np.concatenate([r[:, :N].reshape(B, -1), r[:, N], r[:, N + 1]], axis=1)
+        stores = r[:, :N].reshape(B, -1)
+        if group_stores:
+            stores = stores.mean(axis=1, keepdims=True)
+        return np.concatenate([stores, r[:, N], r[:, N + 1]], axis=1)
 
     def observations(self) -> dict:
         """``{"store": (B, N, K, n_s), "warehouse": (B, K, n_w), "supplier": (B, K, n_p)}``."""
@@ -321,9 +341,10 @@ class ChainDynamics:
         """The scored part of the episodes' ledger, (T, B, M, K, F)."""
         return self.twin.ledger[self.scenario.warmup_days: self.twin.day]
 
-    def final_infos(self) -> list[dict]:
+    def final_infos(self, group_stores: bool = False) -> list[dict]:
         """Per replica: every agent's episode KPIs (its own node and SKU, ``kpi``) and the
-        chain's (``chain``, with ``episode_seed``)."""
+        chain's (``chain``, with ``episode_seed``); with ``group_stores`` the stores' group
+        (:data:`STORES_GROUP`) reports its stores' costs summed and their rates averaged."""
         led = self.episode_ledger()
         N, K = self.N, self.K
         chain = reconciliation.chain_kpis(led, N)
@@ -337,6 +358,11 @@ class ChainDynamics:
                 ids = [self.store_ids[i * K + k] for i in range(N)] + [self.wh_ids[k], self.sup_ids[k]]
                 for m, aid in enumerate(ids):
                     infos[aid] = {"kpi": {name: float(v[b, m]) for name, v in nodes.items()}, "chain": ch}
+            if group_stores:
+                stores = [infos.pop(aid)["kpi"] for aid in self.store_ids]
+                kpi = {name: (sum if name.endswith("cost") else np.mean)([x[name] for x in stores])
+                       for name in stores[0]}  # costs summed, rates averaged over the stores
+                infos = {STORES_GROUP: {"kpi": {k: float(v) for k, v in kpi.items()}, "chain": ch}, **infos}
             out.append(infos)
         return out
 

@@ -47,7 +47,58 @@ class RewardCentering(ConnectorV2):
 class HMARLPPOLearner(PPOTorchLearner):
     """RLlib's PPO learner; with ``training.reward_centering`` (``learner_config_dict``),
     :class:`RewardCentering` runs right before GAE, added as RLlib's own learners add their
-    pieces: in ``build``."""
+    pieces: in ``build``.
+
+    For a module that acts for a group of agents (``training.group_stores``: one agent whose
+    rows are the stores, actions and log-probabilities (B, rows)), :meth:`compute_loss_for_module`
+    is PPO's loss per row: each store's own probability ratio, clipped on its own, times the
+    group's advantage, averaged over stores and steps, so every store is updated as if it were its
+    own agent sharing the team's advantage. Other modules get RLlib's loss unchanged.
+    """
+
+    def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
+        if batch[Columns.ACTION_LOGP].dim() != 2:
+            return super().compute_loss_for_module(module_id=module_id, config=config, batch=batch, fwd_out=fwd_out)
+        return self._grouped_loss(module_id, config, batch, fwd_out)
+
+    def _grouped_loss(self, module_id, config, batch, fwd_out):
+        from ray.rllib.algorithms.ppo.ppo import (LEARNER_RESULTS_KL_KEY, LEARNER_RESULTS_VF_EXPLAINED_VAR_KEY,
+                                                  LEARNER_RESULTS_VF_LOSS_UNCLIPPED_KEY)
+        from ray.rllib.core.learner.learner import ENTROPY_KEY, POLICY_LOSS_KEY, VF_LOSS_KEY
+        from ray.rllib.evaluation.postprocessing import Postprocessing
+        from ray.rllib.utils.torch_utils import explained_variance
+
+        module = self.module[module_id].unwrapped()
+        mask = batch.get(Columns.LOSS_MASK)
+        if mask is None:
+            mask = torch.ones_like(batch[Postprocessing.ADVANTAGES], dtype=torch.bool)
+        steps = mask.sum().clamp(min=1)
+
+        def mean(x):  # over real steps (and over rows for (B, rows) tensors)
+            x = x[mask]
+            return x.sum() / (steps * (x.shape[1] if x.dim() == 2 else 1))
+
+        curr = module.get_train_action_dist_cls().from_logits(fwd_out[Columns.ACTION_DIST_INPUTS])
+        prev = module.get_exploration_action_dist_cls().from_logits(batch[Columns.ACTION_DIST_INPUTS])
+        ratio = torch.exp(curr.logp(batch[Columns.ACTIONS]) - batch[Columns.ACTION_LOGP])  # (B, rows)
+        adv = batch[Postprocessing.ADVANTAGES][:, None]
+        surrogate = torch.min(adv * ratio, adv * torch.clamp(ratio, 1 - config.clip_param, 1 + config.clip_param))
+        entropy = curr.entropy()
+        kl = mean(prev.kl(curr)) if config.use_kl_loss else torch.tensor(0.0)
+        values = module.compute_values(batch, embeddings=fwd_out.get(Columns.EMBEDDINGS))
+        vf_loss = torch.pow(values - batch[Postprocessing.VALUE_TARGETS], 2.0)
+        vf_clipped = torch.clamp(vf_loss, 0, config.vf_clip_param)
+        total = (-mean(surrogate) + config.vf_loss_coeff * mean(vf_clipped)
+                 - self.entropy_coeff_schedulers_per_module[module_id].get_current_value() * mean(entropy))
+        if config.use_kl_loss:
+            total = total + self.curr_kl_coeffs_per_module[module_id] * kl
+        self.metrics.log_dict({
+            POLICY_LOSS_KEY: -mean(surrogate), VF_LOSS_KEY: mean(vf_clipped),
+            LEARNER_RESULTS_VF_LOSS_UNCLIPPED_KEY: mean(vf_loss),
+            LEARNER_RESULTS_VF_EXPLAINED_VAR_KEY: explained_variance(batch[Postprocessing.VALUE_TARGETS], values),
+            ENTROPY_KEY: mean(entropy), LEARNER_RESULTS_KL_KEY: kl,
+        }, key=module_id, window=1)
+        return total
 
     def build(self) -> None:
         super().build()
