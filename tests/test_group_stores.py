@@ -1,7 +1,8 @@
-"""``training.group_stores``: the stores as one RLlib agent, one row each (rl.env.STORES_GROUP).
+"""``training.group_stores``: the stores as one RLlib agent, one row each (rl.env.GROUP_IDS), and
+so the learned warehouse's and supplier's SKUs.
 
-The grouped env is the per-store env with the stores' observations and actions stacked as rows,
-and the learner's loss for the group is PPO's loss per store."""
+The grouped env is the per-agent env with a type's observations and actions stacked as rows,
+and the learner's loss for a group is PPO's loss per row."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,42 +10,60 @@ import pytest
 
 from conftest import DEFAULT_YAML, scenario
 
-from hmarl_rllib.rl.env import STORES_GROUP, HMARLEnv
+from hmarl_rllib.rl.env import GROUP_IDS, STORES_GROUP, HMARLEnv
 from hmarl_rllib.sim.config import load_config
 
 TWO_SKUS = dict(episode_length=20, shortage="backorder", skus=[{"name": "A"}, {"name": "B"}],
                 stores={"count": 3, "demand": {"A": {"mean": 60}, "B": {"mean": 20}}})
 
 
-@pytest.mark.parametrize("sc", [lambda: load_config(DEFAULT_YAML), lambda: scenario(**TWO_SKUS)],
-                         ids=["default", "2sku-backorder"])
-def test_the_grouped_env_is_the_per_store_env_with_the_stores_as_rows(sc):
+@pytest.mark.parametrize("sc,groups", [
+    (lambda: load_config(DEFAULT_YAML), ["store"]),
+    (lambda: scenario(**TWO_SKUS), ["store"]),
+    (lambda: scenario(**TWO_SKUS), ["store", "warehouse", "supplier"]),
+    (lambda: scenario(**TWO_SKUS), ["warehouse"]),
+], ids=["default-stores", "2sku-stores", "2sku-all", "2sku-warehouses"])
+def test_the_grouped_env_is_the_per_agent_env_with_the_agents_as_rows(sc, groups):
     sc = sc()
-    per, grp = HMARLEnv({"scenario": sc}), HMARLEnv({"scenario": sc, "group_stores": True})
-    assert grp.possible_agents == [STORES_GROUP] + per.wh_ids + per.sup_ids
-    rows = len(per.store_ids)
-    assert grp.observation_spaces[STORES_GROUP].shape == (rows,) + per.observation_spaces[per.store_ids[0]].shape
-    assert list(grp.action_spaces[STORES_GROUP].nvec) == [per.action_spaces[per.store_ids[0]].n] * rows
+    per, grp = HMARLEnv({"scenario": sc}), HMARLEnv({"scenario": sc, "groups": groups})
+    ids = per.type_ids
+    assert grp.possible_agents == [a for t in ids for a in ([GROUP_IDS[t]] if t in groups else ids[t])]
+    for t in groups:
+        g, first = GROUP_IDS[t], ids[t][0]
+        assert grp.observation_spaces[g].shape == (len(ids[t]),) + per.observation_spaces[first].shape
+        assert list(grp.action_spaces[g].nvec) == [per.action_spaces[first].n] * len(ids[t])
     o1, _ = per.reset(options={"episode_seed": 11})
     o2, _ = grp.reset(options={"episode_seed": 11})
     rng = np.random.default_rng(0)
     for day in range(sc.episode_length):
-        np.testing.assert_array_equal(o2[STORES_GROUP], np.stack([o1[a] for a in per.store_ids]))
-        store_acts = rng.integers(0, per.action_spaces[per.store_ids[0]].n, size=rows)
-        up = {a: int(rng.integers(0, per.action_spaces[a].n)) for a in per.wh_ids + per.sup_ids}
-        o1, r1, t1, _, i1 = per.step({**dict(zip(per.store_ids, store_acts.tolist())), **up})
-        o2, r2, t2, _, i2 = grp.step({STORES_GROUP: store_acts, **up})
+        for t in ids:
+            if t in groups:
+                np.testing.assert_array_equal(o2[GROUP_IDS[t]], np.stack([o1[a] for a in ids[t]]))
+            else:
+                for a in ids[t]:
+                    np.testing.assert_array_equal(o1[a], o2[a])
+        acts = {t: rng.integers(0, per.action_spaces[ids[t][0]].n, size=len(ids[t])) for t in ids}
+        o1, r1, t1, _, i1 = per.step({a: int(x) for t in ids for a, x in zip(ids[t], acts[t])})
+        o2, r2, t2, _, i2 = grp.step({**{GROUP_IDS[t]: acts[t] for t in groups},
+                                      **{a: int(x) for t in ids if t not in groups for a, x in zip(ids[t], acts[t])}})
         assert t1 == t2
-        assert r2[STORES_GROUP] == pytest.approx(np.mean([r1[a] for a in per.store_ids]), rel=1e-12)
-        for a in up:
-            np.testing.assert_array_equal(o1[a], o2[a])
-            assert r1[a] == r2[a]
+        for t in ids:
+            if t in groups:
+                assert r2[GROUP_IDS[t]] == pytest.approx(np.mean([r1[a] for a in ids[t]]), rel=1e-12)
+            else:
+                assert all(r1[a] == r2[a] for a in ids[t])
     assert t2["__all__"]
-    assert i2[STORES_GROUP]["chain"] == i1[per.store_ids[0]]["chain"]
-    group_kpi = i2[STORES_GROUP]["kpi"]
-    for name in ("cost", "holding_cost", "stockout_cost", "ordering_cost"):  # summed over the stores
-        assert group_kpi[name] == pytest.approx(sum(i1[a]["kpi"][name] for a in per.store_ids), rel=1e-12)
-    assert group_kpi["fill_rate"] == pytest.approx(np.mean([i1[a]["kpi"]["fill_rate"] for a in per.store_ids]))
+    for t in groups:
+        info = i2[GROUP_IDS[t]]
+        assert info["chain"] == i1[ids[t][0]]["chain"]
+        for name in ("cost", "holding_cost", "stockout_cost", "ordering_cost"):  # summed over the rows
+            assert info["kpi"][name] == pytest.approx(sum(i1[a]["kpi"][name] for a in ids[t]), rel=1e-12)
+        assert info["kpi"]["fill_rate"] == pytest.approx(np.mean([i1[a]["kpi"]["fill_rate"] for a in ids[t]]))
+
+
+def test_an_unknown_group_is_refused():
+    with pytest.raises(ValueError, match="env_config.groups: shelves is not an agent type"):
+        HMARLEnv({"scenario": load_config(DEFAULT_YAML), "groups": ["store", "shelves"]})
 
 
 @pytest.mark.slow

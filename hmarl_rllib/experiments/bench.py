@@ -250,12 +250,12 @@ def _scale_rung(stores: int, skus: int, iterations: int, store_steps: int, minib
     from hmarl_rllib.experiments.training import build_algo_config
     from hmarl_rllib.policies.heuristics import initial_guess
     from hmarl_rllib.quiet import quiet_ray
-    from hmarl_rllib.rl.env import STORES_GROUP
+    from hmarl_rllib.rl.env import GROUP_IDS
 
     torch.set_num_threads(1)
     quiet_ray()
     sc = scale_scenario(stores, skus, store_steps, minibatch, group_stores)
-    rows = stores * skus
+    rows = {GROUP_IDS["store"]: stores * skus, GROUP_IDS["warehouse"]: skus, GROUP_IDS["supplier"]: skus}
     t_start = time.perf_counter()
     ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
@@ -274,8 +274,8 @@ def _scale_rung(stores: int, skus: int, iterations: int, store_steps: int, minib
             episodes = runner.sample(num_timesteps=s.train_batch_size_per_learner)
             # counted before the update, whose learner connector adds a bootstrap step to each episode
             n_env = sum(len(e) for e in episodes)
-            # every agent's steps; a group's step counts one step per store in it
-            n_agent = sum(len(a) * (rows if aid == STORES_GROUP else 1)
+            # every agent's steps; a group's step counts one step per agent in it
+            n_agent = sum(len(a) * rows.get(aid, 1)
                           for e in episodes for aid, a in e.agent_episodes.items())
             t1 = time.perf_counter()
             learners.update(episodes=episodes, timesteps={"num_env_steps_sampled_lifetime": 0},
@@ -298,7 +298,7 @@ def _scale_rung(stores: int, skus: int, iterations: int, store_steps: int, minib
     agents = stores * skus + 2 * skus
     return {"stores": stores, "skus": skus, "store_agents": stores * skus, "agents": agents,
             "train_batch_env_steps": sc.training["train_batch"], "minibatch": sc.training["minibatch"],
-            "group_stores": group_stores, "minibatch_store_steps": sc.training["minibatch"] * (rows if group_stores else 1),
+            "group_stores": group_stores, "minibatch_store_steps": sc.training["minibatch"] * (stores * skus if group_stores else 1),
             "store_steps_per_iteration": sc.training["train_batch"] * stores * skus, "iterations": iterations,
             "env_steps_per_s": steps / wall, "agent_steps_per_s": agent_steps / wall,
             "sampling_share": sample_s / wall, "learner_share": learn_s / wall,

@@ -147,10 +147,11 @@ class TrainingSettings(BaseModel):
                                                       " unchanged (fixed episode length), returns and KPIs keep"
                                                       " the real rewards")
     group_stores: bool = Field(False, description=(
-        "the stores act as one RLlib agent, one row each (rl.env.STORES_GROUP): one episode, one batch row and one"
-        " forward pass per day for all of them, the PPO ratio clipped per store (rl.learner.HMARLPPOLearner),"
-        " the advantage the group's (the mean of the stores' rewards); for hundreds of stores (hmarl"
-        " bench-scale). The trained store_policy is the same per-store module either way"))
+        "the stores act as one RLlib agent, one row each (rl.env.GROUP_IDS), and so do a learned warehouse's and"
+        " supplier's agents (one per SKU): one episode, one batch row and one forward pass per day for all of"
+        " them, the PPO ratio clipped per row (rl.learner.HMARLPPOLearner), the advantage the group's (from the"
+        " mean of its agents' rewards); minibatch then counts group steps; for hundreds of stores (hmarl"
+        " bench-scale). The trained modules are the same per-agent modules either way"))
     # PPO
     lr: Annotated[float | list, PlainValidator(_number_or_schedule(0.0, strict=True),
                                                json_schema_input_type=float | list[list[float]]),
@@ -325,7 +326,9 @@ def build_algo_config(scenario: Scenario, settings: TrainingSettings | None = No
 
     learned = {STORE_MODULE: learned_spec("store")}
     learned.update({LEARNED_MODULES[t]: learned_spec(t) for t in s.learners})
-    train_env = {**env_config(scenario, baseline), "random_starts": s.random_starts, "group_stores": s.group_stores}
+    train_env = {**env_config(scenario, baseline), "random_starts": s.random_starts,
+                 # group_stores: the stores act as one agent, and so do a learned warehouse's and supplier's SKUs
+                 "groups": ["store", *s.learners] if s.group_stores else []}
     # merged into env_config by RLlib: the scenario stays in one place (Tune samples it once)
     eval_env = {"episode_seeds": [int(x) for x in validation_seeds(s.evaluation_episodes)], "random_starts": 0.0}
     config = (

@@ -22,9 +22,10 @@ from hmarl_rllib.sim.network import F
 from hmarl_rllib.sim.simulate import TUNE_SEED_BASE
 
 ENV_NAME = "hmarl"
-# with env_config ``group_stores``: the one agent id of all the stores (each store one row of its
-# observation and action arrays); its reward is the mean of the stores' rewards
-STORES_GROUP = "stores"
+# env_config ``groups``: the agent types whose agents act as one agent, one row each of its
+# observation and action arrays, under these ids; a group's reward is the mean of its agents'
+GROUP_IDS = {"store": "stores", "warehouse": "warehouses", "supplier": "suppliers"}
+STORES_GROUP = GROUP_IDS["store"]
 ENV_VERSION = 2
 
 
@@ -151,21 +152,30 @@ class HMARLEnv(MultiAgentEnv):
         self.twin, self.codecs = self.chain.twin, self.chain.codecs
         self.N, self.K = self.twin.n_stores, self.twin.n_skus
         self.store_ids, self.wh_ids, self.sup_ids = agent_ids(sc)
-        # group_stores: the N·K store agents act as one agent (STORES_GROUP), one row each
-        self.group_stores = bool(env_config.get("group_stores", False))
-        self.store_agents = [STORES_GROUP] if self.group_stores else self.store_ids
-        self.possible_agents = self.store_agents + self.wh_ids + self.sup_ids
+        # groups: agent types whose agents act as one agent (GROUP_IDS), one row each
+        groups = env_config.get("groups")
+        if groups is None:
+            groups = ["store"] if env_config.get("group_stores") else []
+        unknown = sorted(set(groups) - set(GROUP_IDS))
+        if unknown:
+            raise ValueError(f"env_config.groups: {', '.join(map(str, unknown))} is not an agent type;"
+                             f" give some of {', '.join(GROUP_IDS)}")
+        self.groups = tuple(t for t in GROUP_IDS if t in groups)
+        self.group_stores = "store" in self.groups
+        self.type_ids = {"store": self.store_ids, "warehouse": self.wh_ids, "supplier": self.sup_ids}
+        self.type_agents = {t: [GROUP_IDS[t]] if t in self.groups else ids for t, ids in self.type_ids.items()}
+        self.store_agents = self.type_agents["store"]
+        self.possible_agents = [a for ids in self.type_agents.values() for a in ids]
         self.agents = list(self.possible_agents)
         sizes = obs_sizes(sc)
         box = {t: gym.spaces.Box(-OBS_BOUND, OBS_BOUND, (n,), np.float32) for t, n in sizes.items()}
         n_act = {t: c.n for t, c in self.codecs.items()}
         self.observation_spaces = {a: box[agent_type(a)] for a in self.possible_agents}
         self.action_spaces = {a: gym.spaces.Discrete(n_act[agent_type(a)]) for a in self.possible_agents}
-        if self.group_stores:
-            rows = self.N * self.K
-            self.observation_spaces[STORES_GROUP] = gym.spaces.Box(-OBS_BOUND, OBS_BOUND, (rows, sizes["store"]),
-                                                                   np.float32)
-            self.action_spaces[STORES_GROUP] = gym.spaces.MultiDiscrete([n_act["store"]] * rows)
+        for t in self.groups:
+            rows = len(self.type_ids[t])
+            self.observation_spaces[GROUP_IDS[t]] = gym.spaces.Box(-OBS_BOUND, OBS_BOUND, (rows, sizes[t]), np.float32)
+            self.action_spaces[GROUP_IDS[t]] = gym.spaces.MultiDiscrete([n_act[t]] * rows)
         self._rng = np.random.default_rng()
 
     def set_stream(self, worker_index: int = 0, vector_index: int = 0) -> None:
@@ -207,27 +217,28 @@ class HMARLEnv(MultiAgentEnv):
         if missing:  # every agent acts every day (RLlib sends one action per observed agent)
             raise ValueError(f"step(): no action for {', '.join(missing)}; every agent acts every day"
                              f" (agents: {', '.join(self.possible_agents)})")
-        if self.group_stores:
-            so = np.asarray(action_dict[STORES_GROUP], np.int64).reshape(N * K)
-        else:
-            so = np.fromiter((action_dict.get(a, 0) for a in self.store_ids), np.int64, N * K)
-        wo = np.fromiter((action_dict.get(a, 0) for a in self.wh_ids), np.int64, K)
-        pa = np.fromiter((action_dict.get(a, 0) for a in self.sup_ids), np.int64, K)
+        def acts(t):
+            n = len(self.type_ids[t])
+            if t in self.groups:
+                return np.asarray(action_dict[GROUP_IDS[t]], np.int64).reshape(n)
+            return np.fromiter((action_dict.get(a, 0) for a in self.type_ids[t]), np.int64, n)
+
+        so, wo, pa = acts("store"), acts("warehouse"), acts("supplier")
         obs, r = self.chain.step(so.reshape(1, N, K), wo.reshape(1, K), pa.reshape(1, K))
-        rewards = dict(zip(self.possible_agents, self.chain.agent_rewards(r, self.group_stores)[0].tolist()))
+        rewards = dict(zip(self.possible_agents, self.chain.agent_rewards(r, self.groups)[0].tolist()))
         done = self.chain.done
         endless = self.scenario.horizon == "infinite"  # the last day is a time limit, not the end
         terminateds = {"__all__": done and not endless}
         truncateds = {"__all__": done and endless}
-        infos = self.chain.final_infos(self.group_stores)[0] if done else {}
+        infos = self.chain.final_infos(self.groups)[0] if done else {}
         return self._agent_dict(obs), rewards, terminateds, truncateds, infos
 
     def _agent_dict(self, obs) -> dict:
         """Replica 0 of the chain's observation arrays, keyed by agent id."""
-        stores = obs["store"][0].reshape(self.N * self.K, -1)
-        out = {STORES_GROUP: stores} if self.group_stores else dict(zip(self.store_ids, stores))
-        out.update(zip(self.wh_ids, obs["warehouse"][0]))
-        out.update(zip(self.sup_ids, obs["supplier"][0]))
+        out = {}
+        for t, ids in self.type_ids.items():
+            rows = obs[t][0].reshape(len(ids), -1)
+            out.update({GROUP_IDS[t]: rows} if t in self.groups else zip(ids, rows))
         return out
 
     # ------------------------------------------------------------------------ KPIs out
@@ -323,15 +334,13 @@ class ChainDynamics:
             cost[:, : self.N] = reconciliation.expected_store_costs(row, G, mu, tw.h[0], tw.p, tw.b, tw.lost_sales)
         return self.observations(), reconciliation.rewards(row, self.cost_scale, self.team_weight, cost)
 
-    def agent_rewards(self, r: np.ndarray, group_stores: bool = False) -> np.ndarray:
+    def agent_rewards(self, r: np.ndarray, groups=()) -> np.ndarray:
         """Rewards (B, N+2, K) as (B, agents), in the env's agent order (stores, warehouse,
-        supplier); with ``group_stores`` the stores' group gets the mean of the stores' rewards (with
-        ``team_weight`` 1 every store's reward)."""
+        supplier); the group of a type in ``groups`` gets the mean of its agents' rewards (with
+        ``team_weight`` 1 every agent's reward)."""
         B, N = r.shape[0], self.N
-        stores = r[:, :N].reshape(B, -1)
-        if group_stores:
-            stores = stores.mean(axis=1, keepdims=True)
-        return np.concatenate([stores, r[:, N], r[:, N + 1]], axis=1)
+        parts = {"store": r[:, :N].reshape(B, -1), "warehouse": r[:, N], "supplier": r[:, N + 1]}
+        return np.concatenate([x.mean(axis=1, keepdims=True) if t in groups else x for t, x in parts.items()], axis=1)
 
     def observations(self) -> dict:
         """``{"store": (B, N, K, n_s), "warehouse": (B, K, n_w), "supplier": (B, K, n_p)}``."""
@@ -341,10 +350,10 @@ class ChainDynamics:
         """The scored part of the episodes' ledger, (T, B, M, K, F)."""
         return self.twin.ledger[self.scenario.warmup_days: self.twin.day]
 
-    def final_infos(self, group_stores: bool = False) -> list[dict]:
+    def final_infos(self, groups=()) -> list[dict]:
         """Per replica: every agent's episode KPIs (its own node and SKU, ``kpi``) and the
-        chain's (``chain``, with ``episode_seed``); with ``group_stores`` the stores' group
-        (:data:`STORES_GROUP`) reports its stores' costs summed and their rates averaged."""
+        chain's (``chain``, with ``episode_seed``); the group of a type in ``groups``
+        (:data:`GROUP_IDS`) reports its agents' costs summed and their rates averaged."""
         led = self.episode_ledger()
         N, K = self.N, self.K
         chain = reconciliation.chain_kpis(led, N)
@@ -358,12 +367,23 @@ class ChainDynamics:
                 ids = [self.store_ids[i * K + k] for i in range(N)] + [self.wh_ids[k], self.sup_ids[k]]
                 for m, aid in enumerate(ids):
                     infos[aid] = {"kpi": {name: float(v[b, m]) for name, v in nodes.items()}, "chain": ch}
-            if group_stores:
-                stores = [infos.pop(aid)["kpi"] for aid in self.store_ids]
-                kpi = {name: (sum if name.endswith("cost") else np.mean)([x[name] for x in stores])
-                       for name in stores[0]}  # costs summed, rates averaged over the stores
-                infos = {STORES_GROUP: {"kpi": {k: float(v) for k, v in kpi.items()}, "chain": ch}, **infos}
+            if groups:
+                infos = self._grouped_infos(infos, groups, ch)
             out.append(infos)
+        return out
+
+
+    def _grouped_infos(self, infos: dict, groups, chain: dict) -> dict:
+        """One replica's infos with each type in ``groups`` as its group: its agents' costs
+        summed, their rates averaged."""
+        out = {}
+        for t, ids in (("store", self.store_ids), ("warehouse", self.wh_ids), ("supplier", self.sup_ids)):
+            if t not in groups:
+                out.update((aid, infos[aid]) for aid in ids)
+                continue
+            rows = [infos[aid]["kpi"] for aid in ids]
+            kpi = {name: float((sum if name.endswith("cost") else np.mean)([x[name] for x in rows])) for name in rows[0]}
+            out[GROUP_IDS[t]] = {"kpi": kpi, "chain": chain}
         return out
 
 

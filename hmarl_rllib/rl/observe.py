@@ -26,7 +26,10 @@ def agent_ids(scenario) -> tuple[list[str], list[str], list[str]]:
 
 
 def agent_type(agent_id: str) -> str:
-    return agent_id.split(":")[0] if agent_id.split(":")[0] in ("warehouse", "supplier") else "store"
+    """``store``, ``warehouse`` or ``supplier``; also for a group's id (``warehouses``: rl.env.GROUP_IDS)."""
+    kind = agent_id.split(":")[0]
+    kind = {"warehouses": "warehouse", "suppliers": "supplier"}.get(kind, kind)
+    return kind if kind in ("warehouse", "supplier") else "store"
 
 
 def obs_sizes(scenario) -> dict[str, int]:

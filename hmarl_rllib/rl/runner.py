@@ -50,7 +50,7 @@ from ray.rllib.utils.metrics import (
                                      WEIGHTS_SEQ_NO,
                                      )
 
-from hmarl_rllib.rl.env import STORES_GROUP
+from hmarl_rllib.rl.env import GROUP_IDS
 
 # MultiAgentEnvRunner's own attributes the batched path reads (RLlib 2.60): its callback objects
 # (for on_episode_end / on_sample_end), the done episodes get_metrics() turns into episode metrics,
@@ -152,14 +152,14 @@ class _BatchedSampler:
         self.N, self.K = env.N, env.K
         self.store_ids, self.wh_ids, self.sup_ids = env.store_ids, env.wh_ids, env.sup_ids
         self.agents = list(env.possible_agents)
-        self.group_stores = env.group_stores  # the stores act as one agent (STORES_GROUP), one row each
+        self.grouped = env.groups  # agent types that act as one agent (GROUP_IDS), one row each
         self.episode_steps = env.scenario.episode_length
         self.random_starts = env.random_starts
         self.endless = env.scenario.horizon == "infinite"
         mapping = runner.config.policy_mapping_fn
         self.agent_module = {aid: mapping(aid, None) for aid in self.agents}
-        if self.group_stores:  # every row of the group acts with the group's module
-            self.agent_module.update({aid: self.agent_module[env.store_agents[0]] for aid in self.store_ids})
+        for t in self.grouped:  # every row of a group acts with the group's module
+            self.agent_module.update({aid: self.agent_module[GROUP_IDS[t]] for aid in env.type_ids[t]})
         # per agent type: its agent ids (in the order of the type's observation array) and,
         # per module, the columns of that array whose agents it acts for
         self.groups = {"store": self.store_ids, "warehouse": self.wh_ids, "supplier": self.sup_ids}
@@ -221,11 +221,11 @@ class _BatchedSampler:
                 dist_hist[t].append(di)
                 acts[t] = a
             obs, r = chain.step(acts["store"].reshape(B, N, K), acts["warehouse"], acts["supplier"])
-            rew_hist.append(chain.agent_rewards(r, self.group_stores))
+            rew_hist.append(chain.agent_rewards(r, self.grouped))
         for t in groups:
             last = obs[t].reshape(B, N * K, -1) if t == "store" else obs[t]
             obs_hist[t].append(last)
-        infos = chain.final_infos(self.group_stores)
+        infos = chain.final_infos(self.grouped)
         rewards = np.stack(rew_hist, axis=1)  # (B, T, agents)
         seq_no = runner._weights_seq_no
         episodes = [self._episode(b, obs_hist, act_hist, logp_hist, dist_hist, rewards[b], infos[b], seq_no)
@@ -239,8 +239,8 @@ class _BatchedSampler:
         per_type = []
         for t, ids in (("store", self.store_ids), ("warehouse", self.wh_ids), ("supplier", self.sup_ids)):
             learned = dist_hist[t][0] is not None
-            if t == "store" and self.group_stores:  # one agent: row i of each array is store i
-                per_type.append(([STORES_GROUP], [o[b][None] for o in obs_hist[t]],
+            if t in self.grouped:  # one agent: row i of each array is agent i of the type
+                per_type.append(([GROUP_IDS[t]], [o[b][None] for o in obs_hist[t]],
                                  [a[b][None].astype(np.int32) for a in act_hist[t]],
                                  [x[b][None] for x in logp_hist[t]] if learned else None,
                                  [d[b][None] for d in dist_hist[t]] if learned else None))
