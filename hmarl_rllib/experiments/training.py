@@ -148,7 +148,7 @@ class TrainingSettings(BaseModel):
                                                       " the real rewards")
     group_stores: bool = Field(False, description=(
         "the stores act as one RLlib agent, one row each (rl.env.GROUP_IDS), and so do a learned warehouse's and"
-        " supplier's agents (one per SKU): one episode, one batch row and one forward pass per day for all of"
+        " supplier's agents when there are several SKUs (one per SKU): one episode, one batch row and one forward pass per day for all of"
         " them, the PPO ratio clipped per row (rl.learner.HMARLPPOLearner), the advantage the group's (from the"
         " mean of its agents' rewards); minibatch then counts group steps; for hundreds of stores (hmarl"
         " bench-scale). The trained modules are the same per-agent modules either way"))
@@ -328,7 +328,7 @@ def build_algo_config(scenario: Scenario, settings: TrainingSettings | None = No
     learned.update({LEARNED_MODULES[t]: learned_spec(t) for t in s.learners})
     train_env = {**env_config(scenario, baseline), "random_starts": s.random_starts,
                  # group_stores: the stores act as one agent, and so do a learned warehouse's and supplier's SKUs
-                 "groups": ["store", *s.learners] if s.group_stores else []}
+                 "groups": (["store", *(s.learners if len(scenario.skus) > 1 else ())] if s.group_stores else [])}
     # merged into env_config by RLlib: the scenario stays in one place (Tune samples it once)
     eval_env = {"episode_seeds": [int(x) for x in validation_seeds(s.evaluation_episodes)], "random_starts": 0.0}
     config = (
