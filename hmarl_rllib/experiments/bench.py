@@ -207,14 +207,14 @@ SCALE_LADDER = ((3, 1), (30, 1), (300, 1), (100, 10))  # (stores, SKUs)
 STORE_STEPS_PER_ITERATION = 28_800  # store-agent steps per iteration at every rung (default.yaml: 9,600 env steps x 3)
 
 
-def scale_scenario(stores: int, skus: int = 1, store_steps: int = STORE_STEPS_PER_ITERATION, minibatch: int | None = None,
-                   group_stores: bool = False):
+def scale_scenario(stores: int, skus: int = 1, store_steps: int = STORE_STEPS_PER_ITERATION,
+                   minibatch: int | None = None, group_stores: bool = False):
     """``configs/default.yaml`` grown to ``stores`` stores x ``skus`` SKUs (identical SKUs, the
     warehouse's and supplier's stock and capacity grown in proportion), training sized so every
     rung learns from about ``store_steps`` store-agent steps per iteration with the same
-    ``minibatch`` of store-agent steps (default: the config's) and epochs: whole 30-day episodes, one env runner in
-    the driver process (``num_env_runners: 0``), no evaluation; ``group_stores``: the stores act
-    as one agent (``training.group_stores``)."""
+    ``minibatch`` of store-agent steps (default: the config's) and epochs: whole 30-day episodes,
+    one env runner in the driver process (``num_env_runners: 0``), no evaluation;
+    ``group_stores``: the stores act as one agent (``training.group_stores``)."""
     import yaml
 
     data = yaml.safe_load(find_config("default.yaml").read_text())
@@ -298,7 +298,8 @@ def _scale_rung(stores: int, skus: int, iterations: int, store_steps: int, minib
     agents = stores * skus + 2 * skus
     return {"stores": stores, "skus": skus, "store_agents": stores * skus, "agents": agents,
             "train_batch_env_steps": sc.training["train_batch"], "minibatch": sc.training["minibatch"],
-            "group_stores": group_stores, "minibatch_store_steps": sc.training["minibatch"] * (stores * skus if group_stores else 1),
+            "group_stores": group_stores,
+            "minibatch_store_steps": sc.training["minibatch"] * (stores * skus if group_stores else 1),
             "store_steps_per_iteration": sc.training["train_batch"] * stores * skus, "iterations": iterations,
             "env_steps_per_s": steps / wall, "agent_steps_per_s": agent_steps / wall,
             "sampling_share": sample_s / wall, "learner_share": learn_s / wall,

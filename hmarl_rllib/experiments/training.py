@@ -148,10 +148,10 @@ class TrainingSettings(BaseModel):
                                                       " the real rewards")
     group_stores: bool = Field(False, description=(
         "the stores act as one RLlib agent, one row each (rl.env.GROUP_IDS), and so do a learned warehouse's and"
-        " supplier's agents when there are several SKUs (one per SKU): one episode, one batch row and one forward pass per day for all of"
-        " them, the PPO ratio clipped per row (rl.learner.HMARLPPOLearner), the advantage the group's (from the"
-        " mean of its agents' rewards); minibatch then counts group steps; for hundreds of stores (hmarl"
-        " bench-scale). The trained modules are the same per-agent modules either way"))
+        " supplier's agents when there are several SKUs (one per SKU): one episode, one batch row and one forward"
+        " pass per day for all of them, the PPO ratio clipped per row (rl.learner.HMARLPPOLearner), the advantage"
+        " the group's (from the mean of its agents' rewards); minibatch then counts group steps; for hundreds of"
+        " stores (hmarl bench-scale). The trained modules are the same per-agent modules either way"))
     # PPO
     lr: Annotated[float | list, PlainValidator(_number_or_schedule(0.0, strict=True),
                                                json_schema_input_type=float | list[list[float]]),

@@ -372,7 +372,6 @@ class ChainDynamics:
             out.append(infos)
         return out
 
-
     def _grouped_infos(self, infos: dict, groups, chain: dict) -> dict:
         """One replica's infos with each type in ``groups`` as its group: its agents' costs
         summed, their rates averaged."""
@@ -382,7 +381,8 @@ class ChainDynamics:
                 out.update((aid, infos[aid]) for aid in ids)
                 continue
             rows = [infos[aid]["kpi"] for aid in ids]
-            kpi = {name: float((sum if name.endswith("cost") else np.mean)([x[name] for x in rows])) for name in rows[0]}
+            kpi = {name: float((sum if name.endswith("cost") else np.mean)([x[name] for x in rows]))
+                   for name in rows[0]}
             out[GROUP_IDS[t]] = {"kpi": kpi, "chain": chain}
         return out
 

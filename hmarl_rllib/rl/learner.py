@@ -1,5 +1,6 @@
 """The PPO learner: RLlib's :class:`PPOTorchLearner`, plus reward centering as a learner
-connector piece (``training.reward_centering``).
+connector piece (``training.reward_centering``) and PPO's loss per row for a group of agents
+(``training.group_stores``).
 
 Until 29683bd this module held a ``FastPPOTorchLearner`` that rewrote RLlib's minibatch loop,
 gradient clipping and optimizer step around private torch and RLlib APIs, bitwise equal to RLlib's
@@ -12,10 +13,15 @@ addition goes in through the door RLlib's own learners use, a connector piece in
 from __future__ import annotations
 
 import torch
+from ray.rllib.algorithms.ppo.ppo import (LEARNER_RESULTS_KL_KEY, LEARNER_RESULTS_VF_EXPLAINED_VAR_KEY,
+                                          LEARNER_RESULTS_VF_LOSS_UNCLIPPED_KEY)
 from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 from ray.rllib.connectors.connector_v2 import ConnectorV2
 from ray.rllib.connectors.learner import GeneralAdvantageEstimation
 from ray.rllib.core.columns import Columns
+from ray.rllib.core.learner.learner import ENTROPY_KEY, POLICY_LOSS_KEY, VF_LOSS_KEY
+from ray.rllib.evaluation.postprocessing import Postprocessing
+from ray.rllib.utils.torch_utils import explained_variance
 
 
 class RewardCentering(ConnectorV2):
@@ -62,12 +68,6 @@ class HMARLPPOLearner(PPOTorchLearner):
         return self._grouped_loss(module_id, config, batch, fwd_out)
 
     def _grouped_loss(self, module_id, config, batch, fwd_out):
-        from ray.rllib.algorithms.ppo.ppo import (LEARNER_RESULTS_KL_KEY, LEARNER_RESULTS_VF_EXPLAINED_VAR_KEY,
-                                                  LEARNER_RESULTS_VF_LOSS_UNCLIPPED_KEY)
-        from ray.rllib.core.learner.learner import ENTROPY_KEY, POLICY_LOSS_KEY, VF_LOSS_KEY
-        from ray.rllib.evaluation.postprocessing import Postprocessing
-        from ray.rllib.utils.torch_utils import explained_variance
-
         module = self.module[module_id].unwrapped()
         mask = batch.get(Columns.LOSS_MASK)
         if mask is None:
