@@ -107,7 +107,8 @@ def test_the_groups_loss_is_ppos_loss_per_store():
                 fwd = module.forward_train(batch)
                 learner.compute_loss_for_module(module_id=STORE_MODULE, config=learner.config, batch=batch,
                                                 fwd_out=fwd)
-                out[name] = {k: float(learner.metrics.peek((STORE_MODULE, k))) for k in (POLICY_LOSS_KEY, ENTROPY_KEY)}
+                out[name] = {k: float(torch.as_tensor(learner.metrics.peek((STORE_MODULE, k))).detach())
+                             for k in (POLICY_LOSS_KEY, ENTROPY_KEY)}
             assert out["group"][POLICY_LOSS_KEY] == pytest.approx(out["flat"][POLICY_LOSS_KEY], rel=1e-5)
             assert out["group"][ENTROPY_KEY] == pytest.approx(out["flat"][ENTROPY_KEY], rel=1e-5)
             # and some ratios are clipped (the check above is not vacuous)
