@@ -10,7 +10,7 @@ import pytest
 
 from conftest import DEFAULT_YAML, scenario
 
-from hmarl_rllib.rl.env import GROUP_IDS, STORES_GROUP, HMARLEnv
+from hmarl_rllib.rl.env import GROUP_IDS, HMARLEnv
 from hmarl_rllib.sim.config import load_config
 
 TWO_SKUS = dict(episode_length=20, shortage="backorder", skus=[{"name": "A"}, {"name": "B"}],

@@ -25,7 +25,6 @@ ENV_NAME = "hmarl"
 # env_config ``groups``: the agent types whose agents act as one agent, one row each of its
 # observation and action arrays, under these ids; a group's reward is the mean of its agents'
 GROUP_IDS = {"store": "stores", "warehouse": "warehouses", "supplier": "suppliers"}
-STORES_GROUP = GROUP_IDS["store"]
 ENV_VERSION = 2
 
 
@@ -153,15 +152,12 @@ class HMARLEnv(MultiAgentEnv):
         self.N, self.K = self.twin.n_stores, self.twin.n_skus
         self.store_ids, self.wh_ids, self.sup_ids = agent_ids(sc)
         # groups: agent types whose agents act as one agent (GROUP_IDS), one row each
-        groups = env_config.get("groups")
-        if groups is None:
-            groups = ["store"] if env_config.get("group_stores") else []
+        groups = env_config.get("groups") or []
         unknown = sorted(set(groups) - set(GROUP_IDS))
         if unknown:
             raise ValueError(f"env_config.groups: {', '.join(map(str, unknown))} is not an agent type;"
                              f" give some of {', '.join(GROUP_IDS)}")
         self.groups = tuple(t for t in GROUP_IDS if t in groups)
-        self.group_stores = "store" in self.groups
         self.type_ids = {"store": self.store_ids, "warehouse": self.wh_ids, "supplier": self.sup_ids}
         self.type_agents = {t: [GROUP_IDS[t]] if t in self.groups else ids for t, ids in self.type_ids.items()}
         self.store_agents = self.type_agents["store"]

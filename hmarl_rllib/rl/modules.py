@@ -162,7 +162,7 @@ class WarmStartPPOModule(DefaultPPOTorchRLModule):
 
     def compute_values(self, batch, embeddings=None):
         """The critic's value per step; for a group of agents (observations (B, rows, n_obs),
-        env_config ``group_stores``) the mean of the rows' values, the value of the group's
+        env_config ``groups``) the mean of the rows' values, the value of the group's
         reward (the mean of its agents' rewards)."""
         values = super().compute_values(batch, embeddings=embeddings)
         return values.mean(dim=-1) if values.dim() == 2 else values
