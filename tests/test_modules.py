@@ -204,3 +204,41 @@ def test_scripted_modules_read_stock_beyond_the_squash_exactly(kind):
                                       "supplier": {"reorder_point": 11000, "order_up_to": 12500}},
                        "supplier": {"initial_inventory": 12000}})
     assert _check_modules_match(sc, rule_based_policy(sc, kind), seeds=range(4)) > 0
+
+
+def test_acting_runs_the_actor_alone_and_gives_rllibs_logits():
+    """Exploration and inference give the logits RLlib's own PPO module gives with the same
+    weights, without running the critic's encoder (whose output acting never reads); training's
+    forward pass and the values still use the critic."""
+    from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import DefaultPPOTorchRLModule
+
+    from hmarl_rllib.experiments.training import build_algo_config
+
+    scenario = load_config(DEFAULT)
+    config = build_algo_config(scenario, num_env_runners=0)
+    module = config.rl_module_spec.rl_module_specs[STORE_MODULE].build()
+    calls = []
+    module.encoder.critic_encoder.register_forward_hook(lambda *a: calls.append(1))
+    obs = torch.from_numpy(np.random.default_rng(0).normal(size=(7, module.observation_space.shape[0]))
+                           .astype(np.float32))
+    for forward in (module.forward_exploration, module.forward_inference):
+        ours = forward({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
+        theirs = DefaultPPOTorchRLModule._forward(module, {Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
+        assert torch.equal(ours, theirs)
+    assert len(calls) == 2  # RLlib's _forward, called above for reference, ran it; ours never did
+    # in eval mode (as the batched sampler puts it) acting switches no mode: same logits, and
+    # the module stays in eval mode; in training mode it goes back to training after acting
+    module.eval()
+    switches = []
+    train = module.train
+    module.train = lambda mode=True: switches.append(mode) or train(mode)
+    for forward in (module.forward_exploration, module.forward_inference):
+        assert torch.equal(forward({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS], theirs)
+    assert switches == [] and not module.training
+    module.train(True)
+    switches.clear()
+    assert torch.equal(module.forward_exploration({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS], theirs)
+    assert switches == [False, True] and module.training  # RLlib: eval, act, train again
+    out = module.forward_train({Columns.OBS: obs})
+    assert Columns.EMBEDDINGS in out and len(calls) == 3
+    assert module.compute_values({Columns.OBS: obs}, embeddings=out[Columns.EMBEDDINGS]).shape == (7,)

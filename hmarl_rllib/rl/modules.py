@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import DefaultPPOTorchRLModule
 from ray.rllib.core.columns import Columns
+from ray.rllib.core.models.base import ENCODER_OUT
 from ray.rllib.core.rl_module.rl_module import RLModule, RLModuleSpec
 
 from hmarl_rllib.errors import ConfigError
@@ -159,6 +160,29 @@ class WarmStartPPOModule(DefaultPPOTorchRLModule):
     uniformly random orders. Only the initial weights differ; a checkpoint restores the trained
     ones.
     """
+
+    def _forward(self, batch, **kwargs):
+        """Actions' logits only (exploration and inference): the actor's encoder and the pi
+        head. RLlib's own ``_forward`` also runs the critic's encoder whenever the module is
+        not ``inference_only``, and a module built from an explicit ``RLModuleSpec`` in a
+        ``MultiRLModuleSpec`` never is, so every sampled step paid for a value nobody read."""
+        actor = getattr(self.encoder, "actor_encoder", None)
+        if actor is None or self.is_stateful():  # a shared encoder: RLlib's own path
+            return super()._forward(batch, **kwargs)
+        return {Columns.ACTION_DIST_INPUTS: self.pi(actor(batch)[ENCODER_OUT])}
+
+    def forward_exploration(self, batch, **kwargs):
+        """RLlib's, minus its switch to eval mode and back (every layer, every call) when the
+        module is already in eval mode, as the batched sampler puts it for a whole sample."""
+        if self.training:
+            return super().forward_exploration(batch, **kwargs)
+        return self._forward_exploration(batch, **kwargs)
+
+    def forward_inference(self, batch, **kwargs):
+        """RLlib's, minus the mode switches when already in eval mode (see forward_exploration)."""
+        if self.training:
+            return super().forward_inference(batch, **kwargs)
+        return self._forward_inference(batch, **kwargs)
 
     def compute_values(self, batch, embeddings=None):
         """The critic's value per step; for a group of agents (observations (B, rows, n_obs),

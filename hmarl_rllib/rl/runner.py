@@ -186,6 +186,8 @@ class _BatchedSampler:
             return actions.numpy().astype(np.int64), dist.logp(actions).numpy(), logits.numpy()
 
     def sample(self, runner, n_episodes: int) -> list:
+        import torch
+
         from hmarl_rllib.sim.simulate import TUNE_SEED_BASE
 
         chain, N, K, T = self.chain, self.N, self.K, self.episode_steps
@@ -197,6 +199,13 @@ class _BatchedSampler:
         dist_hist = {t: [] for t in groups}
         rew_hist = []
         obs = chain.reset(self.rng.integers(0, TUNE_SEED_BASE, size=B), self.random_starts, self.rng)
+        # torch's eval mode for the whole sample: RLlib's forward_exploration otherwise switches
+        # a training-mode module to eval and back (recursively, every layer) on each call, 2·T
+        # switches per module per sample. The modules have no dropout or batch norm: the mode
+        # changes no output. A learner that shares the module sets its own mode (forward_train).
+        for m in modules.values():
+            if isinstance(m, torch.nn.Module):
+                m.eval()
         for _ in range(T):
             flat = {"store": obs["store"].reshape(B, N * K, -1), "warehouse": obs["warehouse"],
                     "supplier": obs["supplier"]}
