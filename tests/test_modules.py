@@ -242,3 +242,50 @@ def test_acting_runs_the_actor_alone_and_gives_rllibs_logits():
     out = module.forward_train({Columns.OBS: obs})
     assert Columns.EMBEDDINGS in out and len(calls) == 3
     assert module.compute_values({Columns.OBS: obs}, embeddings=out[Columns.EMBEDDINGS]).shape == (7,)
+
+
+class _Greedy:
+    """A stand-in for a learned module: ``forward_inference`` returns its actions."""
+
+    def __init__(self, act):
+        self.act, self.seen = act, []
+
+    def forward_inference(self, batch):
+        obs = batch[Columns.OBS].numpy()
+        self.seen.append(obs.copy())
+        return {Columns.ACTIONS: self.act(obs)}
+
+
+def test_yesterdays_orders_are_seen_with_or_without_a_ledger_and_after_the_warm_up():
+    """The warehouse observes the stores' orders of yesterday (observation field 2). Greedy
+    evaluation on a recording twin, on a twin without a ledger (``simulate.chain_cost``, which
+    tuning and learn-grid use) and the training env (after its warm-up days) all see them, so a
+    policy that reads them costs the same however it is simulated."""
+    from hmarl_rllib.experiments.evaluation import TrainedPolicy, greedy_orders
+    from hmarl_rllib.rl.env import ChainDynamics
+    from hmarl_rllib.sim import reconciliation, simulate
+
+    sc = load_config(DEFAULT).model_copy(update={"warmup_days": 3})
+    N, seeds = len(sc.store_list), np.arange(6)
+    rule = rule_based_policy(sc, "s_S")
+    store_ids, wh_ids, sup_ids = agent_ids(sc)
+    # the warehouse adds 5 mu to the rule's order (action 2) the day after the stores ordered
+    reads = _Greedy(lambda o: np.where(o[:, 2] > 0, 2, 1))
+    mods = {STORE_MODULE: _Greedy(lambda o: np.ones(len(o), np.int64)), "wh": reads,
+            "sup": _Greedy(lambda o: np.ones(len(o), np.int64))}
+    trained = TrainedPolicy(Path("."), sc, rule, mods, {**dict.fromkeys(wh_ids, "wh"), **dict.fromkeys(sup_ids, "sup")})
+    summary, twin = simulate.evaluate(sc, greedy_orders(trained), seeds, warmup_fn=rule.orders)
+    recorded = reconciliation.chain_kpis(simulate.scored_ledger(twin), N)["cost"]
+    seen = np.concatenate([o[:, 2] for o in reads.seen])
+    assert (seen > 0).any() and (seen == 0).any()  # the orders it reads vary, so its actions do
+    unrecorded = simulate.chain_cost(sc, greedy_orders(trained), seeds, warmup_fn=rule.orders)
+    np.testing.assert_allclose(unrecorded, recorded, rtol=1e-12)
+    # the env's first observation after the warm-up shows the warm-up's last orders, as evaluation does
+    dyn = ChainDynamics(sc, rule)
+    obs = dyn.reset(seeds)
+    tw = dyn.twin
+    row = tw.ledger[sc.warmup_days - 1][:, :, :, F["order_placed"]]
+    assert row[:, :N].sum() > 0
+    expected = ObservationBuilder(sc)(tw, row[:, :N], row[:, N])
+    for kind in ("store", "warehouse", "supplier"):
+        np.testing.assert_array_equal(obs[kind], expected[kind])

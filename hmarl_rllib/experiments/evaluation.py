@@ -194,12 +194,7 @@ def greedy_orders(trained: TrainedPolicy):
 
     def orders(twin):
         B = twin.batch
-        if twin.day > 0 and twin.ledger is not None:
-            row = twin.ledger[twin.day - 1]
-            last_store, last_wh = row[:, :N, :, F["order_placed"]], row[:, N, :, F["order_placed"]]
-        else:
-            last_store, last_wh = np.zeros((B, N, K)), np.zeros((B, K))
-        obs = builder(twin, last_store, last_wh)
+        obs = builder(twin, twin.last_placed[:, :N], twin.last_placed[:, N])
         so = obs["store"]
         a_store = module_actions(mods[STORE_MODULE], so.reshape(-1, so.shape[-1])).reshape(B, N, K)
         a_wh, a_sup = per_sku(obs["warehouse"], wh_ids), per_sku(obs["supplier"], sup_ids)

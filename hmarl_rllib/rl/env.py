@@ -18,7 +18,6 @@ from hmarl_rllib.rl.observe import (HISTORY, MU_FLOOR, OBS_BOUND, OBS_LINEAR, SC
 from hmarl_rllib.sim import SupplyChainTwin, reconciliation
 from hmarl_rllib.sim.config import Scenario, load_config, parse_config
 from hmarl_rllib.sim.demand import ShortfallTables
-from hmarl_rllib.sim.network import F
 from hmarl_rllib.sim.simulate import TUNE_SEED_BASE
 
 ENV_NAME = "hmarl"
@@ -282,9 +281,6 @@ class ChainDynamics:
         if random_starts > 0.0:  # after the warm-up: the learned play itself starts there
             rng = np.random.default_rng() if rng is None else rng
             self.randomize_stores(rng.random(tw.batch) < random_starts, rng)
-        B = tw.batch
-        self._last_store_orders = np.zeros((B, self.N, self.K))
-        self._last_wh_order = np.zeros((B, self.K))
         return self.observations()
 
     def randomize_stores(self, which: np.ndarray, rng) -> None:
@@ -321,8 +317,6 @@ class ChainDynamics:
         tw = self.twin
         day = tw.day
         row = tw.step(*decode_orders(self.codecs, tw, store_actions, wh_actions, sup_actions))
-        self._last_store_orders = row[:, : self.N, :, F["order_placed"]]
-        self._last_wh_order = row[:, self.N, :, F["order_placed"]]
         cost = None
         if self.shortfall is not None:
             cost = reconciliation.daily_costs(row)
@@ -340,7 +334,8 @@ class ChainDynamics:
 
     def observations(self) -> dict:
         """``{"store": (B, N, K, n_s), "warehouse": (B, K, n_w), "supplier": (B, K, n_p)}``."""
-        return self.observe(self.twin, self._last_store_orders, self._last_wh_order)
+        last = self.twin.last_placed  # yesterday's orders, the warm-up's included
+        return self.observe(self.twin, last[:, : self.N], last[:, self.N])
 
     def episode_ledger(self) -> np.ndarray:
         """The scored part of the episodes' ledger, (T, B, M, K, F)."""

@@ -168,6 +168,8 @@ class SupplyChainTwin:
         self._nI = np.arange(N)[None, :, None]
         self._kI = np.arange(K)[None, None, :]
         self.ledger = np.zeros((T, B, N + 2, K, len(FIELDS))) if self.record else None
+        # yesterday's orders as placed (stores, warehouse, production), kept with or without a ledger
+        self.last_placed = np.zeros((B, N + 2, K))
 
     # ------------------------------------------------------------------------------- state
     @property
@@ -340,6 +342,7 @@ class SupplyChainTwin:
         p[..., f.order_placed], p[..., f.shipped], p[..., f.received] = pr, sup_ship, completed
         p[..., f.holding_cost] = self.h[2] * self.sup_on_hand
         p[..., f.ordering_cost] = self.K[2] * (pr > 0) + self.c[2] * pr
+        self.last_placed = row[..., f.order_placed].copy()
         self.day = t + 1
         return row
 

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from hmarl_rllib.errors import InputError
-from hmarl_rllib.sim.network import F, SupplyChainTwin
+from hmarl_rllib.sim.network import SupplyChainTwin
 
 HISTORY_DAYS = 7  # the demand history a state carries (the observations' HISTORY)
 UPSTREAM = ("warehouse", "supplier")
@@ -76,16 +76,14 @@ def _node_lead_days(tw: SupplyChainTwin) -> list[int]:
 
 
 def state_frame(tw: SupplyChainTwin, replica: int = 0) -> pd.DataFrame:
-    """Replica ``replica`` of a twin (made with ``record=True`` past day 0), before it simulates
-    ``tw.day``, in the state-file layout."""
+    """Replica ``replica`` of a twin (with or without a ledger), before it simulates ``tw.day``,
+    in the state-file layout."""
     sc, b, t = tw.scenario, replica, tw.day
     N, K = tw.n_stores, tw.n_skus
-    if t > 0 and tw.ledger is None:
-        raise ValueError("state_frame needs the ledger (record=True) for yesterday's orders")
     D = pipeline_days(sc)
     pipes = [tw.store_pipeline()[b], tw.warehouse_pipeline()[b], tw.production_pipeline()[b]]
     hist = tw.demand_history(HISTORY_DAYS)[b]  # (H, N, K), oldest first
-    last = tw.ledger[t - 1][b, :, :, F["order_placed"]] if t > 0 else np.zeros((N + 2, K))
+    last = tw.last_placed[b]
     rows = []
     for m, node in enumerate(tw.node_names()):
         for k, sku in enumerate(sc.sku_names):
@@ -285,4 +283,5 @@ def twin_from_states(scenario, states: list[ParsedState]):
         setattr(tw, total, arr.sum(axis=-1))
     for h in range(1, min(HISTORY_DAYS, t) + 1):
         tw.demand[:, t - h] = g[:, :N, :, col[f"demand_{h}d_ago"]]
-    return tw, g[:, :N, :, col["ordered_yesterday"]].copy(), g[:, N, :, col["ordered_yesterday"]].copy()
+    tw.last_placed[:] = g[..., col["ordered_yesterday"]]
+    return tw, tw.last_placed[:, :N].copy(), tw.last_placed[:, N].copy()
