@@ -52,3 +52,24 @@ def test_headroom_refuses_a_run_whose_ledger_would_not_fit(default_scenario):
 
     with pytest.raises(ConfigError, match="GiB of ledger.*fewer --futures"):
         headroom(default_scenario, tuned_policy(default_scenario, "s_S"), states=1, futures=100_000)
+
+
+def test_joint_changes_extend_the_single_ones_without_changing_them(default_scenario):
+    """``joint`` adds two agents' corrections on one day and a correction held for two days; the
+    single changes cost what they cost alone (the same continuations), and with more to choose
+    from the rule's own action is never chosen more often."""
+    rule = tuned_policy(default_scenario, "s_S")
+    single = headroom(default_scenario, rule, states=3, futures=6)
+    joint = headroom(default_scenario, rule, states=3, futures=6, joint=True)
+    # 13 single changes, 67 pairs of two different agents' changes, 13 two-day changes
+    assert len(joint["alternatives"]) == 13 + 67 + 13 and joint["alternatives"][:13] == single["alternatives"]
+    assert sum(" + " in a for a in joint["alternatives"]) == 67
+    assert sum(a.endswith("(two days)") for a in joint["alternatives"]) == 13
+    for name, gain in single["always_gain_per_episode"].items():
+        assert joint["always_gain_per_episode"][name] == pytest.approx(gain, abs=1e-9)
+    assert joint["share_states_rule_chosen"] <= single["share_states_rule_chosen"]
+    assert joint["rule_cost_mean"] == single["rule_cost_mean"]
+    # held for two days, a store's skipped order differs from skipping it on one day somewhere
+    for i in range(1, 4):
+        one, two = (joint["always_gain_per_episode"][f"store {i} correction -10{s}"] for s in ("", " (two days)"))
+        assert two != one

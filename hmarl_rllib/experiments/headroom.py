@@ -14,6 +14,11 @@ the rule does. This module measures that directly, with no learning:
    same continuations. The best alternative is *chosen* on half of the continuations and its
    advantage *measured* on the other half, so noise cannot make the rule look beatable.
 
+With ``joint`` (``hmarl headroom --joint``) the alternatives also include changes no single
+agent's one-day change can make: **two agents' corrections on the same day** (every pair of
+agents, every pair of their alternatives) and **one agent's correction held for two days**
+(day t and day t + 1; on the last day this is the one-day change).
+
 The sum over days of the mean (measured) advantage of the chosen action estimates, to first
 order, what one policy-improvement step over the rule gains per episode (the performance
 difference identity evaluated on the rule's own path). If in (nearly) every state the rule's
@@ -48,11 +53,38 @@ def check(scenario, futures: int) -> None:
         raise ConfigError(f"headroom: --futures must be an even number >= 4 (got {futures}): half choose, half measure")
 
 
-def headroom(scenario, baseline, states: int = 100, futures: int = 32, progress=None) -> dict:
+def alternatives(scenario, cods, zero, joint: bool = False) -> list[tuple]:
+    """The alternatives to the rule on a day: each a tuple of moves ``(kind, store or None,
+    action, day offset)``; ``()`` (first) is the rule. Single agents' corrections on that day,
+    and with ``joint`` every pair of two agents' corrections on that day and every single
+    correction held for that day and the next."""
+    N = len(scenario.store_list)
+    singles = []
+    for kind in ("store", "warehouse", "supplier"):
+        for a in range(len(cods[kind].values)):
+            if a != zero[kind]:
+                singles.extend([(kind, i, a, 0) for i in range(N)] if kind == "store" else [(kind, None, a, 0)])
+    devs = [()] + [(m,) for m in singles]
+    if joint:
+        devs += [(m1, m2) for j, m1 in enumerate(singles) for m2 in singles[j + 1:] if m1[:2] != m2[:2]]
+        devs += [(m, m[:3] + (1,)) for m in singles]
+    return devs
+
+
+def _label(cods, dev) -> str:
+    if not dev:
+        return "rule"
+    moves = [f"{k}{'' if i is None else f' {i + 1}'} correction {cods[k].values[a]:g}" for k, i, a, off in dev if off == 0]
+    two_days = any(off == 1 for *_, off in dev)
+    return " + ".join(moves) + (" (two days)" if two_days else "")
+
+
+def headroom(scenario, baseline, states: int = 100, futures: int = 32, progress=None, joint: bool = False) -> dict:
     """One policy-improvement step over ``baseline`` (a tuned :class:`ChainPolicy`) with the
-    scenario's correction actions (see the module doc). Returns a dict with per-day and total
-    first-order gains (negative = cheaper than the rule), the share of states where an
-    alternative was chosen, and which alternatives were."""
+    scenario's correction actions (see the module doc; ``joint``: pairs of agents and two-day
+    changes too). Returns a dict with per-day and total first-order gains (negative = cheaper
+    than the rule), the share of states where an alternative was chosen, and which alternatives
+    were."""
     from hmarl_rllib.rl.actions import codecs, decode_orders
     from hmarl_rllib.rl.modules import warm_start_action
     from hmarl_rllib.sim.network import FIELDS, SupplyChainTwin
@@ -63,11 +95,7 @@ def headroom(scenario, baseline, states: int = 100, futures: int = 32, progress=
     if any(z is None for z in zero.values()):
         raise ConfigError("headroom: every agent's correction values must include 0 (the rule itself)")
     N, K = len(scenario.store_list), len(scenario.skus)
-    devs = [None]
-    for kind in ("store", "warehouse", "supplier"):
-        for a in range(len(cods[kind].values)):
-            if a != zero[kind]:
-                devs.extend([(kind, i, a) for i in range(N)] if kind == "store" else [(kind, None, a)])
+    devs = alternatives(scenario, cods, zero, joint)
     D, W, T = len(devs), scenario.warmup_days, scenario.episode_length
     per_state = D * futures
     replica_bytes = (W + T) * (N + 2) * K * len(FIELDS) * 8
@@ -94,25 +122,27 @@ def headroom(scenario, baseline, states: int = 100, futures: int = 32, progress=
             si = s0 + np.repeat(np.arange(S), per_state)
             di = np.tile(np.repeat(np.arange(D), futures), S)
             ki = np.tile(np.arange(futures), S * D)
-            a_store = np.full((len(si), N, K), zero["store"])
-            a_wh = np.full((len(si), K), zero["warehouse"])
-            a_sup = np.full((len(si), K), zero["supplier"])
+            acts = [(np.full((len(si), N, K), zero["store"]), np.full((len(si), K), zero["warehouse"]),
+                     np.full((len(si), K), zero["supplier"])) for _ in range(2)]  # day t, day t + 1
             for d, dv in enumerate(devs[1:], start=1):
                 m = di == d
-                if dv[0] == "store":
-                    a_store[m, dv[1], :] = dv[2]
-                elif dv[0] == "warehouse":
-                    a_wh[m] = dv[2]
-                else:
-                    a_sup[m] = dv[2]
+                for kind, i, a, off in dv:
+                    a_store, a_wh, a_sup = acts[off]
+                    if kind == "store":
+                        a_store[m, i, :] = a
+                    elif kind == "warehouse":
+                        a_wh[m] = a
+                    else:
+                        a_sup[m] = a
+            last = day + (1 if joint else 0)
             tw = SupplyChainTwin(scenario, record=True)
             tw.reset(future_seeds[ki])
             for arr, (p, c) in zip((tw.demand, tw.extra_store, tw.extra_wh), zip(path, cont)):
                 arr[:, :day] = p[si, :day]
                 arr[:, day:] = c[ki, day:]
             while not tw.done:
-                if tw.day == day:
-                    tw.step(*decode_orders(cods, tw, a_store, a_wh, a_sup))
+                if day <= tw.day <= last:
+                    tw.step(*decode_orders(cods, tw, *acts[tw.day - day]))
                 else:
                     tw.step(*baseline.orders(tw))
             cost = reconciliation.chain_kpis(simulate.scored_ledger(tw), N)["cost"].reshape(S, D, futures)
@@ -128,10 +158,10 @@ def headroom(scenario, baseline, states: int = 100, futures: int = 32, progress=
     pooled = np.concatenate([np.zeros((T, 1)), adv[:, :, 1:, :half].mean(axis=(1, 3))], axis=1).argmin(axis=1)
     day_level = np.array([adv[t, :, pooled[t], half:].mean() for t in range(T)])
     rule = simulate.chain_cost(scenario, baseline.orders, state_seeds)
-    label = ["rule"] + [f"{k}{'' if i is None else f' {i + 1}'} correction {cods[k].values[a]:g}" for k, i, a in devs[1:]]
+    label = [_label(cods, dv) for dv in devs]
     always = adv.mean(axis=(1, 3))  # (T, D): the alternative applied in every state of day t
     return {
-        "scenario": scenario.name, "rule": baseline.name, "states_per_day": states, "futures": futures,
+        "scenario": scenario.name, "rule": baseline.name, "states_per_day": states, "futures": futures, "joint": joint,
         "days": T, "alternatives": label[1:],
         "rule_cost_mean": float(rule.mean()),
         "first_order_gain_per_episode": float(per_day.sum()),
@@ -149,8 +179,10 @@ def headroom(scenario, baseline, states: int = 100, futures: int = 32, progress=
 
 
 def format_headroom(r: dict) -> str:
+    menu = (f"{len(r['alternatives'])} alternatives: single agents, pairs of agents, two-day changes"
+            if r.get("joint") else f"{len(r['alternatives'])} alternatives: single agents on one day")
     lines = [f"{r['scenario']}: one step of policy improvement over {r['rule']} "
-             f"({r['states_per_day']} states per day x {r['days']} days, {r['futures']} continuations each,"
+             f"({r['states_per_day']} states per day x {r['days']} days, {r['futures']} continuations each, {menu},"
              f" {r['seconds']:.0f}s)",
              f"  rule's cost per episode {r['rule_cost_mean']:,.1f}; the rule's own action is the best in"
              f" {r['share_states_rule_chosen']:.1%} of states",
