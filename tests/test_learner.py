@@ -22,9 +22,10 @@ def test_training_uses_rllibs_ppo_update():
 
     cls = build_algo_config(load_config(DEFAULT_YAML), num_env_runners=0).learner_class
     assert issubclass(cls, PPOTorchLearner)
-    # its own: the connector piece (build) and the loss of a group of stores (RLlib's loss for every other module)
+    # its own: the connector piece (build), the loss of a group of stores (RLlib's loss for every
+    # other module) and RLlib's Adam with torch's fused kernel
     assert {name for name in vars(cls) if callable(vars(cls)[name]) and not name.startswith("__")} == \
-        {"build", "compute_loss_for_module", "_grouped_loss"}
+        {"build", "compute_loss_for_module", "_grouped_loss", "configure_optimizers_for_module"}
 
 
 def test_reward_centering_hands_gae_rewards_centred_on_the_batch_mean():
@@ -72,7 +73,7 @@ def test_reward_centering_hands_gae_rewards_centred_on_the_batch_mean():
 
 def test_training_follows_lr_and_entropy_schedules():
     """Schedules ``[[env steps, value], ...]`` train (RLlib sets a scheduled lr as a tensor, which
-    the fast learner's foreach Adam would refuse) and the reported lr follows the schedule."""
+    the fused Adam takes) and the reported lr follows the schedule."""
     import ray
 
     from hmarl_rllib.experiments.training import build_algo_config
@@ -93,6 +94,9 @@ def test_training_follows_lr_and_entropy_schedules():
         finally:
             algo.stop()
         assert lrs[0] > lrs[1] > lrs[2] and lrs[-1] == pytest.approx(1e-4, rel=1e-6), lrs
+        # torch's fused Adam took the scheduled (tensor) lr
+        optims = algo.learner_group._learner._named_optimizers.values()
+        assert optims and all(o.defaults["fused"] for o in optims)
         assert coeff == pytest.approx(0.0, abs=1e-6)
     finally:
         ray.shutdown()

@@ -100,6 +100,18 @@ class HMARLPPOLearner(PPOTorchLearner):
         }, key=module_id, window=1)
         return total
 
+    def configure_optimizers_for_module(self, module_id, config=None) -> None:
+        """RLlib's optimizer (Adam on the module's parameters, the lr or lr schedule of the
+        config), with torch's fused kernel: one call per step for all of a module's tensors
+        instead of a dozen small operations per tensor. Measured in one process on
+        default.yaml's 3 stores (a 28,800-step batch, minibatch 512, 2 epochs): an update took
+        2.38 s against 2.52 s (medians of 5 alternating updates). Modules on other devices or
+        dtypes keep RLlib's default Adam."""
+        params = self.get_parameters(self._module[module_id])
+        fused = bool(params) and all(p.dtype == torch.float32 and p.device.type in ("cpu", "cuda") for p in params)
+        self.register_optimizer(module_id=module_id, optimizer=torch.optim.Adam(params, fused=fused or None),
+                                params=params, lr_or_lr_schedule=config.lr)
+
     def build(self) -> None:
         super().build()
         if self.config.learner_config_dict.get("reward_centering") and self._learner_connector is not None:
