@@ -42,7 +42,7 @@ from ray.rllib.callbacks.callbacks import RLlibCallback
 from hmarl_rllib.errors import ConfigError, InputError
 from hmarl_rllib.policies.spec import NAME_FORM, RuleSpec
 from hmarl_rllib.rl.actions import codecs
-from hmarl_rllib.rl.env import ENV_NAME, OBS_BOUND, agent_type, obs_sizes
+from hmarl_rllib.rl.env import ENV_NAME, OBS_BOUND, agent_ids, agent_type, obs_sizes
 from hmarl_rllib.rl.modules import (LEARNED_MODULES, SCRIPTED_TYPES, STORE_MODULE, WarmStartPPOModule,
                                     module_for_agent, scripted_module_specs, warm_start_action)
 from hmarl_rllib.sim.config import Scenario, format_validation_error
@@ -152,6 +152,11 @@ class TrainingSettings(BaseModel):
         " pass per day for all of them, the PPO ratio clipped per row (rl.learner.HMARLPPOLearner), the advantage"
         " the group's (from the mean of its agents' rewards); minibatch then counts group steps; for hundreds of"
         " stores (hmarl bench-scale). The trained modules are the same per-agent modules either way"))
+    critic: Literal["own", "chain"] = Field("own", description=(
+        "what a learned module's critic (value network) sees: own, the agent's own observation (the actor's);"
+        " chain, its own observation followed by every agent's on the same day (a centralised critic,"
+        " rl.learner.ChainObservations); the actor sees its own either way, so acting, serve and export are"
+        " unchanged. chain is for small chains: not with group_stores"))
     # PPO
     lr: Annotated[float | list, PlainValidator(_number_or_schedule(0.0, strict=True),
                                                json_schema_input_type=float | list[list[float]]),
@@ -263,6 +268,9 @@ def _validated_settings(data: dict, source: str) -> TrainingSettings:
     if "stores" not in s.learn:
         raise ConfigError(f"training.learn = {s.learn}: the stores always learn; list 'stores'"
                           " (e.g. [stores, warehouse, supplier])")
+    if s.critic == "chain" and s.group_stores:
+        raise ConfigError("training.critic = chain: not with group_stores (it feeds every agent's observation to the"
+                          " critic, for small chains); set critic: own or group_stores: false")
     if s.checkpoint_frequency % s.evaluation_interval:
         raise ConfigError(f"training.checkpoint_frequency = {s.checkpoint_frequency}: must be a multiple of"
                           f" evaluation_interval = {s.evaluation_interval} (checkpoints are ranked by evaluation cost)")
@@ -324,6 +332,12 @@ def build_algo_config(scenario: Scenario, settings: TrainingSettings | None = No
             observation_space=gym.spaces.Box(-OBS_BOUND, OBS_BOUND, (sizes[kind],), np.float32),
             action_space=gym.spaces.Discrete(cods[kind].n))
 
+    if s.critic == "chain":
+        stores, whs, sups = agent_ids(scenario)
+        chain_agents = [*stores, *whs, *sups]
+        model["chain_obs_dim"] = len(stores) * sizes["store"] + len(whs) * sizes["warehouse"] + len(sups) * sizes["supplier"]
+    else:
+        chain_agents = []
     learned = {STORE_MODULE: learned_spec("store")}
     learned.update({LEARNED_MODULES[t]: learned_spec(t) for t in s.learners})
     train_env = {**env_config(scenario, baseline), "random_starts": s.random_starts,
@@ -340,7 +354,7 @@ def build_algo_config(scenario: Scenario, settings: TrainingSettings | None = No
         # the driver's bundle is max(num_cpus_per_learner, num_cpus_for_main_process) with a local learner
         .learners(num_learners=0, num_cpus_per_learner=s.driver_cpus,
                   learner_class=HMARLPPOLearner,  # RLlib's PPO update (+ reward centering when asked: learner.py)
-                  learner_config_dict={"reward_centering": s.reward_centering})
+                  learner_config_dict={"reward_centering": s.reward_centering, "chain_agents": chain_agents})
         .resources(num_cpus_for_main_process=s.driver_cpus)
         .multi_agent(policies=[*learned, *scripted],  # an ordered list: a set's order changes with the hash seed
                      policy_mapping_fn=partial(module_for_agent, learn=s.learners),

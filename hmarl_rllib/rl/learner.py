@@ -1,5 +1,6 @@
-"""The PPO learner: RLlib's :class:`PPOTorchLearner`, plus reward centering as a learner
-connector piece (``training.reward_centering``) and PPO's loss per row for a group of agents
+"""The PPO learner: RLlib's :class:`PPOTorchLearner`, plus two learner connector pieces, reward
+centering (``training.reward_centering``) and every agent's observation for a critic that sees the
+whole chain (``training.critic: chain``), and PPO's loss per row for a group of agents
 (``training.group_stores``).
 
 Until 29683bd this module held a ``FastPPOTorchLearner`` that rewrote RLlib's minibatch loop,
@@ -12,16 +13,20 @@ addition goes in through the door RLlib's own learners use, a connector piece in
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from ray.rllib.algorithms.ppo.ppo import (LEARNER_RESULTS_KL_KEY, LEARNER_RESULTS_VF_EXPLAINED_VAR_KEY,
                                           LEARNER_RESULTS_VF_LOSS_UNCLIPPED_KEY)
 from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
+from ray.rllib.connectors.common import AddObservationsFromEpisodesToBatch
 from ray.rllib.connectors.connector_v2 import ConnectorV2
 from ray.rllib.connectors.learner import GeneralAdvantageEstimation
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.learner import ENTROPY_KEY, POLICY_LOSS_KEY, VF_LOSS_KEY
 from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.utils.torch_utils import explained_variance
+
+from hmarl_rllib.rl.modules import CHAIN_OBS
 
 
 class RewardCentering(ConnectorV2):
@@ -50,10 +55,39 @@ class RewardCentering(ConnectorV2):
         return batch
 
 
+class ChainObservations(ConnectorV2):
+    """Learner connector piece (right after the observations are batched): for every agent's
+    step, the :data:`~hmarl_rllib.rl.modules.CHAIN_OBS` column, every agent's observation on the
+    same day concatenated in a fixed agent order, for critics that see the whole chain
+    (``training.critic: chain``). Every agent acts every day, so an episode's agents have steps
+    of the same days (also the bootstrap step RLlib adds to each)."""
+
+    def __init__(self, input_observation_space=None, input_action_space=None, *, agents=(), **kwargs):
+        super().__init__(input_observation_space, input_action_space, **kwargs)
+        self.agents = list(agents)
+
+    def __call__(self, *, rl_module, episodes, batch, **kwargs):
+        chains = {}
+        for episode in episodes:
+            per_agent = [np.asarray(episode.agent_episodes[a].get_observations(
+                slice(0, len(episode.agent_episodes[a]))), dtype=np.float32) for a in self.agents]
+            if len({len(o) for o in per_agent}) != 1:
+                raise ValueError("training.critic: chain needs every agent to act every day; episode"
+                                 f" {episode.id_} has {[len(o) for o in per_agent]} steps per agent")
+            chains[episode.id_] = np.concatenate([o.reshape(len(o), -1) for o in per_agent], axis=1)
+        for sa_episode in self.single_agent_episode_iterator(episodes, agents_that_stepped_only=False):
+            chain = chains[sa_episode.multi_agent_episode_id]
+            self.add_n_batch_items(batch, CHAIN_OBS, items_to_add=chain[:len(sa_episode)],
+                                   num_items=len(sa_episode), single_agent_episode=sa_episode)
+        return batch
+
+
 class HMARLPPOLearner(PPOTorchLearner):
     """RLlib's PPO learner; with ``training.reward_centering`` (``learner_config_dict``),
-    :class:`RewardCentering` runs right before GAE, added as RLlib's own learners add their
-    pieces: in ``build``.
+    :class:`RewardCentering` runs right before GAE, and with ``training.critic: chain``
+    (``learner_config_dict["chain_agents"]``, the agent order) :class:`ChainObservations` right
+    after the observations are batched, added as RLlib's own learners add their pieces: in
+    ``build``.
 
     For a module that acts for a group of agents (``training.group_stores``: one agent whose
     rows are the stores, actions and log-probabilities (B, rows)), :meth:`compute_loss_for_module`
@@ -114,8 +148,14 @@ class HMARLPPOLearner(PPOTorchLearner):
 
     def build(self) -> None:
         super().build()
-        if self.config.learner_config_dict.get("reward_centering") and self._learner_connector is not None:
+        extra = self.config.learner_config_dict
+        if self._learner_connector is None:
+            return
+        if extra.get("reward_centering"):
             self._learner_connector.insert_before(GeneralAdvantageEstimation, RewardCentering())
+        if extra.get("chain_agents"):
+            self._learner_connector.insert_after(AddObservationsFromEpisodesToBatch,
+                                                 ChainObservations(agents=extra["chain_agents"]))
 
 
 # checkpoints and Tune experiments written before 29683bd name this class: they resume with RLlib's update

@@ -30,6 +30,9 @@ STORE_MODULE = "store_policy"  # the PPO module shared by every store agent
 WAREHOUSE_MODULE = "warehouse_policy"  # phase 2: the warehouse's own PPO module
 SUPPLIER_MODULE = "supplier_policy"  # the supplier's own PPO module (learn: [..., supplier])
 LEARNED_MODULES = {"warehouse": WAREHOUSE_MODULE, "supplier": SUPPLIER_MODULE}
+# learner-only batch column (training.critic: chain): every agent's observation on the row's day,
+# in agent_ids order (rl.learner.ChainObservations); the critic reads it, the actor never does
+CHAIN_OBS = "chain_obs"
 
 
 class HeuristicModule(RLModule):
@@ -159,6 +162,10 @@ class WarmStartPPOModule(DefaultPPOTorchRLModule):
     starts from (nearly) the rule and explores corrections around it instead of starting from
     uniformly random orders. Only the initial weights differ; a checkpoint restores the trained
     ones.
+
+    ``model_config["chain_obs_dim"]`` (``training.critic: chain``): the critic sees the whole
+    chain, its own observation followed by every agent's on the same day (the learner-only
+    :data:`CHAIN_OBS` column); the actor is unchanged.
     """
 
     def _forward(self, batch, **kwargs):
@@ -184,15 +191,44 @@ class WarmStartPPOModule(DefaultPPOTorchRLModule):
             return super().forward_inference(batch, **kwargs)
         return self._forward_inference(batch, **kwargs)
 
+    def _critic_embeddings(self, batch):
+        """The critic encoder's output on the agent's own observation followed by every agent's
+        (:data:`CHAIN_OBS`), for a module whose critic sees the whole chain."""
+        chain = batch.get(CHAIN_OBS)
+        if chain is None:
+            raise ValueError(f"this module's critic sees the whole chain (training.critic: chain): its batch needs"
+                             f" the {CHAIN_OBS!r} column that rl.learner.ChainObservations adds")
+        obs = torch.cat([batch[Columns.OBS], chain.to(batch[Columns.OBS].dtype)], dim=-1)
+        return self.encoder.critic_encoder({Columns.OBS: obs})[ENCODER_OUT]
+
+    def _forward_train(self, batch, **kwargs):
+        if not self.chain_obs_dim:
+            return super()._forward_train(batch, **kwargs)
+        return {Columns.ACTION_DIST_INPUTS: self.pi(self.encoder.actor_encoder(batch)[ENCODER_OUT]),
+                Columns.EMBEDDINGS: self._critic_embeddings(batch)}
+
     def compute_values(self, batch, embeddings=None):
         """The critic's value per step; for a group of agents (observations (B, rows, n_obs),
         env_config ``groups``) the mean of the rows' values, the value of the group's
         reward (the mean of its agents' rewards)."""
+        if embeddings is None and self.chain_obs_dim:
+            embeddings = self._critic_embeddings(batch)
         values = super().compute_values(batch, embeddings=embeddings)
         return values.mean(dim=-1) if values.dim() == 2 else values
 
     def setup(self):
         super().setup()
+        # training.critic: chain: the critic's encoder reads the agent's own observation and then
+        # every agent's (chain_obs_dim values); the actor, and so acting, serving and export, keep
+        # the own observation only
+        self.chain_obs_dim = int(self.model_config.get("chain_obs_dim") or 0)
+        if self.chain_obs_dim:
+            from ray.rllib.core.models.configs import MLPEncoderConfig
+
+            own = int(self.observation_space.shape[-1])
+            self.encoder.critic_encoder = MLPEncoderConfig(
+                input_dims=[own + self.chain_obs_dim], hidden_layer_dims=list(self.model_config["fcnet_hiddens"]),
+                hidden_layer_activation=self.model_config["fcnet_activation"]).build(framework="torch")
         action = self.model_config.get("warm_start_action")
         logit = float(self.model_config.get("warm_start_logit") or 0.0)
         if action is None or logit == 0.0:
