@@ -81,7 +81,9 @@ def _random_or_rule(text):
 
 
 def _progress(args):
-    return None if getattr(args, "json", False) else _say
+    """Progress lines for long work; on stderr, so also with ``--json`` (stdout then holds the
+    JSON object alone)."""
+    return _say
 
 
 # ------------------------------------------------------------------------------ commands
@@ -127,7 +129,7 @@ def cmd_evaluate(args) -> int:
         output_folder(args.out)  # before the evaluation's work
     result = evaluation.evaluate_trained_policy(args.checkpoint, episodes=args.episodes, seed=args.seed,
                                                 out=args.out, config=config,
-                                                progress=None if args.json else _say)
+                                                progress=_progress(args))
     if args.json:
         print(evaluation.to_json(result))
         return 0

@@ -139,6 +139,16 @@ def test_simulate_policies_in_process(tmp_path, capsys):
         assert name in table
 
 
+def test_json_output_keeps_stdout_for_the_json_and_shows_progress_on_stderr(tmp_path, capsys):
+    """Long work says what it is doing also with --json: its progress lines go to stderr, and
+    stdout is the one JSON object."""
+    cfg = _small_config(tmp_path, stores={**yaml.safe_load(DEFAULT_YAML.read_text())["stores"], "count": 1})
+    assert main(["simulate", "--config", str(cfg), "--policy", "base_stock", "--episodes", "4", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["cost_mean"] > 0
+    assert "tuning base_stock for scenario 'small'" in err
+
+
 def test_a_network_of_40_stores_prints_the_store_mean_and_the_costliest_stores(tmp_path, capsys):
     """Above 10 stores the per-agent table keeps its size: the mean over the stores, the five
     costliest stores by name, the upstream agents, and where the rest are."""
