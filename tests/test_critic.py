@@ -79,3 +79,28 @@ def test_the_chain_critic_reads_every_agents_observation_of_the_day_and_the_acto
             algo.stop()
     finally:
         ray.shutdown()
+
+
+def test_an_inference_only_module_with_a_chain_critic_acts_without_one():
+    """Env runners and exported policies may build the module inference-only: no critic at all,
+    the same actor."""
+    import dataclasses
+
+    import gymnasium as gym
+    import torch
+    from ray.rllib.core.columns import Columns
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+
+    from hmarl_rllib.rl.modules import WarmStartPPOModule
+
+    model = {**dataclasses.asdict(DefaultModelConfig(fcnet_hiddens=[8], fcnet_activation="tanh",
+                                                          vf_share_layers=False)), "chain_obs_dim": 5}
+    spaces = dict(observation_space=gym.spaces.Box(-10, 10, (3,), np.float32), action_space=gym.spaces.Discrete(4))
+    full = WarmStartPPOModule(**spaces, model_config=model)
+    lean = WarmStartPPOModule(**spaces, model_config=model, inference_only=True)
+    assert full.encoder.critic_encoder.net.mlp[0].in_features == 3 + 5
+    assert getattr(lean.encoder, "critic_encoder", None) is None
+    lean.set_state(full.get_state(inference_only=True))
+    obs = {Columns.OBS: torch.randn(6, 3)}
+    torch.testing.assert_close(lean.forward_inference(obs)[Columns.ACTION_DIST_INPUTS],
+                               full.forward_inference(obs)[Columns.ACTION_DIST_INPUTS])

@@ -220,9 +220,9 @@ class WarmStartPPOModule(DefaultPPOTorchRLModule):
         super().setup()
         # training.critic: chain: the critic's encoder reads the agent's own observation and then
         # every agent's (chain_obs_dim values); the actor, and so acting, serving and export, keep
-        # the own observation only
+        # the own observation only (an inference-only module has no critic to replace)
         self.chain_obs_dim = int(self.model_config.get("chain_obs_dim") or 0)
-        if self.chain_obs_dim:
+        if self.chain_obs_dim and getattr(self.encoder, "critic_encoder", None) is not None:
             from ray.rllib.core.models.configs import MLPEncoderConfig
 
             own = int(self.observation_space.shape[-1])
