@@ -33,7 +33,7 @@ def test_bound_costs_pool_spawns_its_workers(monkeypatch):
             return False
 
         def map(self, fn, items):
-            return [(np.zeros(len(c)), np.ones(len(c), bool)) for _, c, _ in items]
+            return [(np.zeros(len(c)), np.ones(len(c), bool)) for _, c, *_ in items]
 
     monkeypatch.setattr(benchmark, "ProcessPoolExecutor", FakePool)
     bounds, optimal = benchmark.bound_costs(load_config(DEFAULT_YAML), np.arange(8), workers=2)

@@ -54,11 +54,12 @@ SEASONAL = tuple(r.name for r in SEASONAL_RULES)
 
 
 def _bound_chunk(args):
-    scenario, seeds, time_limit = args
+    scenario, seeds, time_limit, sales_penalty = args
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from hmarl_rllib.experiments.bound import perfect_information_bound
 
-    return perfect_information_bound(scenario, seeds, time_limit=time_limit, with_status=True)
+    return perfect_information_bound(scenario, seeds, time_limit=time_limit, with_status=True,
+                                     sales_penalty=sales_penalty)
 
 
 def has_season(scenario) -> bool:
@@ -69,20 +70,22 @@ def has_season(scenario) -> bool:
     return bool(np.ptp(mp, axis=0).max() > 1e-9 * max(1.0, float(mp.max())))
 
 
-def bound_costs(scenario, seeds, workers: int = 2, time_limit: float = 20.0, progress=None):
-    """Perfect-information bound per seed, solved in ``workers`` processes: (bounds, optimal)."""
+def bound_costs(scenario, seeds, workers: int = 2, time_limit: float = 20.0, progress=None,
+                sales_penalty: float = 0.0):
+    """Perfect-information bound per seed (with ``sales_penalty``: the penalized programs', a
+    bound in the mean only), solved in ``workers`` processes: (bounds, optimal)."""
     seeds = np.asarray(seeds)
     if workers <= 1 or len(seeds) < 4:
         from hmarl_rllib.experiments.bound import perfect_information_bound
 
         return perfect_information_bound(scenario, seeds, time_limit=time_limit, progress=progress,
-                                         with_status=True)
+                                         with_status=True, sales_penalty=sales_penalty)
     chunks = [c for c in np.array_split(seeds, max(workers * 4, 1)) if len(c)]
     out = []
     import multiprocessing  # spawn: forking a process that has loaded torch (threads, locks) can hang
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for part in pool.map(_bound_chunk, [(scenario, c, time_limit) for c in chunks]):
+        for part in pool.map(_bound_chunk, [(scenario, c, time_limit, sales_penalty) for c in chunks]):
             out.append(part)
             if progress:
                 progress(f"bound: {sum(len(p[0]) for p in out)}/{len(seeds)} traces")
@@ -91,11 +94,20 @@ def bound_costs(scenario, seeds, workers: int = 2, time_limit: float = 20.0, pro
 
 def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | None = None,
                   bound_episodes: int = 50, workers: int = 2, bound_time_limit: float = 20.0,
-                  progress=None, out=None) -> dict:
+                  progress=None, out=None, bound_penalty: float = 0.0) -> dict:
     """Evaluate everything on the same held-out seeds; see the module docstring. ``out``: a
     folder for ``report.html`` (:mod:`hmarl_rllib.experiments.html_report`), its path under ``"report"``.
     The bound's worst case (its traces over the workers, each up to ``bound_time_limit``) is
-    known before anything runs: over :data:`MAX_BOUND_MINUTES` it is refused in one line."""
+    known before anything runs: over :data:`MAX_BOUND_MINUTES` it is refused in one line.
+    ``bound_penalty``: the sales penalty of :mod:`hmarl_rllib.experiments.bound` (a fraction of the
+    stockout penalty; 0: the plain perfect-information bound), refused in one line where it
+    does not apply."""
+    if bound_episodes and bound_penalty:
+        from hmarl_rllib.experiments.bound import sales_penalty_refusal
+
+        why = sales_penalty_refusal(scenario, bound_penalty)
+        if why:
+            raise InputError(why)
     check_bound_budget(bound_episodes and min(bound_episodes, episodes), workers, bound_time_limit)
     started = time.perf_counter()
     seeds = simulate.eval_seeds(episodes, seed)
@@ -204,18 +216,30 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
         n = min(bound_episodes, episodes)
         if progress:
             worst = bound_worst_case_s(n, workers, bound_time_limit)
-            progress(f"perfect-information bound on {n} traces ({workers} processes, at most"
+            progress(f"{_bound_label(bound_penalty)} on {n} traces ({workers} processes, at most"
                      f" {f'{worst:.0f} s' if worst < 120 else f'{worst / 60:.0f} minutes'})")
         t_bound = time.perf_counter()
         bound, optimal = bound_costs(scenario, seeds[:n], workers=workers, time_limit=bound_time_limit,
-                                     progress=progress)
+                                     progress=progress, sales_penalty=bound_penalty)
+        control = {}
+        if bound_penalty:  # the control variate: the same penalty on the best rule's trajectories
+            from hmarl_rllib.experiments.bound import sales_penalty_of
+
+            raw_mean, raw_ci = reconciliation.mean_ci95(bound)
+            bound = bound - sales_penalty_of(simulate.run(scenario, rule_of[best_rule].orders, seeds[:n]),
+                                             bound_penalty)
+            control = {"control_policy": best_rule, "uncorrected_mean": raw_mean, "uncorrected_ci95": raw_ci}
         t_bound = time.perf_counter() - t_bound
         gaps = {name: float(c[:n].mean() / bound.mean() - 1.0) for name, c in costs.items()}
-        result["bound"] = {"episodes": int(n), "cost_mean": float(bound.mean()),
+        mean, ci = reconciliation.mean_ci95(bound)
+        result["bound"] = {"episodes": int(n), "cost_mean": float(bound.mean()), "ci95": ci,
+                           "kind": _bound_label(bound_penalty), "sales_penalty": float(bound_penalty),
                            "solved_to_optimality": int(optimal.sum()), "time_limit_s": bound_time_limit,
                            "seconds": t_bound,
                            "gap_by_policy": gaps,
-                           "violations": int(sum((c[:n] < bound - 1e-6).sum() for c in costs.values()))}
+                           # per trace only without the penalty: a penalized program bounds the mean alone
+                           "violations": None if bound_penalty else
+                           int(sum((c[:n] < bound - 1e-6).sum() for c in costs.values())), **control}
         if "learned" in gaps:
             result["gap_to_bound"] = gaps["learned"]
     if out is not None:
@@ -225,6 +249,11 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
                                        trained if checkpoint is not None else None, rule_of))
     result["seconds"] = time.perf_counter() - started
     return result
+
+
+def _bound_label(sales_penalty: float) -> str:
+    return ("perfect-information bound" if not sales_penalty else
+            f"penalized perfect-information bound (sales penalty {sales_penalty:g} x p)")
 
 
 MAX_BOUND_MINUTES = 60  # the longest the bound may take at worst; more is refused before anything runs
@@ -306,8 +335,17 @@ def format_benchmark(result: dict) -> str:
                      + ("" if opt.get("average_cost") is None else f"; long-run {opt['average_cost']:.4f}/day") + ")")
     if result.get("bound"):
         b = result["bound"]
-        lines.append(f"{'perfect-info bound':<{w}}{b['cost_mean']:>12,.1f}   (on the first {b['episodes']} traces;"
-                     f" 'vs bound' compares each policy on those traces)")
+        if b.get("sales_penalty"):
+            lo, hi = b["ci95"]
+            lines.append(f"{'penalized bound':<{w}}{b['cost_mean']:>12,.1f}   [{lo:,.1f}, {hi:,.1f}] (on the first"
+                         f" {b['episodes']} traces; perfect information with a sales penalty of"
+                         f" {b['sales_penalty']:g} x p: a bound on the mean only, not trace by trace;"
+                         f" {b['control_policy']}'s penalty on the same traces subtracted as a control variate,"
+                         f" without it {b['uncorrected_mean']:,.1f} [{b['uncorrected_ci95'][0]:,.1f},"
+                         f" {b['uncorrected_ci95'][1]:,.1f}])")
+        else:
+            lines.append(f"{'perfect-info bound':<{w}}{b['cost_mean']:>12,.1f}   (on the first {b['episodes']} traces;"
+                         f" 'vs bound' compares each policy on those traces)")
         if b["solved_to_optimality"] < b["episodes"]:
             lines.append(f"  only {b['solved_to_optimality']}/{b['episodes']} programs solved to optimality within"
                          f" {b['time_limit_s']:g}s; the others give HiGHS's dual bound (valid, looser):"

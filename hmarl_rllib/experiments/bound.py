@@ -19,6 +19,23 @@ Variables per day t, store i, SKU k: ``xs`` shipment warehouse→store, ``Is`` s
 ``sn`` sales to the day's demand, ``sb``/``Bk`` backlog sales and backlog (backorder mode);
 per day and SKU: ``y`` supplier→warehouse shipment, ``Iw`` warehouse stock, ``pr`` production,
 ``Ip`` supplier stock; ``z*`` binaries for fixed ordering costs.
+
+**A sales penalty tightens it** (``sales_penalty`` = f in [0, 1), lost-sales mode): an
+information relaxation (Brown, Smith & Sun 2010). The program knows the future, so it stocks each
+store with exactly the day's demand. Adding to the cost, on every store-day and SKU,
+
+    c·(sales − E[min(y, D)]),   c = f·p,
+
+where y is the stock once the day's shipments arrived and D the day's demand, charges it for that
+knowledge. Under any policy y is fixed before D is drawn and the day's demand is independent of
+everything before it, so sales = min(y, D) and the term has mean zero: the expected penalized
+cost of every policy is its expected cost, and the program's mean over traces is still a lower
+bound on the optimal expected cost. On one trace it can exceed a policy's cost; only the mean is
+a bound. E[min(y, D)] = mean − E[(D − y)+] comes from the day's demand distribution
+(:class:`~hmarl_rllib.sim.demand.ShortfallTables`, truncated at a tail mass of 1e-9); it is concave
+in y, so −c·E[min(y, D)] enters through tangent lines at whole units (a subset of them: the
+penalty is underestimated between them, which keeps the bound valid). f < 1: at f ≥ 1 selling
+would cost the program nothing and it could hold stock it never sells.
 """
 from __future__ import annotations
 
@@ -30,6 +47,7 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
+from hmarl_rllib.errors import InputError
 from hmarl_rllib.sim import SupplyChainTwin
 
 
@@ -95,7 +113,8 @@ def _arrivals(send_day_arrival: np.ndarray, T: int):
     return out
 
 
-def _big_m(twin: SupplyChainTwin, d: np.ndarray, arr_s: np.ndarray, scored: np.ndarray) -> dict[str, np.ndarray]:
+def _big_m(twin: SupplyChainTwin, d: np.ndarray, arr_s: np.ndarray, scored: np.ndarray,
+           kept: int = 0) -> dict[str, np.ndarray]:
     """Upper bounds on each shipment (``s``: warehouse→store, (T, N, K); ``w``: supplier→
     warehouse and ``p``: production, (T, K)) that some optimal plan of the program respects,
     for the indicator constraints ``x ≤ M·z``. Too small an M cuts optimal plans off and the
@@ -122,6 +141,14 @@ def _big_m(twin: SupplyChainTwin, d: np.ndarray, arr_s: np.ndarray, scored: np.n
       includes the order), the production capacity, and the units that can have reached the
       shipping node by that day (initial stock upstream + production completed and carried
       down at the fixed lead times; random delays only make them later).
+
+    ``kept``: with the sales penalty, stock at a store can pay for itself (it lowers the store's
+    penalty term) while it never sells. Then some optimal plan keeps at most ``kept`` never-sold
+    units at each store, ``kept`` = the length of the longest demand table: the term is flat once
+    the stock reaches it, and never-sold units stay at the store, so of more than ``kept`` of them
+    the last to arrive can be removed (only holding and shipments shrink). Each shipment gets room
+    for them (a store shipment for its store's, the others for all stores'), and initial stock
+    upstream may move on any day.
     """
     T = d.shape[0]
     t = np.arange(T, dtype=float)
@@ -138,6 +165,11 @@ def _big_m(twin: SupplyChainTwin, d: np.ndarray, arr_s: np.ndarray, scored: np.n
     m_s = sold_s + np.where(may_move, twin.init_wh + twin.init_sup, 0.0)
     m_w = sold_w + twin.init_sup
     m_p = np.minimum(sold_w, twin.prod_cap)
+    if kept:
+        n_stores = d.shape[1]
+        m_s = sold_s + twin.init_wh + twin.init_sup + kept
+        m_w = m_w + n_stores * kept
+        m_p = np.minimum(sold_w + n_stores * kept, twin.prod_cap)
     produced = twin.prod_cap * np.maximum(0.0, t - twin.lt_prod + 1)  # completed by day t
     produced_w = twin.prod_cap * np.maximum(0.0, t - twin.lt_prod - twin.lt_wh + 1)  # and at the warehouse
     m_w = np.minimum(m_w, (twin.init_sup + produced[:, None]))
@@ -152,22 +184,99 @@ def _big_m(twin: SupplyChainTwin, d: np.ndarray, arr_s: np.ndarray, scored: np.n
     return {"s": m_s + 1.0, "w": m_w + 1.0, "p": m_p + 1.0}
 
 
+def sales_penalty_refusal(scenario, sales_penalty: float) -> str | None:
+    """Why ``sales_penalty`` cannot be used on ``scenario`` (one line naming the fix), or None."""
+    from hmarl_rllib.sim.demand import expected_cost_refusal
+
+    if not sales_penalty:
+        return None
+    if not 0.0 < sales_penalty < 1.0:
+        return f"--bound-penalty {sales_penalty:g}: use a fraction of the stockout penalty in [0, 1) (0: no penalty)"
+    if scenario.shortage != "lost_sales":
+        return "--bound-penalty: needs shortage: lost_sales (a backlog carries demand over days); use --bound-penalty 0"
+    why = expected_cost_refusal(scenario)
+    if why:
+        return "--bound-penalty: " + why.split(";")[0].split(": ", 1)[1] + "; use --bound-penalty 0"
+    return None
+
+
+def sales_penalty_of(twin: SupplyChainTwin, sales_penalty: float, tables=None) -> np.ndarray:
+    """The sales penalty (module doc) of a recorded twin's trajectories, summed over the scored
+    days, stores and SKUs: shape (B,). Its mean is zero under any policy; the benchmark subtracts
+    it, trace by trace, from the penalized programs' values as a control variate (same mean, a
+    much narrower CI: the program's penalty and a good rule's move together)."""
+    from hmarl_rllib.sim.demand import ShortfallTables
+    from hmarl_rllib.sim.network import F
+
+    if tables is None:
+        tables = ShortfallTables(twin.scenario, twin.days_total)
+    c = sales_penalty * np.asarray(twin.p, dtype=float).reshape(-1)  # (K,)
+    N = twin.n_stores
+    out = np.zeros(twin.ledger.shape[1])
+    for t in range(twin.scenario.warmup_days, twin.days_total):
+        G, mu = tables(t)  # (N, K, Z), (N, K)
+        s = twin.ledger[t, :, :N]  # (B, N, K, F)
+        sales = s[..., F["sales"]]
+        y = np.clip(s[..., F["on_hand"]] + sales, 0.0, G.shape[-1] - 1)  # the stock before the day's demand
+        z = np.minimum(np.floor(y), G.shape[-1] - 2).astype(np.int64)
+        n_i, k_i = np.arange(N)[None, :, None], np.arange(G.shape[1])[None, None, :]
+        lo, hi = G[n_i, k_i, z], G[n_i, k_i, z + 1]
+        expected_sales = mu[None] - (lo + (y - z) * (hi - lo))  # E[min(y, D)], linear between whole units
+        out += ((sales - expected_sales) * c[None, None, :]).sum(axis=(1, 2))
+    return out
+
+
+def _add_sales_penalty(V: _Vars, R: _Rows, Is, sn, c, tables, T, scored):
+    """c·(sn − E[min(y, D)]) with y = Is + sn on every scored store-day: the +c on the sales is
+    in their cost (:func:`trace_bound`); here u ≥ −c·(tangent of E[min(y, D)] at whole units z) for a subset of z (see the module doc)."""
+    u = V.add(Is.shape, lb=-np.inf, cost=1.0)
+    for t in np.flatnonzero(scored):
+        G, mu = tables(int(t))  # (N, K, Z), (N, K)
+        N, K, Z = G.shape
+        for i in range(N):
+            for k in range(K):
+                g = mu[i, k] - G[i, k]  # E[min(z, D)], z = 0..Z-1 (flat past the table)
+                slope = np.append(np.diff(g), 0.0)
+                sd = np.sqrt(max(mu[i, k], 1.0))
+                near = np.arange(max(0, int(mu[i, k] - 4 * sd)), min(Z, int(mu[i, k] + 5 * sd) + 1), 2)
+                zs = np.unique(np.concatenate([[0, Z - 1], near]))
+                if c[k] == 0:
+                    continue
+                # u + c·s_z·(Is + sn) >= −c·(g_z − s_z·z)
+                for z in zs:
+                    R.add([(1.0, u[t, i, k]), (c[k] * slope[z], Is[t, i, k]), (c[k] * slope[z], sn[t, i, k])],
+                          -c[k] * (g[z] - slope[z] * z), np.inf, shape=())
+
+
 def trace_bound(twin: SupplyChainTwin, r: int, time_limit: float = 20.0, mip: bool = True,
-                mip_gap: float = 1e-4, with_status: bool = False):
+                mip_gap: float = 1e-4, with_status: bool = False, sales_penalty: float = 0.0,
+                tables=None):
     """Lower bound on the scored chain cost of replica ``r`` of a reset twin; with
     ``with_status`` also whether the program was solved to optimality (else the value is
-    HiGHS's dual bound at the time limit: valid, but looser)."""
+    HiGHS's dual bound at the time limit: valid, but looser). With ``sales_penalty`` (a
+    fraction f of the stockout penalty, see the module doc) the value is one trace's penalized
+    program: a lower bound only in the mean over traces. ``tables``: the scenario's
+    :class:`~hmarl_rllib.sim.demand.ShortfallTables` (built when None)."""
     sc = twin.scenario
     T, N, K, W = twin.days_total, twin.n_stores, twin.n_skus, sc.warmup_days
     d = twin.demand[r]  # (T, N, K)
     scored = (np.arange(T) >= W).astype(float)
     s3, s2 = scored[:, None, None], scored[:, None]
     lost = twin.lost_sales
+    if sales_penalty:
+        why = sales_penalty_refusal(sc, sales_penalty)
+        if why:
+            raise InputError(why)
+        if tables is None:
+            from hmarl_rllib.sim.demand import ShortfallTables
+
+            tables = ShortfallTables(sc, T)
+    c_pen = sales_penalty * np.asarray(twin.p, dtype=float).reshape(-1)  # (K,)
     V = _Vars()
     h, Kf, c = twin.h, twin.K, twin.c
     xs = V.add((T, N, K), cost=s3 * c[0])
     Is = V.add((T, N, K), cost=s3 * h[0])
-    sn = V.add((T, N, K), ub=d, cost=-s3 * twin.p)  # p·(d − sn) = const − p·sn
+    sn = V.add((T, N, K), ub=d, cost=s3 * (c_pen - twin.p))  # p·(d − sn) = const − p·sn; + c·sn
     y = V.add((T, K), cost=s2 * c[1])
     Iw = V.add((T, K), cost=s2 * h[1])
     pr = V.add((T, K), cost=s2 * c[2])
@@ -181,6 +290,8 @@ def trace_bound(twin: SupplyChainTwin, r: int, time_limit: float = 20.0, mip: bo
             cost = (s3 if x.ndim == 3 else s2) * kf
             z[name] = (x, V.add(x.shape, ub=1.0, cost=cost, integer=mip))
     R = _Rows()
+    if sales_penalty:
+        _add_sales_penalty(V, R, Is, sn, c_pen, tables, T, scored)
     # store stock balance: Is[t] - Is[t-1] - arrivals + sales = init·[t=0]
     arr_s = (np.arange(T)[:, None] + twin.lt_store[None, :] + twin.extra_store[r])  # (T, N) arrival day
     for i in range(N):
@@ -237,7 +348,7 @@ def trace_bound(twin: SupplyChainTwin, r: int, time_limit: float = 20.0, mip: bo
         rhs = twin.init_sup if t == 0 else np.zeros(K)
         R.add(terms, rhs, rhs)
     R.add([(1.0, pr)], -np.inf, twin.prod_cap, shape=(T,))
-    M = _big_m(twin, d, arr_s, scored)
+    M = _big_m(twin, d, arr_s, scored, kept=max(tables(int(t))[0].shape[-1] for t in range(T)) if sales_penalty else 0)
     for name, (x, zz) in z.items():
         R.add([(1.0, x), (-M[name], zz)], -np.inf, 0.0)
     A = sparse.csr_matrix((np.concatenate(R.v), (np.concatenate(R.r), np.concatenate(R.c))), shape=(R.m, V.n))
@@ -256,14 +367,24 @@ def trace_bound(twin: SupplyChainTwin, r: int, time_limit: float = 20.0, mip: bo
 
 
 def perfect_information_bound(scenario, seeds, time_limit: float = 20.0, mip: bool = True,
-                              progress=None, with_status: bool = False):
+                              progress=None, with_status: bool = False, sales_penalty: float = 0.0):
     """Lower bound on the chain cost for each seed's trace, shape (B,); with ``with_status``
-    also a boolean array: solved to optimality (True) or stopped at the time limit."""
+    also a boolean array: solved to optimality (True) or stopped at the time limit. With
+    ``sales_penalty`` (module doc) each value is a penalized program's: only their mean is a bound."""
+    why = sales_penalty_refusal(scenario, sales_penalty)
+    if why:
+        raise InputError(why)
     twin = SupplyChainTwin(scenario, record=False)
     twin.reset(seeds)
+    tables = None
+    if sales_penalty:
+        from hmarl_rllib.sim.demand import ShortfallTables
+
+        tables = ShortfallTables(scenario, twin.days_total)
     out, optimal = np.empty(len(twin.seeds)), np.zeros(len(twin.seeds), dtype=bool)
     for r in range(len(out)):
-        out[r], optimal[r] = trace_bound(twin, r, time_limit=time_limit, mip=mip, with_status=True)
+        out[r], optimal[r] = trace_bound(twin, r, time_limit=time_limit, mip=mip, with_status=True,
+                                         sales_penalty=sales_penalty, tables=tables)
         if progress and (r + 1) % 10 == 0:
             progress(f"bound: {r + 1}/{len(out)} traces")
     return (out, optimal) if with_status else out
