@@ -6,7 +6,9 @@ through the same batched twin code path (:func:`hmarl_rllib.sim.simulate.evaluat
 evaluation seeds, which are disjoint from training seeds and from baseline-tuning seeds. The
 perfect-information bound (:mod:`hmarl_rllib.experiments.bound`) is solved on the first
 ``bound_episodes`` of those traces (a MILP per trace takes seconds), and the gap is measured on
-exactly those traces.
+exactly those traces. With ``bound_penalty`` each program also pays the sales penalty (a bound in
+the mean only), and the best rule's own penalty on the same traces is subtracted as a control
+variate.
 
 Rows that are **references**, not baselines (the baselines are the static classic rules):
 
