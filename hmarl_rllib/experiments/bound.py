@@ -186,7 +186,7 @@ def _big_m(twin: SupplyChainTwin, d: np.ndarray, arr_s: np.ndarray, scored: np.n
 
 def sales_penalty_refusal(scenario, sales_penalty: float) -> str | None:
     """Why ``sales_penalty`` cannot be used on ``scenario`` (one line naming the fix), or None."""
-    from hmarl_rllib.sim.demand import expected_cost_refusal
+    from hmarl_rllib.sim.demand import distribution_obstacle
 
     if not sales_penalty:
         return None
@@ -194,9 +194,9 @@ def sales_penalty_refusal(scenario, sales_penalty: float) -> str | None:
         return f"--bound-penalty {sales_penalty:g}: use a fraction of the stockout penalty in [0, 1) (0: no penalty)"
     if scenario.shortage != "lost_sales":
         return "--bound-penalty: needs shortage: lost_sales (a backlog carries demand over days); use --bound-penalty 0"
-    why = expected_cost_refusal(scenario)
+    why = distribution_obstacle(scenario)
     if why:
-        return "--bound-penalty: " + why.split(";")[0].split(": ", 1)[1] + "; use --bound-penalty 0"
+        return f"--bound-penalty: {why}; use --bound-penalty 0"
     return None
 
 
@@ -229,7 +229,8 @@ def sales_penalty_of(twin: SupplyChainTwin, sales_penalty: float, tables=None) -
 def _add_sales_penalty(V: _Vars, R: _Rows, Is, sn, c, tables, T, scored):
     """c·(sn − E[min(y, D)]) with y = Is + sn on every scored store-day: the +c on the sales is
     in their cost (:func:`trace_bound`); here u ≥ −c·(tangent of E[min(y, D)] at whole units z) for a subset of z (see the module doc)."""
-    u = V.add(Is.shape, lb=-np.inf, cost=1.0)
+    # u carries the term where it is charged (scored days, c > 0); elsewhere it is free at no cost
+    u = V.add(Is.shape, lb=-np.inf, cost=scored[:, None, None] * (c > 0)[None, None, :])
     for t in np.flatnonzero(scored):
         G, mu = tables(int(t))  # (N, K, Z), (N, K)
         N, K, Z = G.shape

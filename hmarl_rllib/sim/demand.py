@@ -164,11 +164,13 @@ def expected_cost_refusal(scenario) -> str | None:
     """Why the stores' expected daily costs (``reward.expected_costs``) cannot be computed for
     ``scenario``, or None: they need each day's demand distribution, which a demand file and
     random promotions (a hidden state) do not give. The one-line error names the key and the fix."""
-    why = _expected_cost_obstacle(scenario)
+    why = distribution_obstacle(scenario)
     return f"reward.expected_costs: {why}; set reward.expected_costs: false" if why else None
 
 
-def _expected_cost_obstacle(scenario) -> str | None:
+def distribution_obstacle(scenario) -> str | None:
+    """Why the day's demand distribution is not known given the past (a demand file, random
+    promotions), or None: what expected costs and the bound's sales penalty need."""
     if scenario.demand_file:
         return "a demand file has no demand distribution to take the expectation over"
     for i in range(len(scenario.store_list)):
