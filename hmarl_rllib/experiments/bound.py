@@ -207,6 +207,7 @@ def sales_penalty_of(twin: SupplyChainTwin, sales_penalty: float, tables=None) -
     much narrower CI: the program's penalty and a good rule's move together)."""
     from hmarl_rllib.sim.demand import ShortfallTables
     from hmarl_rllib.sim.network import F
+    from hmarl_rllib.sim.reconciliation import expected_shortfall
 
     if tables is None:
         tables = ShortfallTables(twin.scenario, twin.days_total)
@@ -217,11 +218,8 @@ def sales_penalty_of(twin: SupplyChainTwin, sales_penalty: float, tables=None) -
         G, mu = tables(t)  # (N, K, Z), (N, K)
         s = twin.ledger[t, :, :N]  # (B, N, K, F)
         sales = s[..., F["sales"]]
-        y = np.clip(s[..., F["on_hand"]] + sales, 0.0, G.shape[-1] - 1)  # the stock before the day's demand
-        z = np.minimum(np.floor(y), G.shape[-1] - 2).astype(np.int64)
-        n_i, k_i = np.arange(N)[None, :, None], np.arange(G.shape[1])[None, None, :]
-        lo, hi = G[n_i, k_i, z], G[n_i, k_i, z + 1]
-        expected_sales = mu[None] - (lo + (y - z) * (hi - lo))  # E[min(y, D)], linear between whole units
+        y = s[..., F["on_hand"]] + sales  # the stock before the day's demand
+        expected_sales = mu[None] - expected_shortfall(G, y)  # E[min(y, D)] = E[D] − E[(D − y)+]
         out += ((sales - expected_sales) * c[None, None, :]).sum(axis=(1, 2))
     return out
 

@@ -136,6 +136,19 @@ def paired_difference(a: np.ndarray, b: np.ndarray) -> dict:
             "significant": bool(abs(m) > half)}
 
 
+def expected_shortfall(G: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """E[(D − y⁺)+] for stock levels ``y`` of shape (B, N, K), from the day's tables ``G`` (N, K, Z)
+    (:class:`~hmarl_rllib.sim.demand.ShortfallTables`): exact for a fractional y (an allocation's
+    share) too, linear between whole units; 0 past the table (no demand beyond the truncation)."""
+    N, K = G.shape[:2]
+    n_i, k_i = np.arange(N)[None, :, None], np.arange(K)[None, None, :]
+    top = G.shape[-1] - 1  # G[..., top] = 0
+    pos = np.minimum(np.maximum(y, 0.0), top)
+    z = np.minimum(np.floor(pos), top - 1).astype(np.int64)  # z + 1 <= top
+    lo, hi = G[n_i, k_i, z], G[n_i, k_i, z + 1]
+    return lo + (pos - z) * (hi - lo)
+
+
 def expected_store_costs(row: np.ndarray, G: np.ndarray, mu: np.ndarray, h: np.ndarray, p: np.ndarray,
                          b: np.ndarray, lost_sales: bool) -> np.ndarray:
     """The stores' costs of one day row (B, M, K, F) with holding, stockout penalty and backorder
@@ -152,13 +165,7 @@ def expected_store_costs(row: np.ndarray, G: np.ndarray, mu: np.ndarray, h: np.n
     s = row[:, :N]
     x = s[..., F["on_hand"]] + s[..., F["sales"]]  # on hand once today's shipments arrived
     y = x if lost_sales else x - (s[..., F["backorders"]] - s[..., F["demand"]] + s[..., F["sales"]])
-    n_i, k_i = np.arange(N)[None, :, None], np.arange(G.shape[1])[None, None, :]
-    top = G.shape[-1] - 1  # G[..., top] = 0: no demand beyond the truncation
-    pos = np.minimum(np.maximum(y, 0.0), top)
-    z = np.minimum(np.floor(pos), top - 1).astype(np.int64)  # z + 1 <= top
-    # E[(D − y⁺)+], exact for a fractional y (an allocation's share) too: linear between whole units
-    lo, hi = G[n_i, k_i, z], G[n_i, k_i, z + 1]
-    shortfall = lo + (pos - z) * (hi - lo)
+    shortfall = expected_shortfall(G, y)
     holding = np.where(y >= 0, y - mu + shortfall, 0.0)  # (y − D)+ = y − D + (D − y)+
     cost = h * holding + p * shortfall + s[..., F["ordering_cost"]]
     if not lost_sales:  # lost sales leave no backlog, whatever backorder_cost says
