@@ -237,7 +237,7 @@ def cmd_baseline(args) -> int:
         if out.is_dir() or not os.access(out if out.exists() else out.parent, os.W_OK):
             raise InputError(f"{flag}: cannot be written (pass a writable --out)")
         policy = tune_policy(scenario, args.policy, n_seeds=args.tune_episodes, progress=_progress(args))
-        policy.meta["fingerprint"] = scenario_fingerprint(scenario, args.tune_episodes)
+        policy.meta["fingerprint"] = scenario_fingerprint(scenario, args.tune_episodes, args.policy)
         try:
             save_policy(policy, scenario, out)
         except OSError as err:

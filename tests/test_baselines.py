@@ -351,6 +351,32 @@ def test_tuned_endgame_is_never_worse_than_its_base_on_tuning_seeds(default_scen
     assert all(0 <= d <= sc.episode_length for d in eg.stop_days)
 
 
+def test_endgame_levels_are_searched_with_the_stop_days(tmp_path):
+    """An endgame rule's levels are searched again once its stop days are known. On default.yaml,
+    from the shipped tuned (s, S), the levels searched with the stop days beat tuned stop days
+    alone by a clear margin (about 4% on 64 tuning seeds; 10% on the 256 the shipped file was
+    tuned on, where the supplier's reorder point moves from 600 to ~1,300): both tuned on the
+    same tuning seeds and compared, paired, on held-out seeds. (Without the second search the
+    two policies are the same and the difference is 0.)"""
+    from hmarl_rllib.policies.tuning import tune_endgame
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    cfg = tmp_path / "default.yaml"  # this quick tuning's cache goes to tmp_path/baselines
+    cfg.write_text((root / "default.yaml").read_text())
+    sc, n = load_config(cfg), 64
+    static = load_policy(root / "baselines" / "default_s_S.yaml", sc)
+    save_policy(static.with_(meta={**static.meta, "fingerprint": scenario_fingerprint(sc, n)}), sc,
+                params_path(sc, "s_S", n))  # the base the search starts from, as if tuned on n seeds
+    joint = tune_policy(sc, "s_S_endgame", n_seeds=n)
+    stops_only = static.with_(stop_days=tune_endgame(sc, static, n_seeds=n).stop_days)
+    seeds = simulate.eval_seeds(200, start=simulate.EVAL_SEED_BASE + 7000)
+    a = simulate.chain_cost(sc, joint.orders, seeds)
+    b = simulate.chain_cost(sc, stops_only.orders, seeds)
+    diff = reconciliation.paired_difference(a, b)
+    assert diff["ci95"][1] < -0.02 * b.mean(), (a.mean(), b.mean(), diff)
+    assert joint.name == "s_S_endgame" and joint.stop_days is not None
+
+
 # ------------------------------------------------------------------------ seasonal levels
 SEASONAL_YAML = Path(__file__).resolve().parents[1] / "configs" / "seasonal.yaml"
 

@@ -49,6 +49,7 @@ SCHEDULE_ROUNDS = 2  # sweeps per step size
 ROUNDS = 3  # coordinate-search rounds of a static rule (a seasonal one: at most SEASONAL_ROUNDS)
 SEASONAL_ROUNDS = 2
 ENDGAME_COARSE_SEEDS, ENDGAME_KEEP = 32, 20  # the stop-day grid: first pass, finalists
+ENDGAME_TURNS = 1  # an endgame rule: turns of (levels searched with the stop days, stop days searched again)
 DEFAULT_TUNE_SEEDS = 256  # tuning seeds per candidate of the cached baselines train and benchmark read
 TUNING_VERSION = 1  # bump when the search (or the twin's costs) changes tuned parameters: caches retune
 LEGACY_STORE_AGENTS = 3  # up to this many store agents (stores x SKUs): the search the shipped baselines had
@@ -276,8 +277,10 @@ def tune_policy(scenario, rule: RuleSpec | str, n_seeds: int = DEFAULT_TUNE_SEED
     """Search the parameters of ``rule`` (a :class:`RuleSpec`, or its name) on tuning seeds.
     By the spec's fields: a ``schedule``: the rule without it, tuned (cached), + a schedule of
     its levels (:func:`tune_schedule`), which has many more parameters and is searched on twice
-    ``n_seeds`` tuning seeds; else ``endgame``: the rule without it, tuned (cached), + stop days
-    (:func:`tune_endgame`); else ``seasonal``: the levels follow the season (:class:`Forecast`)
+    ``n_seeds`` tuning seeds (with an endgame, a second search starts from the levels tuned
+    without an end + their stop days, and the lower tuning cost wins); else ``endgame``: the rule
+    without it, tuned (cached), + stop days (:func:`tune_endgame`), then, :data:`ENDGAME_TURNS`
+    times, the levels searched again with those stop days and the stop days again; else ``seasonal``: the levels follow the season (:class:`Forecast`)
     and the search starts from the tuned static rule's; else from the textbook
     :func:`initial_guess` (``s_S`` on echelon positions: from the tuned (s, S) moved onto echelon
     positions, :func:`to_echelon`). Above :data:`LEGACY_STORE_AGENTS` store agents every search
@@ -288,18 +291,40 @@ def tune_policy(scenario, rule: RuleSpec | str, n_seeds: int = DEFAULT_TUNE_SEED
     name = spec.name
     _check_fits(scenario, name)
     eff = search_seeds(scenario, n_seeds)
+    coarse = ENDGAME_COARSE_SEEDS if eff == n_seeds else min(ENDGAME_COARSE_SEEDS, eff)
     if spec.schedule is not None:  # the rule without it, tuned (cached), then its schedule searched
-        base = tuned_policy(scenario, spec.with_(schedule=None), n_seeds, progress)
-        if progress:
-            progress(f"{name}: searching the schedule of the levels")
-        return tune_schedule(scenario, base, n_seeds=2 * eff, periods=spec.schedule.periods, progress=progress)
+        starts = [tuned_policy(scenario, spec.with_(schedule=None), n_seeds, progress)]
+        if spec.endgame:
+            # also from the levels tuned without an end, with stop days only: the two searches end
+            # in different optima (seasonal.yaml: 17,124 from the first, 16,880 from this one, on
+            # the same tuning seeds); the one with the lower tuning cost is kept
+            static = tuned_policy(scenario, spec.with_(schedule=None, endgame=False), n_seeds, progress)
+            starts.append(static.with_(stop_days=tune_endgame(scenario, static, n_seeds=eff,
+                                                              coarse_seeds=coarse).stop_days))
+        tuned = []
+        for i, base in enumerate(starts):
+            if progress:
+                progress(f"{name}: searching the schedule of the levels (start {i + 1}/{len(starts)})")
+            tuned.append(tune_schedule(scenario, base, n_seeds=2 * eff, periods=spec.schedule.periods,
+                                       progress=progress))
+        return min(tuned, key=lambda p: p.meta["tuning_cost_mean"])  # a tie: the first
     if spec.endgame:  # the rule without it, tuned (cached), then the stop days searched
         base = tuned_policy(scenario, spec.with_(endgame=False), n_seeds, progress)
         if progress:
             progress(f"{name}: searching the stop days")
-        eg = tune_endgame(scenario, base, n_seeds=eff, coarse_seeds=ENDGAME_COARSE_SEEDS if eff == n_seeds
-                          else min(ENDGAME_COARSE_SEEDS, eff))
-        return base.with_(stop_days=eg.stop_days, meta=dict(eg.meta))
+        eg = tune_endgame(scenario, base, n_seeds=eff, coarse_seeds=coarse)
+        policy, seeds = base.with_(stop_days=eg.stop_days, meta=dict(eg.meta)), simulate.tune_seeds(eff)
+        # The base's levels were tuned for an episode without an end: with the stop days the
+        # best levels can lie far away (default.yaml: the supplier's reorder point 600 -> ~1,300,
+        # 5,391 -> 4,833 on held-out seeds), so the levels and the stop days are searched in turn.
+        for turn in range(ENDGAME_TURNS):
+            if progress:
+                progress(f"{name}: searching the levels with stop days {eg.stop_days} ({turn + 1}/{ENDGAME_TURNS})")
+            rounds_ = min(rounds, SEASONAL_ROUNDS) if spec.seasonal else rounds
+            policy, cost = _search_levels_all(scenario, policy, seeds, rounds_, name, n_seeds, eff, progress)
+            eg = tune_endgame(scenario, policy.with_(stop_days=None), n_seeds=eff, coarse_seeds=coarse)
+            policy = policy.with_(stop_days=eg.stop_days, meta=dict(eg.meta))
+        return policy
     seeds = simulate.tune_seeds(eff)
     if spec.seasonal:
         static = tuned_policy(scenario, spec.with_(seasonal=False), n_seeds, progress)
@@ -309,6 +334,16 @@ def tune_policy(scenario, rule: RuleSpec | str, n_seeds: int = DEFAULT_TUNE_SEED
         policy = to_echelon(tuned_policy(scenario, RuleSpec(rule="s_S"), n_seeds, progress))
     else:
         policy = initial_guess(scenario, spec.kind)
+    policy, cost = _search_levels_all(scenario, policy, seeds, rounds, name, n_seeds, eff, progress)
+    policy.meta = {"tuned_on": f"seeds {seeds[0]}..{seeds[-1]} ({eff} episodes)",
+                   "tuning_cost_mean": round(cost, 3)}
+    return policy
+
+
+def _search_levels_all(scenario, policy: ChainPolicy, seeds, rounds: int, name: str, n_seeds: int, eff: int,
+                       progress=None) -> tuple[ChainPolicy, float]:
+    """Cyclic coordinate search of every level of ``policy`` (:func:`_coordinates`), its other
+    fields (forecast, stop days, schedule) kept, on ``seeds``; returns the policy and its cost."""
     cost = float(simulate.chain_cost(scenario, policy.orders, seeds).mean())
     coords = _coordinates(policy, scenario)
     if progress:
@@ -334,10 +369,7 @@ def tune_policy(scenario, rule: RuleSpec | str, n_seeds: int = DEFAULT_TUNE_SEED
             progress(f"{at} ({where}) done: chain cost {cost:,.1f}")
         return policy, cost
 
-    policy, cost = coordinate_search(policy, cost, coords, line_search, rounds, rel_tol=1e-3)
-    policy.meta = {"tuned_on": f"seeds {seeds[0]}..{seeds[-1]} ({eff} episodes)",
-                   "tuning_cost_mean": round(cost, 3)}
-    return policy
+    return coordinate_search(policy, cost, coords, line_search, rounds, rel_tol=1e-3)
 
 
 def _check_fits(scenario, name: str) -> None:
@@ -473,26 +505,30 @@ def _schedule_from_dict(sc, path):
 
 
 # ----------------------------------------------------------------------- tuned baselines
-def tuning_settings(n_seeds: int = DEFAULT_TUNE_SEEDS, scenario=None) -> dict:
+def tuning_settings(n_seeds: int = DEFAULT_TUNE_SEEDS, scenario=None, rule: RuleSpec | str | None = None) -> dict:
     """What :func:`tuned_policy` tunes with, besides the scenario: part of the fingerprint. A
     ``scenario`` the scaled search tunes (:func:`scaled_search`) adds its settings (:data:`SCALED`,
-    the seeds it plays: :func:`search_seeds`); the others' settings are as before it existed."""
+    the seeds it plays: :func:`search_seeds`); the others' settings are as before it existed. A
+    ``rule`` with an endgame adds :data:`ENDGAME_TURNS` (its levels are searched again with the
+    stop days; rules without one keep the fingerprints of their cached files)."""
+    turns = {"endgame_turns": ENDGAME_TURNS} if rule is not None and as_spec(rule, "--policy").endgame else {}
     scaled = {}
     if scenario is not None and scaled_search(scenario):
         scaled = {"scaled": {**SCALED, "legacy_store_agents": LEGACY_STORE_AGENTS,
                              "seeds": search_seeds(scenario, n_seeds)}}
-    return {**scaled, "version": TUNING_VERSION, "n_seeds": int(n_seeds), "first_seed": int(simulate.TUNE_SEED_BASE),
+    return {**scaled, **turns, "version": TUNING_VERSION, "n_seeds": int(n_seeds), "first_seed": int(simulate.TUNE_SEED_BASE),
             "rounds": ROUNDS, "seasonal_rounds": SEASONAL_ROUNDS,
             "endgame": {"coarse_seeds": ENDGAME_COARSE_SEEDS, "keep": ENDGAME_KEEP},
             "schedule": {"n_seeds": 2 * int(n_seeds), "periods": SCHEDULE_PERIODS, "steps": list(SCHEDULE_STEPS),
                          "rounds": SCHEDULE_ROUNDS}}
 
 
-def scenario_fingerprint(scenario, n_seeds: int = DEFAULT_TUNE_SEEDS) -> str:
+def scenario_fingerprint(scenario, n_seeds: int = DEFAULT_TUNE_SEEDS, rule: RuleSpec | str | None = None) -> str:
     """Hash of everything that changes a tuned policy: the scenario's fields that change a
     policy's cost (not its name, seed, agent design or training), a demand file by the SHA-256
     of its bytes (a file rewritten in place retunes; the same file elsewhere does not), and
-    :func:`tuning_settings` (``n_seeds`` tuning seeds, :data:`TUNING_VERSION`)."""
+    :func:`tuning_settings` (``n_seeds`` tuning seeds, :data:`TUNING_VERSION`; ``rule``: the
+    rule the file holds, whose search can add settings)."""
     d = scenario.model_dump(exclude={"name", "seed", "horizon", "reward", "actions", "observations", "training",
                                      "baseline_params", "rule_based", "source_path"})
     for key in ("demand_split", "demand_calendar"):  # newer fields: left out when unset, so that
@@ -506,7 +542,7 @@ def scenario_fingerprint(scenario, n_seeds: int = DEFAULT_TUNE_SEEDS) -> str:
             d[key] = "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
         except OSError as err:
             raise ConfigError(f"{key} {path}: cannot be read ({err.strerror or type(err).__name__})") from None
-    d["tuning"] = tuning_settings(n_seeds, scenario)
+    d["tuning"] = tuning_settings(n_seeds, scenario, rule)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -543,7 +579,7 @@ def read_cached(path, scenario, rule: RuleSpec | str,
         policy = policy_from_dict(d, scenario, str(p))
     except ConfigError as err:
         return None, f"corrupt: {str(err).removeprefix(f'--params {p}: ')}"
-    if d.get("fingerprint") != scenario_fingerprint(scenario, n_seeds) or policy.spec != as_spec(rule, "--policy"):
+    if d.get("fingerprint") != scenario_fingerprint(scenario, n_seeds, rule) or policy.spec != as_spec(rule, "--policy"):
         return None, "stale"
     return policy, "ok"
 
@@ -569,7 +605,7 @@ def tuned_policy(scenario, rule: RuleSpec | str, n_seeds: int = DEFAULT_TUNE_SEE
             f"{eff} of {n_seeds} tuning seeds (scaled to the {store_agents(scenario):,} store agents)"
         progress(f"tuning {kind} for scenario {scenario.name!r} on {seeds} (saved to {path}){note}")
     policy = tune_policy(scenario, spec, n_seeds=n_seeds, progress=progress)
-    policy.meta["fingerprint"] = scenario_fingerprint(scenario, n_seeds)
+    policy.meta["fingerprint"] = scenario_fingerprint(scenario, n_seeds, spec)
     try:
         save_policy(policy, scenario, path)
     except OSError as err:
