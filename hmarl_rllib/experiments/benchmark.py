@@ -12,8 +12,9 @@ variate.
 
 Rows that are **references**, not baselines (the baselines are the static classic rules):
 
-- ``s_S_endgame``: the tuned (s, S) that stops ordering a tuned number of days before the
-  episode ends (:class:`hmarl_rllib.policies.heuristics.EndgamePolicy`). The scenarios score a
+- ``s_S_endgame``: the (s, S) that stops ordering a tuned number of days before the episode
+  ends, its levels searched with those stop days
+  (:class:`hmarl_rllib.policies.heuristics.EndgamePolicy`, :func:`~hmarl_rllib.policies.tuning.tune_policy`). The scenarios score a
   finite horizon and leftover stock is worth nothing, so part of what a learned policy (which
   observes the share of the episode left) can gain is this end-of-horizon run-down; the row
   shows how much of the learned policy's advantage a one-line rule gets too
@@ -141,7 +142,7 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
         rule_of[kind] = tuned[kind]
     best = min(POLICIES, key=lambda k: summaries[k]["cost_mean"])
     if progress:
-        progress(f"{ENDGAME} (reference): tuning the stop days")
+        progress(f"{ENDGAME} (reference): the tuned levels and stop days (cached, or tuned now)")
     endgame = tuned_policy(scenario, ENDGAME_RULE, progress=progress)  # the tuned (s, S) + tuned stop days
     run(ENDGAME, endgame.orders)
     rule_of[ENDGAME] = endgame
