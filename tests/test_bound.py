@@ -58,6 +58,30 @@ def test_bound_is_exact_when_nothing_can_be_decided():
     h = sc.skus[0].holding_cost
     expected = sc.episode_length * (2 * 50 * h.store + 300 * h.warehouse + 200 * h.supplier)
     assert bound[0] == pytest.approx(expected, rel=1e-6)
+    plans = []
+    perfect_information_bound(sc, [1], plans=plans)  # where that cost lies: holding only, node by node
+    T = sc.episode_length
+    assert plans[0] == pytest.approx({"store_holding": T * 2 * 50 * h.store, "warehouse_holding": T * 300 * h.warehouse,
+                                      "supplier_holding": T * 200 * h.supplier, "store_shortage": 0.0,
+                                      "store_ordering": 0.0, "warehouse_ordering": 0.0, "supplier_production": 0.0},
+                                     abs=1e-6)
+
+
+@pytest.mark.parametrize("shortage", ["lost_sales", "backorder"])
+def test_the_plans_costs_by_part_add_up_to_the_bound(shortage):
+    """The parts of each plan's cost (holding, shortage and ordering by echelon) are its whole
+    objective: they add up to the bound (to HiGHS's relative gap), none is negative, and the
+    store and warehouse order costs are whole numbers of fixed costs (no per-unit costs here)."""
+    sc = _scenario(shortage=shortage)
+    plans = []
+    bound, optimal = perfect_information_bound(sc, simulate.eval_seeds(4), with_status=True, plans=plans)
+    assert optimal.all()
+    for b, plan in zip(bound, plans):
+        assert sum(plan.values()) == pytest.approx(b, rel=2e-4)
+        assert min(plan.values()) >= -1e-6
+        for part, fixed in (("store_ordering", sc.skus[0].ordering_cost.store.fixed),
+                            ("warehouse_ordering", sc.skus[0].ordering_cost.warehouse.fixed)):
+            assert fixed > 0 and plan[part] / fixed == pytest.approx(round(plan[part] / fixed), abs=1e-6)
 
 
 def test_solver_output_on_fd1_never_reaches_stdout(capfd):

@@ -33,11 +33,11 @@ def test_bound_costs_pool_spawns_its_workers(monkeypatch):
             return False
 
         def map(self, fn, items):
-            return [(np.zeros(len(c)), np.ones(len(c), bool)) for _, c, *_ in items]
+            return [(np.zeros(len(c)), np.ones(len(c), bool), np.zeros((len(c), 7))) for _, c, *_ in items]
 
     monkeypatch.setattr(benchmark, "ProcessPoolExecutor", FakePool)
-    bounds, optimal = benchmark.bound_costs(load_config(DEFAULT_YAML), np.arange(8), workers=2)
-    assert len(bounds) == len(optimal) == 8
+    bounds, optimal, plans = benchmark.bound_costs(load_config(DEFAULT_YAML), np.arange(8), workers=2)
+    assert len(bounds) == len(optimal) == len(plans) == 8
     assert seen["workers"] == 2
     assert seen["context"] is not None, "default context: fork on Linux, after torch may be loaded"
     assert seen["context"].get_start_method() in ("spawn", "forkserver")

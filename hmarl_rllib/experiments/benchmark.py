@@ -61,8 +61,16 @@ def _bound_chunk(args):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from hmarl_rllib.experiments.bound import perfect_information_bound
 
-    return perfect_information_bound(scenario, seeds, time_limit=time_limit, with_status=True,
-                                     sales_penalty=sales_penalty)
+    plans = []
+    bounds, optimal = perfect_information_bound(scenario, seeds, time_limit=time_limit, with_status=True,
+                                                sales_penalty=sales_penalty, plans=plans)
+    return bounds, optimal, _plan_array(plans)
+
+
+def _plan_array(plans: list) -> np.ndarray:
+    from hmarl_rllib.experiments.bound import PLAN_COSTS
+
+    return np.array([[p[k] for k in PLAN_COSTS] for p in plans], dtype=float).reshape(len(plans), len(PLAN_COSTS))
 
 
 def has_season(scenario) -> bool:
@@ -76,13 +84,16 @@ def has_season(scenario) -> bool:
 def bound_costs(scenario, seeds, workers: int = 2, time_limit: float = 20.0, progress=None,
                 sales_penalty: float = 0.0):
     """Perfect-information bound per seed (with ``sales_penalty``: the penalized programs', a
-    bound in the mean only), solved in ``workers`` processes: (bounds, optimal)."""
+    bound in the mean only), solved in ``workers`` processes: (bounds, optimal, plans), plans
+    (B, len(PLAN_COSTS)) the programs' plans' own costs by part (:func:`bound.trace_bound`)."""
     seeds = np.asarray(seeds)
     if workers <= 1 or len(seeds) < 4:
         from hmarl_rllib.experiments.bound import perfect_information_bound
 
-        return perfect_information_bound(scenario, seeds, time_limit=time_limit, progress=progress,
-                                         with_status=True, sales_penalty=sales_penalty)
+        plans = []
+        bounds, optimal = perfect_information_bound(scenario, seeds, time_limit=time_limit, progress=progress,
+                                                    with_status=True, sales_penalty=sales_penalty, plans=plans)
+        return bounds, optimal, _plan_array(plans)
     chunks = [c for c in np.array_split(seeds, max(workers * 4, 1)) if len(c)]
     out = []
     import multiprocessing  # spawn: forking a process that has loaded torch (threads, locks) can hang
@@ -92,7 +103,7 @@ def bound_costs(scenario, seeds, workers: int = 2, time_limit: float = 20.0, pro
             out.append(part)
             if progress:
                 progress(f"bound: {sum(len(p[0]) for p in out)}/{len(seeds)} traces")
-    return np.concatenate([p[0] for p in out]), np.concatenate([p[1] for p in out])
+    return tuple(np.concatenate([p[i] for p in out]) for i in range(3))
 
 
 def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | None = None,
@@ -222,8 +233,8 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
             progress(f"{_bound_label(bound_penalty)} on {n} traces ({workers} processes, at most"
                      f" {f'{worst:.0f} s' if worst < 120 else f'{worst / 60:.0f} minutes'})")
         t_bound = time.perf_counter()
-        bound, optimal = bound_costs(scenario, seeds[:n], workers=workers, time_limit=bound_time_limit,
-                                     progress=progress, sales_penalty=bound_penalty)
+        bound, optimal, plans = bound_costs(scenario, seeds[:n], workers=workers, time_limit=bound_time_limit,
+                                            progress=progress, sales_penalty=bound_penalty)
         control = {}
         if bound_penalty:  # the control variate: the same penalty on the best rule's trajectories
             from hmarl_rllib.experiments.bound import sales_penalty_of
@@ -242,7 +253,8 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
                            "gap_by_policy": gaps,
                            # per trace only without the penalty: a penalized program bounds the mean alone
                            "violations": None if bound_penalty else
-                           int(sum((c[:n] < bound - 1e-6).sum() for c in costs.values())), **control}
+                           int(sum((c[:n] < bound - 1e-6).sum() for c in costs.values())), **control,
+                           **_plan_parts(scenario, plans, rule_of[best_rule], seeds[:n], best_rule)}
         if "learned" in gaps:
             result["gap_to_bound"] = gaps["learned"]
     if out is not None:
@@ -252,6 +264,25 @@ def run_benchmark(scenario, checkpoint=None, episodes: int = 1000, seed: int | N
                                        trained if checkpoint is not None else None, rule_of))
     result["seconds"] = time.perf_counter() - started
     return result
+
+
+def _plan_parts(scenario, plans: np.ndarray, rule, seeds, rule_name: str) -> dict:
+    """Where the bound's plans differ from the best rule: the mean of each part of the plans'
+    own costs (:data:`bound.PLAN_COSTS`, over the traces that have a plan) beside the rule's on
+    the same traces. (With a sales penalty the plans are the penalized programs'.)"""
+    from hmarl_rllib.experiments.bound import PLAN_COSTS
+
+    has = ~np.isnan(plans).any(axis=1)
+    k = reconciliation.node_kpis(simulate.scored_ledger(simulate.run(scenario, rule.orders, seeds)))
+    N = scenario.stores.count
+    parts = {"store_holding": k["holding_cost"][:, :N].sum(1), "store_shortage": k["stockout_cost"][:, :N].sum(1),
+             "store_ordering": k["ordering_cost"][:, :N].sum(1), "warehouse_holding": k["holding_cost"][:, N],
+             "warehouse_ordering": k["ordering_cost"][:, N], "supplier_holding": k["holding_cost"][:, N + 1],
+             "supplier_production": k["ordering_cost"][:, N + 1]}
+    if not has.any():
+        return {"plan_costs": None, "rule_costs": None}
+    return {"plan_traces": int(has.sum()), "plan_costs": {p: float(plans[has, i].mean()) for i, p in enumerate(PLAN_COSTS)},
+            "rule_costs": {"policy": rule_name, **{p: float(parts[p][has].mean()) for p in PLAN_COSTS}}}
 
 
 def _bound_label(sales_penalty: float) -> str:
@@ -349,6 +380,12 @@ def format_benchmark(result: dict) -> str:
         else:
             lines.append(f"{'perfect-info bound':<{w}}{b['cost_mean']:>12,.1f}   (on the first {b['episodes']} traces;"
                          f" 'vs bound' compares each policy on those traces)")
+        if b.get("plan_costs"):
+            plan, rule = b["plan_costs"], b["rule_costs"]
+            lines.append(f"  where the bound's plans differ from {rule['policy']} (mean per episode on the"
+                         f" {b['plan_traces']} traces with a plan; plan / rule / rule - plan):")
+            for part, v in plan.items():
+                lines.append(f"    {part.replace('_', ' '):<22}{v:>11,.1f}{rule[part]:>11,.1f}{rule[part] - v:>+11,.1f}")
         if b["solved_to_optimality"] < b["episodes"]:
             lines.append(f"  only {b['solved_to_optimality']}/{b['episodes']} programs solved to optimality within"
                          f" {b['time_limit_s']:g}s; the others give HiGHS's dual bound (valid, looser):"
@@ -356,7 +393,7 @@ def format_benchmark(result: dict) -> str:
     lines.append(f"best baseline: {result['best_baseline']}; best rule of any kind: {result.get('best_rule')}")
     ref = (result.get("reference") or {}).get(ENDGAME)
     if ref:
-        lines.append(f"{ENDGAME} (reference, not a baseline): the tuned (s, S) that stops ordering"
+        lines.append(f"{ENDGAME} (reference, not a baseline): the (s, S) tuned to stop ordering"
                      f" {ref['stop_days']['store']}/{ref['stop_days']['warehouse']}/{ref['stop_days']['supplier']}"
                      " days before the end (store/warehouse/supplier): what knowing the horizon alone is worth")
     if result.get("best_seasonal"):

@@ -247,15 +247,23 @@ def _add_sales_penalty(V: _Vars, R: _Rows, Is, sn, c, tables, T, scored):
                           -c[k] * (g[z] - slope[z] * z), np.inf, shape=())
 
 
+PLAN_COSTS = ("store_holding", "store_shortage", "store_ordering", "warehouse_holding", "warehouse_ordering",
+              "supplier_holding", "supplier_production")  # the parts of a plan's cost (trace_bound's plan)
+
+
 def trace_bound(twin: SupplyChainTwin, r: int, time_limit: float = 20.0, mip: bool = True,
                 mip_gap: float = 1e-4, with_status: bool = False, sales_penalty: float = 0.0,
-                tables=None):
+                tables=None, plan: dict | None = None):
     """Lower bound on the scored chain cost of replica ``r`` of a reset twin; with
     ``with_status`` also whether the program was solved to optimality (else the value is
     HiGHS's dual bound at the time limit: valid, but looser). With ``sales_penalty`` (a
     fraction f of the stockout penalty, see the module doc) the value is one trace's penalized
     program: a lower bound only in the mean over traces. ``tables``: the scenario's
-    :class:`~hmarl_rllib.sim.demand.ShortfallTables` (built when None)."""
+    :class:`~hmarl_rllib.sim.demand.ShortfallTables` (built when None). ``plan``: a dict that
+    receives the best plan's own scored costs by :data:`PLAN_COSTS` (holding, shortage: lost
+    sales or backlog, ordering: fixed + per unit), without any penalty; NaN when HiGHS stopped
+    before it had a plan. Without the penalty and solved to optimality they add up to the bound
+    (to HiGHS's gap)."""
     sc = twin.scenario
     T, N, K, W = twin.days_total, twin.n_stores, twin.n_skus, sc.warmup_days
     d = twin.demand[r]  # (T, N, K)
@@ -356,6 +364,20 @@ def trace_bound(twin: SupplyChainTwin, r: int, time_limit: float = 20.0, mip: bo
                    integrality=np.concatenate(V.integer), bounds=Bounds(np.concatenate(V.lb), np.concatenate(V.ub)),
                    options={"time_limit": time_limit, "mip_rel_gap": mip_gap, "disp": False})
     const = float((twin.p * d * s3).sum())
+    if plan is not None:
+        plan.update(dict.fromkeys(PLAN_COSTS, float("nan")))
+        if res.x is not None:
+            x, cost = res.x, np.concatenate(V.cost)
+
+            def part(*blocks):
+                return float(sum((cost[ix] * x[ix]).sum() for ix in blocks))
+
+            fixed = {name: zz for name, (_, zz) in z.items()}
+            plan.update(store_holding=part(Is), warehouse_holding=part(Iw), supplier_holding=part(Ip),
+                        store_shortage=const - float((twin.p * s3 * x[sn]).sum()) + (0.0 if lost else part(Bk)),
+                        store_ordering=part(xs, *([fixed["s"]] if "s" in fixed else [])),
+                        warehouse_ordering=part(y, *([fixed["w"]] if "w" in fixed else [])),
+                        supplier_production=part(pr, *([fixed["p"]] if "p" in fixed else [])))
     if res.x is None and getattr(res, "mip_dual_bound", None) is None:
         raise RuntimeError(f"perfect-information program failed: {res.message}")
     value = getattr(res, "mip_dual_bound", None) if mip else None
@@ -366,10 +388,12 @@ def trace_bound(twin: SupplyChainTwin, r: int, time_limit: float = 20.0, mip: bo
 
 
 def perfect_information_bound(scenario, seeds, time_limit: float = 20.0, mip: bool = True,
-                              progress=None, with_status: bool = False, sales_penalty: float = 0.0):
+                              progress=None, with_status: bool = False, sales_penalty: float = 0.0,
+                              plans: list | None = None):
     """Lower bound on the chain cost for each seed's trace, shape (B,); with ``with_status``
     also a boolean array: solved to optimality (True) or stopped at the time limit. With
-    ``sales_penalty`` (module doc) each value is a penalized program's: only their mean is a bound."""
+    ``sales_penalty`` (module doc) each value is a penalized program's: only their mean is a bound.
+    ``plans``: a list that receives each trace's plan costs (:func:`trace_bound`'s ``plan``)."""
     why = sales_penalty_refusal(scenario, sales_penalty)
     if why:
         raise InputError(why)
@@ -382,8 +406,11 @@ def perfect_information_bound(scenario, seeds, time_limit: float = 20.0, mip: bo
         tables = ShortfallTables(scenario, twin.days_total)
     out, optimal = np.empty(len(twin.seeds)), np.zeros(len(twin.seeds), dtype=bool)
     for r in range(len(out)):
+        plan = None if plans is None else {}
         out[r], optimal[r] = trace_bound(twin, r, time_limit=time_limit, mip=mip, with_status=True,
-                                         sales_penalty=sales_penalty, tables=tables)
+                                         sales_penalty=sales_penalty, tables=tables, plan=plan)
+        if plans is not None:
+            plans.append(plan)
         if progress and (r + 1) % 10 == 0:
             progress(f"bound: {r + 1}/{len(out)} traces")
     return (out, optimal) if with_status else out
