@@ -13,8 +13,8 @@ variate.
 Rows that are **references**, not baselines (the baselines are the static classic rules):
 
 - ``s_S_endgame``: the (s, S) that stops ordering a tuned number of days before the episode
-  ends, its levels searched with those stop days
-  (:class:`hmarl_rllib.policies.heuristics.EndgamePolicy`, :func:`~hmarl_rllib.policies.tuning.tune_policy`). The scenarios score a
+  ends, its levels searched with those stop days (:class:`~hmarl_rllib.policies.heuristics.EndgamePolicy`,
+  :func:`~hmarl_rllib.policies.tuning.tune_policy`). The scenarios score a
   finite horizon and leftover stock is worth nothing, so part of what a learned policy (which
   observes the share of the episode left) can gain is this end-of-horizon run-down; the row
   shows how much of the learned policy's advantage a one-line rule gets too
@@ -274,14 +274,15 @@ def _plan_parts(scenario, plans: np.ndarray, rule, seeds, rule_name: str) -> dic
 
     has = ~np.isnan(plans).any(axis=1)
     k = reconciliation.node_kpis(simulate.scored_ledger(simulate.run(scenario, rule.orders, seeds)))
-    N = scenario.stores.count
+    N = len(scenario.store_list)
     parts = {"store_holding": k["holding_cost"][:, :N].sum(1), "store_shortage": k["stockout_cost"][:, :N].sum(1),
              "store_ordering": k["ordering_cost"][:, :N].sum(1), "warehouse_holding": k["holding_cost"][:, N],
              "warehouse_ordering": k["ordering_cost"][:, N], "supplier_holding": k["holding_cost"][:, N + 1],
              "supplier_production": k["ordering_cost"][:, N + 1]}
     if not has.any():
         return {"plan_costs": None, "rule_costs": None}
-    return {"plan_traces": int(has.sum()), "plan_costs": {p: float(plans[has, i].mean()) for i, p in enumerate(PLAN_COSTS)},
+    return {"plan_traces": int(has.sum()),
+            "plan_costs": {p: float(plans[has, i].mean()) for i, p in enumerate(PLAN_COSTS)},
             "rule_costs": {"policy": rule_name, **{p: float(parts[p][has].mean()) for p in PLAN_COSTS}}}
 
 

@@ -280,8 +280,9 @@ def tune_policy(scenario, rule: RuleSpec | str, n_seeds: int = DEFAULT_TUNE_SEED
     ``n_seeds`` tuning seeds (with an endgame, a second search starts from the levels tuned
     without an end + their stop days, and the lower tuning cost wins); else ``endgame``: the rule
     without it, tuned (cached), + stop days (:func:`tune_endgame`), then, :data:`ENDGAME_TURNS`
-    times, the levels searched again with those stop days and the stop days again; else ``seasonal``: the levels follow the season (:class:`Forecast`)
-    and the search starts from the tuned static rule's; else from the textbook
+    times, the levels searched again with those stop days and the stop days again; else
+    ``seasonal``: the levels follow the season (:class:`Forecast`) and the search starts from
+    the tuned static rule's; else from the textbook
     :func:`initial_guess` (``s_S`` on echelon positions: from the tuned (s, S) moved onto echelon
     positions, :func:`to_echelon`). Above :data:`LEGACY_STORE_AGENTS` store agents every search
     plays :func:`search_seeds` of the ``n_seeds`` (a schedule twice those), and one simulated
