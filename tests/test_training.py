@@ -205,6 +205,15 @@ def test_benchmark_json_compares_learned_baselines_reference_and_bound(tiny_run,
     assert set(r["reference"]["s_S_endgame"]["stop_days"]) == {"store", "warehouse", "supplier"}
     assert r["bound"]["episodes"] == 2 and r["bound"]["violations"] == 0
     assert r["gap_to_bound"] == pytest.approx(r["bound"]["gap_by_policy"]["learned"]) and r["gap_to_bound"] >= 0
+    # where the plans differ from the best rule: each side's parts add up to its cost on those traces
+    b, rule = r["bound"], r["bound"]["rule_costs"]
+    assert b["plan_traces"] == 2 and rule["policy"] == r["best_rule"]
+    assert sum(b["plan_costs"].values()) == pytest.approx(b["cost_mean"], rel=1e-3)
+    rule_mean = (1 + b["gap_by_policy"][r["best_rule"]]) * b["cost_mean"]
+    assert sum(v for k, v in rule.items() if k != "policy") == pytest.approx(rule_mean, rel=1e-9)
+    assert "where the bound's plans differ from" in hmarl("benchmark", "--config", tiny_run["config"], "--checkpoint",
+                                                         ckpt, "--episodes", 4, "--bound-episodes", 1,
+                                                         cwd=tiny_run["root"]).stdout
 
 
 def test_evaluate_out_writes_ledgers_kpis_and_plots(tiny_run, tmp_path):
