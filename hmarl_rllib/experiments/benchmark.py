@@ -59,18 +59,18 @@ SEASONAL = tuple(r.name for r in SEASONAL_RULES)
 def _bound_chunk(args):
     scenario, seeds, time_limit, sales_penalty = args
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from hmarl_rllib.experiments.bound import perfect_information_bound
+    return _solve_bounds(scenario, seeds, time_limit, sales_penalty)
+
+
+def _solve_bounds(scenario, seeds, time_limit: float, sales_penalty: float, progress=None):
+    """(bounds, optimal, plans) of ``seeds``' traces in this process; plans (B, len(PLAN_COSTS))."""
+    from hmarl_rllib.experiments.bound import PLAN_COSTS, perfect_information_bound
 
     plans = []
-    bounds, optimal = perfect_information_bound(scenario, seeds, time_limit=time_limit, with_status=True,
-                                                sales_penalty=sales_penalty, plans=plans)
-    return bounds, optimal, _plan_array(plans)
-
-
-def _plan_array(plans: list) -> np.ndarray:
-    from hmarl_rllib.experiments.bound import PLAN_COSTS
-
-    return np.array([[p[k] for k in PLAN_COSTS] for p in plans], dtype=float).reshape(len(plans), len(PLAN_COSTS))
+    bounds, optimal = perfect_information_bound(scenario, seeds, time_limit=time_limit, progress=progress,
+                                                with_status=True, sales_penalty=sales_penalty, plans=plans)
+    table = np.array([[p[k] for k in PLAN_COSTS] for p in plans], dtype=float).reshape(len(plans), len(PLAN_COSTS))
+    return bounds, optimal, table
 
 
 def has_season(scenario) -> bool:
@@ -88,12 +88,7 @@ def bound_costs(scenario, seeds, workers: int = 2, time_limit: float = 20.0, pro
     (B, len(PLAN_COSTS)) the programs' plans' own costs by part (:func:`bound.trace_bound`)."""
     seeds = np.asarray(seeds)
     if workers <= 1 or len(seeds) < 4:
-        from hmarl_rllib.experiments.bound import perfect_information_bound
-
-        plans = []
-        bounds, optimal = perfect_information_bound(scenario, seeds, time_limit=time_limit, progress=progress,
-                                                    with_status=True, sales_penalty=sales_penalty, plans=plans)
-        return bounds, optimal, _plan_array(plans)
+        return _solve_bounds(scenario, seeds, time_limit, sales_penalty, progress)
     chunks = [c for c in np.array_split(seeds, max(workers * 4, 1)) if len(c)]
     out = []
     import multiprocessing  # spawn: forking a process that has loaded torch (threads, locks) can hang
