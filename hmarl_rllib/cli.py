@@ -435,14 +435,28 @@ def cmd_serve(args) -> int:
 
 
 def cmd_headroom(args) -> int:
-    from hmarl_rllib.experiments.headroom import check, format_headroom, headroom
+    from hmarl_rllib.experiments.headroom import check, format_headroom, format_rollout, headroom, rollout
     from hmarl_rllib.experiments.training import baseline_policy, training_settings
     from hmarl_rllib.sim.config import load_config
 
+    if not args.rollout and (args.sequential or args.seed is not None):
+        raise InputError(f"{'--sequential' if args.sequential else '--seed'} applies to --rollout only: add"
+                         " --rollout EPISODES, or drop it")
+    if args.rollout and args.joint:
+        raise InputError("--joint applies to the one-step measure, not to --rollout: use --sequential for a rollout"
+                         " in which several agents can depart from the rule on the same day")
     scenario = load_config(args.config)
     check(scenario, args.futures)
+    if args.rollout:
+        from hmarl_rllib.sim.simulate import eval_seeds
+        eval_seeds(args.rollout, args.seed)  # refuse a bad --seed before the rule is tuned
     progress = _progress(args)
     baseline = baseline_policy(scenario, training_settings(scenario), progress)
+    if args.rollout:
+        result = rollout(scenario, baseline, episodes=args.rollout, futures=args.futures, seed=args.seed,
+                         sequential=args.sequential, progress=progress)
+        print(json.dumps(result) if args.json else format_rollout(result))
+        return 0
     result = headroom(scenario, baseline, states=args.states, futures=args.futures, progress=progress, joint=args.joint)
     print(json.dumps(result) if args.json else format_headroom(result))
     return 0
@@ -642,6 +656,14 @@ def build_parser() -> argparse.ArgumentParser:
     hr.add_argument("--joint", action="store_true",
                     help="also try two agents' corrections on the same day and one agent's correction held for"
                          " two days (about 7x the time with default.yaml's menu)")
+    hr.add_argument("--rollout", type=_positive_int, metavar="EPISODES",
+                    help="instead, play a rollout planner over the rule on this many held-out episodes (the"
+                         " benchmark's seeds): each day the correction with the lowest mean cost over --futures"
+                         " simulated continuations; prints its cost paired with the rule's")
+    hr.add_argument("--sequential", action="store_true",
+                    help="with --rollout: the agents choose one after the other each day (stores, warehouse,"
+                         " supplier), so several can depart from the rule on the same day")
+    hr.add_argument("--seed", type=int, default=None, help="with --rollout: first held-out seed (default: the benchmark's)")
     hr.add_argument("--json", action="store_true")
     hr.set_defaults(func=cmd_headroom)
 

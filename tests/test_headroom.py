@@ -73,3 +73,49 @@ def test_joint_changes_extend_the_single_ones_without_changing_them(default_scen
     for i in range(1, 4):
         one, two = (joint["always_gain_per_episode"][f"store {i} correction -10{s}"] for s in ("", " (two days)"))
         assert two != one
+
+
+def _deterministic_default():
+    """default.yaml with every store's demand exactly 60 a day (normal with std 0, rounded)."""
+    import yaml
+
+    from conftest import deep_update
+    from hmarl_rllib.sim.config import parse_config
+
+    raw = yaml.safe_load(DEFAULT_YAML.read_text())
+    return parse_config(deep_update(raw, {"stores": {"demand": {"model": "normal", "mean": 60, "std": 0}}}), "test")
+
+
+@pytest.mark.parametrize("sequential", [False, True])
+def test_a_rollout_with_exact_futures_never_does_worse_than_its_rule(sequential):
+    """With demand known in advance every simulated continuation is the episode's own, so each
+    day's choice compares exact costs-to-go, and the rollout's cost is at most the rule's
+    (the rollout's improvement property). That holds only if the rule's own action in the menu
+    orders what the rule orders, the simulations replay the policy's own past decisions and the
+    played episode is the one simulated. The walkthrough's poor levels leave room to improve."""
+    from hmarl_rllib.experiments.headroom import rollout
+
+    sc = _deterministic_default()
+    rule = rule_based_policy(sc, "s_S")
+    r = rollout(sc, rule, episodes=3, futures=4, sequential=sequential)
+    d = r["paired_rollout_minus_rule"]
+    assert d["mean"] < -0.01 * r["rule_cost_mean"], r  # it found something, and improved on every episode:
+    assert d["ci95"][1] <= d["mean"] + 1e-6  # all episodes are the same one, so the difference is exact
+    assert d["mean"] == pytest.approx(r["rollout_cost_mean"] - r["rule_cost_mean"])
+    assert r["share_days_rule_taken"] < 1.0 and r["departures_per_episode"]
+
+
+def test_hmarl_headroom_rollout_json_and_its_refusals():
+    proc = subprocess.run([str(HMARL), "headroom", "--config", DEFAULT_YAML, "--rollout", "3", "--futures", "4",
+                           "--sequential", "--json"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = json.loads(proc.stdout)
+    assert r["rule"] == "s_S_endgame_schedule" and r["episodes"] == 3 and r["sequential"] is True
+    assert r["first_seed"] == 2_000_000  # the benchmark's held-out seeds, so the rows pair up
+    assert r["paired_rollout_minus_rule"]["mean"] == pytest.approx(r["rollout_cost_mean"] - r["rule_cost_mean"])
+    for flags, word in ((["--sequential"], "--rollout"), (["--rollout", "3", "--joint"], "--joint"),
+                        (["--rollout", "3", "--seed", "5"], "--seed")):
+        proc = subprocess.run([str(HMARL), "headroom", "--config", DEFAULT_YAML, *flags],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and word in proc.stderr, (flags, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr

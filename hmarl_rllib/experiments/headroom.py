@@ -194,3 +194,161 @@ def format_headroom(r: dict) -> str:
              "  chosen instead of the rule (share of states): " +
              ", ".join(f"{k} {v:.1%}" for k, v in r["chosen_share"].items() if k != "rule")]
     return "\n".join(lines)
+
+
+
+ROLLOUT_REPLICAS = 1 << 16  # replicas simulated at once (no ledger: the twin's state and demand only)
+
+
+def _agents(N: int) -> list[tuple]:
+    """The agents in the order a sequential rollout decides them: the stores, the warehouse, the supplier."""
+    return [("store", i) for i in range(N)] + [("warehouse", None), ("supplier", None)]
+
+
+def _set(acts, kind: str, i, value, rows=slice(None)) -> None:
+    """Write an action ``value`` into one agent's slot of a day's action arrays, for ``rows``."""
+    a_store, a_wh, a_sup = acts
+    if kind == "store":
+        a_store[rows, i, :] = value
+    elif kind == "warehouse":
+        a_wh[rows] = value
+    else:
+        a_sup[rows] = value
+
+
+def rollout(scenario, baseline, episodes: int = 100, futures: int = 16, seed: int | None = None,
+            sequential: bool = False, progress=None) -> dict:
+    """A **rollout policy** over ``baseline``, played on held-out episodes: a planner, not learning.
+
+    Each day, in the state the policy itself has reached, alternative corrections are simulated
+    on the same ``futures`` demand continuations (drawn by the model from that day on: the
+    episode's own future is never seen), the rest of each simulated episode played by the rule,
+    and the action with the lowest mean cost is taken:
+
+    - by default the alternatives are :func:`headroom`'s single agents (one agent's correction,
+      every other agent the rule) and the rule itself: at most one agent departs from the rule a day;
+    - with ``sequential`` (multiagent rollout, Bertsekas 2020) the agents decide one after the
+      other (stores, warehouse, supplier), each choosing its best correction given the choices
+      already made that day and the rule for the agents after it: any number of agents can
+      depart from the rule on the same day, for the same number of simulations.
+
+    The policy is non-anticipative, so its cost on the held-out episodes (the seeds of ``hmarl
+    benchmark``, so paired with its rows) is a real policy's cost: **the optimum is at most
+    that**. With exact expectations it could not do worse than the rule (policy improvement);
+    with ``futures`` samples it could, and the paired difference on the held-out episodes says
+    which happened.
+    """
+    from hmarl_rllib.rl.actions import codecs, decode_orders
+    from hmarl_rllib.rl.modules import warm_start_action
+    from hmarl_rllib.sim.network import F, SupplyChainTwin
+    from hmarl_rllib.sim.reconciliation import paired_difference
+
+    check(scenario, futures)
+    cods = codecs(scenario, baseline)
+    zero = {k: warm_start_action(cods[k]) for k in ("store", "warehouse", "supplier")}
+    if any(z is None for z in zero.values()):
+        raise ConfigError("headroom: every agent's correction values must include 0 (the rule itself)")
+    N, K = len(scenario.store_list), len(scenario.skus)
+    W, T = scenario.warmup_days, scenario.episode_length
+    singles = alternatives(scenario, cods, zero)
+    if sequential:  # one round per agent: its own alternatives, the rule's action first
+        rounds = [[(kind, i, zero[kind], 0)] + [m for (m,) in singles[1:] if m[:2] == (kind, i)]
+                  for kind, i in _agents(N)]
+    else:  # one round: the rule, or one agent's correction
+        rounds = [[None] + [m for (m,) in singles[1:]]]
+    cost_fields = [F["holding_cost"], F["stockout_cost"], F["ordering_cost"]]
+    seeds = simulate.eval_seeds(episodes, seed)
+    future_seeds = np.arange(FUTURE_SEEDS, FUTURE_SEEDS + futures)
+    t0 = time.perf_counter()
+
+    def draws(s):
+        tw = SupplyChainTwin(scenario, record=False)
+        tw.reset(s)
+        return tw.demand.copy(), tw.extra_store.copy(), tw.extra_wh.copy()
+
+    path, cont = draws(seeds), draws(future_seeds)
+    # the policy's actions, day by day (action indices; the rule's own action until chosen otherwise)
+    acts = (np.full((episodes, T, N, K), zero["store"]), np.full((episodes, T, K), zero["warehouse"]),
+            np.full((episodes, T, K), zero["supplier"]))
+    departs = np.zeros((episodes, T), dtype=bool)
+    taken: dict[str, int] = {}
+    for t in range(T):
+        day = W + t
+        for moves in rounds:
+            D = len(moves)
+            per_ep = D * futures
+            chunk = max(1, ROLLOUT_REPLICAS // per_ep)
+            for e0 in range(0, episodes, chunk):
+                S = min(chunk, episodes - e0)
+                ei = e0 + np.repeat(np.arange(S), per_ep)
+                di = np.tile(np.repeat(np.arange(D), futures), S)
+                ki = np.tile(np.arange(futures), S * D)
+                today = tuple(a[ei, t].copy() for a in acts)
+                for d, m in enumerate(moves):
+                    if m is not None:
+                        _set(today, m[0], m[1], m[2], di == d)
+                tw = SupplyChainTwin(scenario, record=False)
+                tw.reset(future_seeds[ki])
+                for arr, (p, c) in zip((tw.demand, tw.extra_store, tw.extra_wh), zip(path, cont)):
+                    arr[:, :day] = p[ei, :day]
+                    arr[:, day:] = c[ki, day:]
+                cost = np.zeros(len(ei))
+                while not tw.done:
+                    u = tw.day
+                    if W <= u < day:  # the policy's own past decisions
+                        orders = decode_orders(cods, tw, *(a[ei, u - W] for a in acts))
+                    elif u == day:
+                        orders = decode_orders(cods, tw, *today)
+                    else:
+                        orders = baseline.orders(tw)
+                    row = tw.step(*orders)
+                    if u >= day:  # the days before are the same for every alternative
+                        cost += row[..., cost_fields].sum(axis=(1, 2, 3))
+                best = cost.reshape(S, D, futures).mean(-1).argmin(-1)
+                for d in np.unique(best):
+                    m, rows = moves[d], e0 + np.flatnonzero(best == d)
+                    if m is None or m[2] == zero[m[0]]:
+                        continue
+                    departs[rows, t] = True
+                    label = _label(cods, (m,))
+                    taken[label] = taken.get(label, 0) + len(rows)
+                    if m[0] == "store":
+                        acts[0][rows, t, m[1], :] = m[2]
+                    else:
+                        acts[1 if m[0] == "warehouse" else 2][rows, t] = m[2]
+        if progress:
+            progress(f"rollout: day {t + 1}/{T}, {time.perf_counter() - t0:.0f}s")
+    tw = SupplyChainTwin(scenario, record=False)
+    tw.reset(seeds)
+    played = np.zeros(episodes)
+    while not tw.done:
+        u = tw.day
+        row = tw.step(*(baseline.orders(tw) if u < W else decode_orders(cods, tw, *(a[:, u - W] for a in acts))))
+        if u >= W:
+            played += row[..., cost_fields].sum(axis=(1, 2, 3))
+    rule = simulate.chain_cost(scenario, baseline.orders, seeds)
+    return {
+        "scenario": scenario.name, "rule": baseline.name, "episodes": episodes, "futures": futures,
+        "sequential": sequential, "first_seed": int(seeds[0]),
+        "alternatives": [_label(cods, (m,)) for (m,) in singles[1:]],
+        "rule_cost_mean": float(rule.mean()), "rollout_cost_mean": float(played.mean()),
+        "paired_rollout_minus_rule": paired_difference(played, rule),
+        "share_days_rule_taken": float(1.0 - departs.mean()),
+        "departures_per_episode": {k: v / episodes for k, v in sorted(taken.items(), key=lambda kv: -kv[1])},
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def format_rollout(r: dict) -> str:
+    d = r["paired_rollout_minus_rule"]
+    mode = "agents one after the other" if r["sequential"] else "one agent a day at most"
+    lines = [f"{r['scenario']}: a rollout planner over {r['rule']} on {r['episodes']} held-out episodes"
+             f" (seeds from {r['first_seed']}; {r['futures']} simulated continuations per choice, {mode},"
+             f" {r['seconds']:.0f}s)",
+             f"  rule {r['rule_cost_mean']:,.1f}, rollout {r['rollout_cost_mean']:,.1f} per episode: paired rollout - rule"
+             f" {d['mean']:+,.1f} [{d['ci95'][0]:+,.1f}, {d['ci95'][1]:+,.1f}] ({d['relative']:+.2%})",
+             f"  the rule's own actions on {r['share_days_rule_taken']:.1%} of days; departures per episode: " +
+             ", ".join(f"{k} {v:.2f}" for k, v in list(r["departures_per_episode"].items())[:8]),
+             "  a planner, not learning: it simulates the model's demand at every decision. Its cost is a real"
+             " policy's, so the optimum is at most that"]
+    return "\n".join(lines)
