@@ -52,6 +52,16 @@ def _positive_float(text):
     return v
 
 
+def _nonnegative_float(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"{v} must be >= 0")
+    return v
+
+
 def _say(msg):
     print(f"  {msg}", file=sys.stderr, flush=True)
 
@@ -439,9 +449,10 @@ def cmd_headroom(args) -> int:
     from hmarl_rllib.experiments.training import baseline_policy, training_settings
     from hmarl_rllib.sim.config import load_config
 
-    if not args.rollout and (args.sequential or args.seed is not None):
-        raise InputError(f"{'--sequential' if args.sequential else '--seed'} applies to --rollout only: add"
-                         " --rollout EPISODES, or drop it")
+    extra = [f for f, on in (("--sequential", args.sequential), ("--seed", args.seed is not None),
+                             ("--margin", args.margin != 0.0)) if on]
+    if not args.rollout and extra:
+        raise InputError(f"{extra[0]} applies to --rollout only: add --rollout EPISODES, or drop it")
     if args.rollout and args.joint:
         raise InputError("--joint applies to the one-step measure, not to --rollout: use --sequential for a rollout"
                          " in which several agents can depart from the rule on the same day")
@@ -454,7 +465,7 @@ def cmd_headroom(args) -> int:
     baseline = baseline_policy(scenario, training_settings(scenario), progress)
     if args.rollout:
         result = rollout(scenario, baseline, episodes=args.rollout, futures=args.futures, seed=args.seed,
-                         sequential=args.sequential, progress=progress)
+                         sequential=args.sequential, margin=args.margin, progress=progress)
         print(json.dumps(result) if args.json else format_rollout(result))
         return 0
     result = headroom(scenario, baseline, states=args.states, futures=args.futures, progress=progress, joint=args.joint)
@@ -663,6 +674,10 @@ def build_parser() -> argparse.ArgumentParser:
     hr.add_argument("--sequential", action="store_true",
                     help="with --rollout: the agents choose one after the other each day (stores, warehouse,"
                          " supplier), so several can depart from the rule on the same day")
+    hr.add_argument("--margin", type=_nonnegative_float, default=0.0, metavar="Z",
+                    help="with --rollout: depart from the rule only when the alternative's mean cost beats the"
+                         " rule's by more than Z standard errors of their paired difference (default 0: the"
+                         " lowest mean wins)")
     hr.add_argument("--seed", type=int, default=None, help="with --rollout: first held-out seed (default: the benchmark's)")
     hr.add_argument("--json", action="store_true")
     hr.set_defaults(func=cmd_headroom)

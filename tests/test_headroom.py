@@ -97,7 +97,7 @@ def test_a_rollout_with_exact_futures_never_does_worse_than_its_rule(sequential)
 
     sc = _deterministic_default()
     rule = rule_based_policy(sc, "s_S")
-    r = rollout(sc, rule, episodes=3, futures=4, sequential=sequential)
+    r = rollout(sc, rule, episodes=3, futures=4, sequential=sequential, margin=2.0)
     d = r["paired_rollout_minus_rule"]
     assert d["mean"] < -0.01 * r["rule_cost_mean"], r  # it found something, and improved on every episode:
     assert d["ci95"][1] <= d["mean"] + 1e-6  # all episodes are the same one, so the difference is exact
@@ -114,8 +114,20 @@ def test_hmarl_headroom_rollout_json_and_its_refusals():
     assert r["first_seed"] == 2_000_000  # the benchmark's held-out seeds, so the rows pair up
     assert r["paired_rollout_minus_rule"]["mean"] == pytest.approx(r["rollout_cost_mean"] - r["rule_cost_mean"])
     for flags, word in ((["--sequential"], "--rollout"), (["--rollout", "3", "--joint"], "--joint"),
-                        (["--rollout", "3", "--seed", "5"], "--seed")):
+                        (["--rollout", "3", "--seed", "5"], "--seed"), (["--margin", "2"], "--rollout"),
+                        (["--rollout", "3", "--margin", "-1"], "--margin")):
         proc = subprocess.run([str(HMARL), "headroom", "--config", DEFAULT_YAML, *flags],
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and word in proc.stderr, (flags, proc.stderr)
         assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_a_rollout_that_never_departs_is_the_rule_to_the_cent(default_scenario):
+    """With a margin no alternative can clear, the rollout takes the rule's own action every day
+    and its episodes cost exactly the rule's: the menu's "correction 0" orders what the rule
+    orders, on random demand too."""
+    from hmarl_rllib.experiments.headroom import rollout
+
+    r = rollout(default_scenario, tuned_policy(default_scenario, "s_S"), episodes=4, futures=4, margin=1e9)
+    assert r["share_days_rule_taken"] == 1.0 and r["departures_per_episode"] == {}
+    assert r["rollout_cost_mean"] == r["rule_cost_mean"] and r["paired_rollout_minus_rule"]["mean"] == 0.0

@@ -217,7 +217,7 @@ def _set(acts, kind: str, i, value, rows=slice(None)) -> None:
 
 
 def rollout(scenario, baseline, episodes: int = 100, futures: int = 16, seed: int | None = None,
-            sequential: bool = False, progress=None) -> dict:
+            sequential: bool = False, margin: float = 0.0, progress=None) -> dict:
     """A **rollout policy** over ``baseline``, played on held-out episodes: a planner, not learning.
 
     Each day, in the state the policy itself has reached, alternative corrections are simulated
@@ -231,6 +231,10 @@ def rollout(scenario, baseline, episodes: int = 100, futures: int = 16, seed: in
       other (stores, warehouse, supplier), each choosing its best correction given the choices
       already made that day and the rule for the agents after it: any number of agents can
       depart from the rule on the same day, for the same number of simulations.
+
+    With ``margin`` z > 0 an alternative is taken only when its mean cost beats the rule's own
+    action's by more than z standard errors of their paired difference (on the same
+    continuations): fewer departures chosen on noise.
 
     The policy is non-anticipative, so its cost on the held-out episodes (the seeds of ``hmarl
     benchmark``, so paired with its rows) is a real policy's cost: **the optimum is at most
@@ -304,7 +308,12 @@ def rollout(scenario, baseline, episodes: int = 100, futures: int = 16, seed: in
                     row = tw.step(*orders)
                     if u >= day:  # the days before are the same for every alternative
                         cost += row[..., cost_fields].sum(axis=(1, 2, 3))
-                best = cost.reshape(S, D, futures).mean(-1).argmin(-1)
+                diff = cost.reshape(S, D, futures)
+                diff = diff - diff[:, :1]  # paired with the rule's own action on the same continuations
+                mean = diff.mean(-1)
+                upper = mean + margin * diff.std(-1, ddof=1) / np.sqrt(futures)
+                best = np.where(upper < 0, mean, np.inf).argmin(-1)  # only what beats the rule's action clearly
+                best[~(upper < 0).any(-1)] = 0
                 for d in np.unique(best):
                     m, rows = moves[d], e0 + np.flatnonzero(best == d)
                     if m is None or m[2] == zero[m[0]]:
@@ -329,7 +338,7 @@ def rollout(scenario, baseline, episodes: int = 100, futures: int = 16, seed: in
     rule = simulate.chain_cost(scenario, baseline.orders, seeds)
     return {
         "scenario": scenario.name, "rule": baseline.name, "episodes": episodes, "futures": futures,
-        "sequential": sequential, "first_seed": int(seeds[0]),
+        "sequential": sequential, "margin": margin, "first_seed": int(seeds[0]),
         "alternatives": [_label(cods, (m,)) for (m,) in singles[1:]],
         "rule_cost_mean": float(rule.mean()), "rollout_cost_mean": float(played.mean()),
         "paired_rollout_minus_rule": paired_difference(played, rule),
@@ -342,6 +351,8 @@ def rollout(scenario, baseline, episodes: int = 100, futures: int = 16, seed: in
 def format_rollout(r: dict) -> str:
     d = r["paired_rollout_minus_rule"]
     mode = "agents one after the other" if r["sequential"] else "one agent a day at most"
+    if r.get("margin"):
+        mode += f", departing only {r['margin']:g} standard errors below the rule"
     lines = [f"{r['scenario']}: a rollout planner over {r['rule']} on {r['episodes']} held-out episodes"
              f" (seeds from {r['first_seed']}; {r['futures']} simulated continuations per choice, {mode},"
              f" {r['seconds']:.0f}s)",
