@@ -121,13 +121,3 @@ def test_hmarl_headroom_rollout_json_and_its_refusals():
         assert proc.returncode == 2 and word in proc.stderr, (flags, proc.stderr)
         assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
 
-
-def test_a_rollout_that_never_departs_is_the_rule_to_the_cent(default_scenario):
-    """With a margin no alternative can clear, the rollout takes the rule's own action every day
-    and its episodes cost exactly the rule's: the menu's "correction 0" orders what the rule
-    orders, on random demand too."""
-    from hmarl_rllib.experiments.headroom import rollout
-
-    r = rollout(default_scenario, tuned_policy(default_scenario, "s_S"), episodes=4, futures=4, margin=1e9)
-    assert r["share_days_rule_taken"] == 1.0 and r["departures_per_episode"] == {}
-    assert r["rollout_cost_mean"] == r["rule_cost_mean"] and r["paired_rollout_minus_rule"]["mean"] == 0.0
