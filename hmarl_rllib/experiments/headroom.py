@@ -216,36 +216,14 @@ def _set(acts, kind: str, i, value, rows=slice(None)) -> None:
         a_sup[rows] = value
 
 
-def rollout(scenario, baseline, episodes: int = 100, futures: int = 16, seed: int | None = None,
-            sequential: bool = False, margin: float = 0.0, progress=None) -> dict:
-    """A **rollout policy** over ``baseline``, played on held-out episodes: a planner, not learning.
-
-    Each day, in the state the policy itself has reached, alternative corrections are simulated
-    on the same ``futures`` demand continuations (drawn by the model from that day on: the
-    episode's own future is never seen), the rest of each simulated episode played by the rule,
-    and the action with the lowest mean cost is taken:
-
-    - by default the alternatives are :func:`headroom`'s single agents (one agent's correction,
-      every other agent the rule) and the rule itself: at most one agent departs from the rule a day;
-    - with ``sequential`` (multiagent rollout, Bertsekas 2020) the agents decide one after the
-      other (stores, warehouse, supplier), each choosing its best correction given the choices
-      already made that day and the rule for the agents after it: any number of agents can
-      depart from the rule on the same day, for the same number of simulations.
-
-    With ``margin`` z > 0 an alternative is taken only when its mean cost beats the rule's own
-    action's by more than z standard errors of their paired difference (on the same
-    continuations): fewer departures chosen on noise.
-
-    The policy is non-anticipative, so its cost on the held-out episodes (the seeds of ``hmarl
-    benchmark``, so paired with its rows) is a real policy's cost: **the optimum is at most
-    that**. With exact expectations it could not do worse than the rule (policy improvement);
-    with ``futures`` samples it could, and the paired difference on the held-out episodes says
-    which happened.
-    """
+def rollout_actions(scenario, baseline, seeds, futures: int, sequential: bool = False, margin: float = 0.0,
+                    progress=None):
+    """The rollout policy's actions on the demand ``seeds`` (see :func:`rollout`): action indices
+    ``(store (E, T, N, K), warehouse (E, T, K), supplier (E, T, K))``, whether each day departs
+    from the rule (E, T), departures by label, the codecs and the single alternatives' labels."""
     from hmarl_rllib.rl.actions import codecs, decode_orders
     from hmarl_rllib.rl.modules import warm_start_action
     from hmarl_rllib.sim.network import F, SupplyChainTwin
-    from hmarl_rllib.sim.reconciliation import paired_difference
 
     check(scenario, futures)
     cods = codecs(scenario, baseline)
@@ -261,7 +239,8 @@ def rollout(scenario, baseline, episodes: int = 100, futures: int = 16, seed: in
     else:  # one round: the rule, or one agent's correction
         rounds = [[None] + [m for (m,) in singles[1:]]]
     cost_fields = [F["holding_cost"], F["stockout_cost"], F["ordering_cost"]]
-    seeds = simulate.eval_seeds(episodes, seed)
+    seeds = np.asarray(seeds)
+    episodes = len(seeds)
     future_seeds = np.arange(FUTURE_SEEDS, FUTURE_SEEDS + futures)
     t0 = time.perf_counter()
 
@@ -327,6 +306,47 @@ def rollout(scenario, baseline, episodes: int = 100, futures: int = 16, seed: in
                         acts[1 if m[0] == "warehouse" else 2][rows, t] = m[2]
         if progress:
             progress(f"rollout: day {t + 1}/{T}, {time.perf_counter() - t0:.0f}s")
+    labels = [_label(cods, (m,)) for (m,) in singles[1:]]
+    return acts, departs, taken, cods, labels
+
+
+def rollout(scenario, baseline, episodes: int = 100, futures: int = 16, seed: int | None = None,
+            sequential: bool = False, margin: float = 0.0, progress=None) -> dict:
+    """A **rollout policy** over ``baseline``, played on held-out episodes: a planner, not learning.
+
+    Each day, in the state the policy itself has reached, alternative corrections are simulated
+    on the same ``futures`` demand continuations (drawn by the model from that day on: the
+    episode's own future is never seen), the rest of each simulated episode played by the rule,
+    and the action with the lowest mean cost is taken:
+
+    - by default the alternatives are :func:`headroom`'s single agents (one agent's correction,
+      every other agent the rule) and the rule itself: at most one agent departs from the rule a day;
+    - with ``sequential`` (multiagent rollout, Bertsekas 2020) the agents decide one after the
+      other (stores, warehouse, supplier), each choosing its best correction given the choices
+      already made that day and the rule for the agents after it: any number of agents can
+      depart from the rule on the same day, for the same number of simulations.
+
+    With ``margin`` z > 0 an alternative is taken only when its mean cost beats the rule's own
+    action's by more than z standard errors of their paired difference (on the same
+    continuations): fewer departures chosen on noise.
+
+    The policy is non-anticipative, so its cost on the held-out episodes (the seeds of ``hmarl
+    benchmark``, so paired with its rows) is a real policy's cost: **the optimum is at most
+    that**. With exact expectations it could not do worse than the rule (policy improvement);
+    with ``futures`` samples it could, and the paired difference on the held-out episodes says
+    which happened.
+    """
+    from hmarl_rllib.rl.actions import decode_orders
+    from hmarl_rllib.sim.network import F, SupplyChainTwin
+    from hmarl_rllib.sim.reconciliation import paired_difference
+
+    check(scenario, futures)
+    seeds = simulate.eval_seeds(episodes, seed)
+    t0 = time.perf_counter()
+    acts, departs, taken, cods, labels = rollout_actions(scenario, baseline, seeds, futures, sequential, margin,
+                                                        progress)
+    W = scenario.warmup_days
+    cost_fields = [F["holding_cost"], F["stockout_cost"], F["ordering_cost"]]
     tw = SupplyChainTwin(scenario, record=False)
     tw.reset(seeds)
     played = np.zeros(episodes)
@@ -339,7 +359,7 @@ def rollout(scenario, baseline, episodes: int = 100, futures: int = 16, seed: in
     return {
         "scenario": scenario.name, "rule": baseline.name, "episodes": episodes, "futures": futures,
         "sequential": sequential, "margin": margin, "first_seed": int(seeds[0]),
-        "alternatives": [_label(cods, (m,)) for (m,) in singles[1:]],
+        "alternatives": labels,
         "rule_cost_mean": float(rule.mean()), "rollout_cost_mean": float(played.mean()),
         "paired_rollout_minus_rule": paired_difference(played, rule),
         "share_days_rule_taken": float(1.0 - departs.mean()),
