@@ -149,6 +149,20 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_imitate(args) -> int:
+    from hmarl_rllib.experiments.imitate import format_imitate, imitate
+    from hmarl_rllib.sim.config import load_config
+
+    config = load_config(args.config) if args.config else None
+    ckpt = Path(args.checkpoint).expanduser()
+    out = Path(args.out) if args.out else ckpt.parent / f"{ckpt.resolve().name}_imitated"
+    result = imitate(args.checkpoint, out, config=config, episodes=args.episodes, futures=args.futures,
+                     margin=args.margin, epochs=args.epochs, eval_episodes=args.eval_episodes, workers=args.workers,
+                     progress=_progress(args))
+    print(json.dumps(result) if args.json else format_imitate(result))
+    return 0
+
+
 def cmd_tune(args) -> int:
     from hmarl_rllib.experiments import search
     from hmarl_rllib.sim.config import load_config
@@ -681,6 +695,25 @@ def build_parser() -> argparse.ArgumentParser:
     hr.add_argument("--seed", type=int, default=None, help="with --rollout: first held-out seed (default: the benchmark's)")
     hr.add_argument("--json", action="store_true")
     hr.set_defaults(func=cmd_headroom)
+
+    im = sub.add_parser("imitate", help="fit a checkpoint's learned modules to the rollout planner's actions on"
+                                        " training episodes (one step of approximate policy iteration)")
+    im.add_argument("--checkpoint", required=True, help="a checkpoint_NNNNNN folder written by hmarl train")
+    im.add_argument("--config", help="scenario YAML (default: the checkpoint's own); its actions must be the"
+                                     " checkpoint's")
+    im.add_argument("--episodes", type=_positive_int, default=400, help="training episodes the planner labels")
+    im.add_argument("--futures", type=_positive_int, default=32,
+                    help="simulated demand continuations per choice of the planner (even, >= 4)")
+    im.add_argument("--margin", type=_nonnegative_float, default=0.0, metavar="Z",
+                    help="the planner departs from the rule only Z standard errors below it (default 0)")
+    im.add_argument("--epochs", type=_positive_int, default=200, help="passes of the fit over the labels")
+    im.add_argument("--eval-episodes", type=_positive_int, default=100,
+                    help="held-out episodes on which the fitted policy is played, paired with the rule")
+    im.add_argument("--workers", type=_positive_int, default=2, help="processes that run the planner")
+    im.add_argument("--out", help="the new checkpoint folder (default: <checkpoint>_imitated beside it); never"
+                                  " overwritten")
+    im.add_argument("--json", action="store_true")
+    im.set_defaults(func=cmd_imitate)
 
     s = sub.add_parser("simulate", help="run the twin with a policy and print KPIs")
     s.add_argument("--config", required=True, help="scenario YAML, e.g. configs/default.yaml")

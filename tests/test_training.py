@@ -328,6 +328,32 @@ def test_greedy_actions_match_the_algorithms_inference(tiny_run):
     assert np.ptp(our_logits, axis=0).max() > 1e-4  # the logits do follow the observation
 
 
+def test_imitate_writes_the_fitted_policy_it_scored_and_refuses_to_overwrite(tiny_run, tmp_path):
+    """`hmarl imitate` fits the checkpoint's learned modules to the rollout planner's actions on
+    training episodes: the fit agrees with the planner at least as often as "always the rule"
+    would, and the checkpoint it writes is the policy it scored (hmarl evaluate reads the same
+    cost on the same held-out seeds), not the one it started from. An existing --out is refused."""
+    ckpt = checkpoints(tiny_run["trial"])[-1]
+    out = tmp_path / "imitated"
+    proc = hmarl("imitate", "--checkpoint", ckpt, "--episodes", 6, "--futures", 4, "--epochs", 60,
+                 "--eval-episodes", 8, "--workers", 1, "--out", out, "--json", cwd=tiny_run["root"])
+    r = json.loads(proc.stdout)
+    fit = r["fits"]["store_policy"]
+    assert fit["rows"] == 6 * 30 * 3
+    # the planner's most common store action is the rule's own; the fit must do at least as well as always choosing it
+    assert fit["agreement"] >= 1.0 - r["planner_departs_share"] - 1e-9, r
+    ev = json.loads(hmarl("evaluate", "--checkpoint", out, "--episodes", 8, "--json", cwd=tiny_run["root"]).stdout)
+    assert ev["policies"]["learned"]["cost_mean"] == pytest.approx(r["imitated_cost_mean"], abs=1e-6)
+    before = json.loads(hmarl("evaluate", "--checkpoint", ckpt, "--episodes", 8, "--json", cwd=tiny_run["root"]).stdout)
+    assert before["policies"]["learned"]["cost_mean"] == pytest.approx(r["checkpoint_cost_mean"], abs=1e-6)
+    assert (r["paired_imitated_minus_rule"]["mean"]
+            == pytest.approx(r["imitated_cost_mean"] - r["rule_cost_mean"], abs=1e-6))
+    again = hmarl("imitate", "--checkpoint", ckpt, "--episodes", 2, "--futures", 4, "--out", out,
+                  cwd=tiny_run["root"], check=False)
+    assert again.returncode == 2 and "--out" in again.stderr and "already exists" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1 and "Traceback" not in again.stderr
+
+
 def test_an_exported_policy_acts_as_the_checkpoint_without_ray_or_torch(tiny_run, tmp_path):
     """`hmarl export` writes ONNX + manifest; hmarl_rllib.serving.deploy (numpy + onnxruntime, in a
     fresh process that never imports torch or ray) picks the checkpoint's greedy actions on
