@@ -710,17 +710,17 @@ def test_a_cache_that_cannot_be_written_is_reported(tmp_path, capsys):
 
 def test_the_shipped_baselines_match_their_scenarios_fingerprints():
     """Every file configs/baselines/<scenario>_<policy>.yaml of default.yaml, seasonal.yaml and
-    walkthrough.yaml (and tune_ppo.yaml, default's scenario) was tuned with the default settings
+    walkthrough.yaml (and tune_ppo.yaml and default_fine.yaml, default's scenario) was tuned with the default settings
     for that scenario: train and benchmark read them instead of tuning for minutes."""
     from hmarl_rllib.policies.tuning import read_cached
 
     root = Path(__file__).resolve().parents[1] / "configs"
     checked = 0
-    for cfg in ("default", "seasonal", "walkthrough", "tune_ppo"):
+    for cfg in ("default", "seasonal", "walkthrough", "tune_ppo", "default_fine"):
         sc = load_config(root / f"{cfg}.yaml")
         for path in sorted((root / "baselines").glob(f"{sc.name}_*.yaml")):
             if ".tune" not in path.name:
                 policy, why = read_cached(path, sc, path.stem[len(sc.name) + 1:])
                 assert why == "ok", (cfg, path.name, why)
                 checked += 1
-    assert checked >= 26  # 6 of default (twice: tune_ppo), 9 of seasonal, 5 of walkthrough
+    assert checked >= 32  # 6 of default (three times: tune_ppo, default_fine), 9 of seasonal, 5 of walkthrough
