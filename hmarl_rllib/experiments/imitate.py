@@ -124,7 +124,7 @@ def imitate(checkpoint, out, config=None, episodes: int = 400, futures: int = 32
     from hmarl_rllib.sim import simulate
     from hmarl_rllib.sim.reconciliation import paired_difference
 
-    out = Path(out).expanduser()
+    out = Path(out).expanduser().resolve()  # absolute: RLlib reads a relative path as a URI
     if out.exists():
         raise InputError(f"--out {out}: already exists; pass a new folder (nothing is overwritten)")
     t0 = time.perf_counter()
@@ -146,10 +146,17 @@ def imitate(checkpoint, out, config=None, episodes: int = 400, futures: int = 32
         (kind,) = kinds
         fits[mid] = fit_module(module, labels["obs"][kind], labels["act"][kind], epochs, progress=progress, name=mid)
     after = simulate.chain_cost(sc, greedy_orders(trained), seeds)
-    shutil.copytree(trained.checkpoint, out)
-    for mid, module in learned.items():
-        shutil.rmtree(out / MODULE_DIR / mid)
-        module.save_to_path(str(out / MODULE_DIR / mid))
+    part = out.with_name(out.name + ".partial")  # complete or absent: renamed once written
+    shutil.rmtree(part, ignore_errors=True)
+    try:
+        shutil.copytree(trained.checkpoint, part)
+        for mid, module in learned.items():
+            shutil.rmtree(part / MODULE_DIR / mid)
+            module.save_to_path(str(part / MODULE_DIR / mid))
+        part.rename(out)
+    except BaseException:
+        shutil.rmtree(part, ignore_errors=True)
+        raise
     return {
         "checkpoint": str(trained.checkpoint), "out": str(out), "scenario": sc.name, "rule": trained.baseline.name,
         "episodes": episodes, "futures": futures, "margin": margin, "epochs": epochs,
