@@ -471,7 +471,7 @@ def cmd_headroom(args) -> int:
         raise InputError("--joint applies to the one-step measure, not to --rollout: use --sequential for a rollout"
                          " in which several agents can depart from the rule on the same day")
     scenario = load_config(args.config)
-    check(scenario, args.futures)
+    check(scenario, args.futures, planner=bool(args.rollout))
     if args.rollout:
         from hmarl_rllib.sim.simulate import eval_seeds
         eval_seeds(args.rollout, args.seed)  # refuse a bad --seed before the rule is tuned
@@ -677,7 +677,8 @@ def build_parser() -> argparse.ArgumentParser:
     hr.add_argument("--config", required=True, help="scenario YAML with baseline_correction actions")
     hr.add_argument("--states", type=_positive_int, default=100, help="states per day (demand paths of the rule)")
     hr.add_argument("--futures", type=_positive_int, default=32,
-                    help="demand continuations per state, even: half choose the best action, half measure it")
+                    help="demand continuations per state, even: half choose the best action, half measure it;"
+                         " with --rollout: per choice of the planner, >= 2")
     hr.add_argument("--joint", action="store_true",
                     help="also try two agents' corrections on the same day and one agent's correction held for"
                          " two days (about 7x the time with default.yaml's menu)")
@@ -703,7 +704,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      " checkpoint's")
     im.add_argument("--episodes", type=_positive_int, default=400, help="training episodes the planner labels")
     im.add_argument("--futures", type=_positive_int, default=32,
-                    help="simulated demand continuations per choice of the planner (even, >= 4)")
+                    help="simulated demand continuations per choice of the planner (>= 2)")
     im.add_argument("--margin", type=_nonnegative_float, default=0.0, metavar="Z",
                     help="the planner departs from the rule only Z standard errors below it (default 0)")
     im.add_argument("--epochs", type=_positive_int, default=200, help="passes of the fit over the labels")

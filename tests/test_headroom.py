@@ -121,3 +121,15 @@ def test_hmarl_headroom_rollout_json_and_its_refusals():
         assert proc.returncode == 2 and word in proc.stderr, (flags, proc.stderr)
         assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
 
+
+
+def test_the_planner_needs_two_continuations_not_an_even_number():
+    """--futures for --rollout: any number >= 2 (no halves to split); 1 is refused in one line."""
+    proc = subprocess.run([str(HMARL), "headroom", "--config", DEFAULT_YAML, "--rollout", "1", "--futures", "1"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--futures must be >= 2" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    proc = subprocess.run([str(HMARL), "headroom", "--config", DEFAULT_YAML, "--rollout", "2", "--futures", "3",
+                           "--json"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["futures"] == 3

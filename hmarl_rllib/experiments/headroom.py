@@ -43,13 +43,16 @@ FUTURE_SEEDS = 6_000_000  # demand continuations
 MAX_LEDGER_BYTES = 1 << 30  # the ledger of the replicas simulated at once (replicas × days × nodes × SKUs × fields × 8 B)
 
 
-def check(scenario, futures: int) -> None:
-    """Refuse, in one line, what :func:`headroom` cannot measure (before any rule is tuned)."""
+def check(scenario, futures: int, planner: bool = False) -> None:
+    """Refuse, in one line, what :func:`headroom` (``planner``: :func:`rollout`) cannot measure
+    (before any rule is tuned)."""
     modes = {k: getattr(scenario.actions, k).mode for k in ("store", "warehouse", "supplier")}
     if any(m != "baseline_correction" for m in modes.values()):
         raise ConfigError(f"headroom: every agent's actions must be baseline_correction (the rule + a correction);"
                           f" {scenario.source_path or scenario.name} has {modes}")
-    if futures < 4 or futures % 2:
+    if planner and futures < 2:
+        raise ConfigError(f"--futures must be >= 2 (got {futures}): the planner compares means and their spread")
+    if not planner and (futures < 4 or futures % 2):
         raise ConfigError(f"headroom: --futures must be an even number >= 4 (got {futures}): half choose, half measure")
 
 
@@ -225,7 +228,7 @@ def rollout_actions(scenario, baseline, seeds, futures: int, sequential: bool = 
     from hmarl_rllib.rl.modules import warm_start_action
     from hmarl_rllib.sim.network import F, SupplyChainTwin
 
-    check(scenario, futures)
+    check(scenario, futures, planner=True)
     cods = codecs(scenario, baseline)
     zero = {k: warm_start_action(cods[k]) for k in ("store", "warehouse", "supplier")}
     if any(z is None for z in zero.values()):
@@ -340,7 +343,7 @@ def rollout(scenario, baseline, episodes: int = 100, futures: int = 16, seed: in
     from hmarl_rllib.sim.network import F, SupplyChainTwin
     from hmarl_rllib.sim.reconciliation import paired_difference
 
-    check(scenario, futures)
+    check(scenario, futures, planner=True)
     seeds = simulate.eval_seeds(episodes, seed)
     t0 = time.perf_counter()
     acts, departs, taken, cods, labels = rollout_actions(scenario, baseline, seeds, futures, sequential, margin,

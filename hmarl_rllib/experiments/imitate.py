@@ -130,7 +130,7 @@ def imitate(checkpoint, out, config=None, episodes: int = 400, futures: int = 32
     t0 = time.perf_counter()
     trained = load_trained(checkpoint, config)
     sc = trained.scenario
-    check(sc, futures)
+    check(sc, futures, planner=True)
     learned = {mid: m for mid, m in trained.modules.items() if hasattr(m, "parameters") and list(m.parameters())}
     if not learned:
         raise InputError(f"--checkpoint {trained.checkpoint}: no learned module to fit")
