@@ -112,7 +112,7 @@ def cmd_train(args) -> int:
         run = training.train(scenario, name, storage=args.storage, resume=args.resume, stop_iters=args.stop_iters,
                              stop_timesteps=args.stop_timesteps, time_budget_s=args.time_budget,
                              num_env_runners=args.num_env_runners, envs_per_runner=args.envs_per_runner,
-                             progress=_say)
+                             progress=_say, init_from=args.init_from)
     except training.TrainingFailed as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -576,6 +576,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--num-env-runners", type=_non_negative_int, help="env runner processes (0: sample in the driver)")
     t.add_argument("--envs-per-runner", type=_positive_int, help="vectorised envs per env runner")
     t.add_argument("--resume", action="store_true", help="continue the interrupted experiment <storage>/<name>")
+    t.add_argument("--init-from", metavar="CKPT",
+                   help="start the learned modules from this checkpoint's weights (e.g. one written by hmarl"
+                        " imitate; same observations, actions and training.learn), instead of the warm start")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="evaluate a checkpoint greedily on held-out seeds beside the baselines")

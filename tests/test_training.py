@@ -663,6 +663,53 @@ def test_training_section_typo_is_one_line(tmp_path):
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "training.lerning_rate" in proc.stderr
 
 
+def test_init_from_starts_the_learned_modules_from_a_checkpoint_and_refuses_a_mismatch(tiny_run, tmp_path):
+    """--init-from: the algorithm's store module starts with the checkpoint's weights (not the
+    warm start's), in the learner and in the env runner that samples with it; a checkpoint
+    trained with other actions, a missing folder or --resume with it are refused in one line."""
+    import ray
+    import torch
+
+    from hmarl_rllib.experiments.evaluation import load_trained
+    from hmarl_rllib.experiments.training import build_algo_config
+    from hmarl_rllib.sim.config import load_config
+
+    ckpt = checkpoints(tiny_run["trial"])[-1]
+    scenario = load_config(tiny_run["config"])
+    want = load_trained(ckpt).modules["store_policy"].state_dict()
+    fresh = build_algo_config(scenario, num_env_runners=0)
+    config = build_algo_config(scenario, num_env_runners=0, init_from=ckpt)
+
+    def learner_weights(learner):
+        return {k: v.detach().clone() for k, v in learner.module["store_policy"].state_dict().items()}
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        algos = {"fresh": fresh.build_algo(), "init": config.build_algo()}
+        learned = {k: [r.get() for r in a.learner_group.foreach_learner(learner_weights)][0] for k, a in algos.items()}
+        sampling = {k: v.detach().clone() for k, v in algos["init"].get_module("store_policy").state_dict().items()}
+        for a in algos.values():
+            a.stop()
+    finally:
+        ray.shutdown()
+    assert learned["init"].keys() == want.keys() and all(torch.equal(learned["init"][k], want[k]) for k in want)
+    assert any(not torch.equal(learned["fresh"][k], want[k]) for k in want if "mlp" in k)
+    # the module that samples gets the actor (RLlib syncs inference-only state): encoder and logits
+    actor = [k for k in want if k.startswith(("encoder.actor_encoder", "pi.net"))]
+    assert actor and all(torch.equal(sampling[k], want[k]) for k in actor)
+
+    other = tiny_config(tmp_path, name="other.yaml")
+    data = yaml.safe_load(other.read_text())
+    data["actions"]["store"]["values"] = [-10, 0, 1, 2, 3]
+    other.write_text(yaml.safe_dump(data, sort_keys=False))
+    for args, words in ((["--config", other, "--init-from", ckpt], ["--init-from", "actions"]),
+                        (["--config", tiny_run["config"], "--init-from", tmp_path / "nope"], ["--init-from", "no such folder"]),
+                        (["--config", tiny_run["config"], "--init-from", ckpt, "--resume"], ["--init-from", "--resume"])):
+        proc = hmarl("train", *args, "--stop-iters", 1, cwd=tmp_path, check=False)
+        assert proc.returncode == 2, (args, proc.stderr[-2000:])
+        assert len(proc.stderr.strip().splitlines()) == 1 and all(w in proc.stderr for w in words), proc.stderr
+
+
 # ----------------------------------------------------------------------------- phase 2
 @pytest.mark.parametrize("training, learned, scripted", [
     ({"phase2": True}, {"store_policy", "warehouse_policy"}, "supplier_scripted"),

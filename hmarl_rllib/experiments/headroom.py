@@ -199,7 +199,6 @@ def format_headroom(r: dict) -> str:
     return "\n".join(lines)
 
 
-
 ROLLOUT_REPLICAS = 1 << 16  # replicas simulated at once (no ledger: the twin's state and demand only)
 
 

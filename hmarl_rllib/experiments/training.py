@@ -299,12 +299,34 @@ def env_config(scenario: Scenario, baseline) -> dict:
     return cfg
 
 
+def init_module_paths(init_from, scenario: Scenario, settings: TrainingSettings) -> dict[str, str]:
+    """``--init-from``: the checkpoint's module folder (absolute, as RLlib wants it) for every
+    module this run learns. Refused in one line when the checkpoint is not readable, was trained
+    on other observations or actions, or lacks a module this run learns."""
+    from hmarl_rllib.experiments.evaluation import MODULE_DIR, load_trained
+
+    from hmarl_rllib.errors import CheckpointError
+
+    try:  # spaces checked against this scenario
+        trained = load_trained(init_from, scenario)
+    except CheckpointError as err:  # the same one line, naming the flag it came through
+        raise CheckpointError(str(err).replace("--checkpoint", "--init-from", 1)) from None
+    wanted = [STORE_MODULE, *(LEARNED_MODULES[t] for t in settings.learners)]
+    missing = [m for m in wanted if not (trained.checkpoint / MODULE_DIR / m).is_dir()]
+    if missing:
+        raise InputError(f"--init-from {trained.checkpoint}: has no {', '.join(missing)}, which this run learns;"
+                         " pass a checkpoint trained with the same training.learn")
+    return {m: str(trained.checkpoint / MODULE_DIR / m) for m in wanted}
+
+
 def build_algo_config(scenario: Scenario, settings: TrainingSettings | None = None, *, baseline=None,
-                      progress=None, stop: dict | None = None, **overrides):
+                      progress=None, stop: dict | None = None, init_from=None, **overrides):
     """The one place a :class:`PPOConfig` is built. ``overrides`` are :class:`TrainingSettings`
     fields (e.g. ``num_env_runners=0``) that win over the YAML, validated like it. ``stop``: the
     Tune stop criteria of the run (default: the settings' :meth:`TrainingSettings.stop`); the
-    iteration that meets them is evaluated, so the checkpoint at the end is scored."""
+    iteration that meets them is evaluated, so the checkpoint at the end is scored. ``init_from``:
+    a checkpoint whose learned modules' weights the run starts from (RLlib's
+    ``RLModuleSpec.load_state_path``), e.g. one written by ``hmarl imitate``."""
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
     from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
@@ -340,6 +362,9 @@ def build_algo_config(scenario: Scenario, settings: TrainingSettings | None = No
         chain_agents = []
     learned = {STORE_MODULE: learned_spec("store")}
     learned.update({LEARNED_MODULES[t]: learned_spec(t) for t in s.learners})
+    if init_from is not None:
+        for mid, path in init_module_paths(init_from, scenario, s).items():
+            learned[mid] = dataclasses.replace(learned[mid], load_state_path=path)
     train_env = {**env_config(scenario, baseline), "random_starts": s.random_starts,
                  # group_stores: the stores act as one agent, and so do a learned warehouse's and supplier's SKUs
                  "groups": (["store", *(s.learners if len(scenario.skus) > 1 else ())] if s.group_stores else [])}
@@ -727,9 +752,10 @@ def check_local_cpus(settings: TrainingSettings) -> None:
 
 def train(scenario: Scenario, name: str, *, storage: str | None = None, resume: bool = False,
           stop_iters=None, stop_timesteps=None, time_budget_s=None, num_env_runners=None,
-          envs_per_runner=None, progress=None, iteration_stream=None) -> TrainResult:
+          envs_per_runner=None, progress=None, iteration_stream=None, init_from=None) -> TrainResult:
     """Train with PPO under Tune; return where the checkpoints are. One line per iteration
-    goes to ``iteration_stream`` (default stdout)."""
+    goes to ``iteration_stream`` (default stdout). ``init_from``: start the learned modules from
+    that checkpoint's weights (see :func:`build_algo_config`)."""
     from ray import tune
     from ray.rllib.algorithms.ppo import PPOConfig
 
@@ -737,6 +763,10 @@ def train(scenario: Scenario, name: str, *, storage: str | None = None, resume: 
                                  time_budget_s=time_budget_s, num_env_runners=num_env_runners,
                                  envs_per_runner=envs_per_runner)
     check_local_cpus(settings)
+    if resume and init_from is not None:
+        raise InputError("--init-from starts a new run; --resume continues one from its own checkpoint: drop one")
+    if init_from is not None:
+        init_module_paths(init_from, scenario, settings)  # refuse a bad checkpoint before anything starts
     exp = experiment_dir(name, storage)
     trainable = PPOConfig().algo_class
     if resume:
@@ -748,7 +778,7 @@ def train(scenario: Scenario, name: str, *, storage: str | None = None, resume: 
             progress(f"{experiment_dir(name, storage)} holds an earlier run (continue it with --resume);"
                      f" this run goes to {exp}")
     baseline = baseline_policy(scenario, settings, progress)
-    config = build_algo_config(scenario, settings, baseline=baseline, stop=settings.stop())
+    config = build_algo_config(scenario, settings, baseline=baseline, stop=settings.stop(), init_from=init_from)
     started = init_ray()
     from hmarl_rllib.rl import env as hmarl_env
 
