@@ -81,6 +81,16 @@ def _label(cods, dev) -> str:
     two_days = any(off == 1 for *_, off in dev)
     return " + ".join(moves) + (" (two days)" if two_days else "")
 
+def _set(acts, kind: str, i, value, rows=slice(None)) -> None:
+    """Write an action ``value`` into one agent's slot of a day's action arrays, for ``rows``."""
+    a_store, a_wh, a_sup = acts
+    if kind == "store":
+        a_store[rows, i, :] = value
+    elif kind == "warehouse":
+        a_wh[rows] = value
+    else:
+        a_sup[rows] = value
+
 
 def headroom(scenario, baseline, states: int = 100, futures: int = 32, progress=None, joint: bool = False) -> dict:
     """One policy-improvement step over ``baseline`` (a tuned :class:`ChainPolicy`) with the
@@ -130,13 +140,7 @@ def headroom(scenario, baseline, states: int = 100, futures: int = 32, progress=
             for d, dv in enumerate(devs[1:], start=1):
                 m = di == d
                 for kind, i, a, off in dv:
-                    a_store, a_wh, a_sup = acts[off]
-                    if kind == "store":
-                        a_store[m, i, :] = a
-                    elif kind == "warehouse":
-                        a_wh[m] = a
-                    else:
-                        a_sup[m] = a
+                    _set(acts[off], kind, i, a, m)
             last = day + (1 if joint else 0)
             tw = SupplyChainTwin(scenario, record=True)
             tw.reset(future_seeds[ki])
@@ -206,16 +210,6 @@ def _agents(N: int) -> list[tuple]:
     """The agents in the order a sequential rollout decides them: the stores, the warehouse, the supplier."""
     return [("store", i) for i in range(N)] + [("warehouse", None), ("supplier", None)]
 
-
-def _set(acts, kind: str, i, value, rows=slice(None)) -> None:
-    """Write an action ``value`` into one agent's slot of a day's action arrays, for ``rows``."""
-    a_store, a_wh, a_sup = acts
-    if kind == "store":
-        a_store[rows, i, :] = value
-    elif kind == "warehouse":
-        a_wh[rows] = value
-    else:
-        a_sup[rows] = value
 
 
 def rollout_actions(scenario, baseline, seeds, futures: int, sequential: bool = False, margin: float = 0.0,
@@ -302,10 +296,7 @@ def rollout_actions(scenario, baseline, seeds, futures: int, sequential: bool = 
                     departs[rows, t] = True
                     label = _label(cods, (m,))
                     taken[label] = taken.get(label, 0) + len(rows)
-                    if m[0] == "store":
-                        acts[0][rows, t, m[1], :] = m[2]
-                    else:
-                        acts[1 if m[0] == "warehouse" else 2][rows, t] = m[2]
+                    _set(tuple(a[:, t] for a in acts), m[0], m[1], m[2], rows)  # views of day t: written through
         if progress:
             progress(f"rollout: day {t + 1}/{T}, {time.perf_counter() - t0:.0f}s")
     labels = [_label(cods, (m,)) for (m,) in singles[1:]]
