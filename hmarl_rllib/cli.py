@@ -158,7 +158,7 @@ def cmd_imitate(args) -> int:
     out = Path(args.out) if args.out else ckpt.parent / f"{ckpt.resolve().name}_imitated"
     result = imitate(args.checkpoint, out, config=config, episodes=args.episodes, futures=args.futures,
                      margin=args.margin, epochs=args.epochs, eval_episodes=args.eval_episodes, workers=args.workers,
-                     progress=_progress(args))
+                     progress=_progress(args), rounds=args.rounds)
     print(json.dumps(result) if args.json else format_imitate(result))
     return 0
 
@@ -711,6 +711,9 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--margin", type=_nonnegative_float, default=0.0, metavar="Z",
                     help="the planner departs from the rule only Z standard errors below it (default 0)")
     im.add_argument("--epochs", type=_positive_int, default=200, help="passes of the fit over the labels")
+    im.add_argument("--rounds", type=_positive_int, default=1,
+                    help="rounds of policy iteration: round 1's planner rolls out the rule, each later round's the"
+                         " previous round's fitted policy, on new training episodes (default 1)")
     im.add_argument("--eval-episodes", type=_positive_int, default=100,
                     help="held-out episodes on which the fitted policy is played, paired with the rule")
     im.add_argument("--workers", type=_positive_int, default=2, help="processes that run the planner")

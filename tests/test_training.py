@@ -332,12 +332,17 @@ def test_imitate_writes_the_fitted_policy_it_scored_and_refuses_to_overwrite(tin
     """`hmarl imitate` fits the checkpoint's learned modules to the rollout planner's actions on
     training episodes: the fit agrees with the planner at least as often as "always the rule"
     would, and the checkpoint it writes is the policy it scored (hmarl evaluate reads the same
-    cost on the same held-out seeds), not the one it started from. An existing --out is refused."""
+    cost on the same held-out seeds), not the one it started from; with --rounds 2 the second
+    round's planner rolls out the first round's fit on new training paths and the checkpoint is
+    the second round's. An existing --out is refused."""
     ckpt = checkpoints(tiny_run["trial"])[-1]
     out = tmp_path / "imitated"
-    proc = hmarl("imitate", "--checkpoint", ckpt, "--episodes", 6, "--futures", 4, "--epochs", 60,
+    proc = hmarl("imitate", "--checkpoint", ckpt, "--episodes", 6, "--futures", 4, "--epochs", 60, "--rounds", 2,
                  "--eval-episodes", 8, "--workers", 1, "--out", out, "--json", cwd=tiny_run["root"])
     r = json.loads(proc.stdout)
+    assert [(p["round"], p["over"], p["first_seed"]) for p in r["rounds"]] == [(1, "rule", 0), (2, "fitted policy", 6)]
+    assert r["rounds"][-1]["imitated_cost_mean"] == r["imitated_cost_mean"]
+    assert "round 2/2: held-out" in proc.stderr
     fit = r["fits"]["store_policy"]
     assert fit["rows"] == 6 * 30 * 3
     # the planner's most common store action is the rule's own; the fit must do at least as well as always choosing it
@@ -352,6 +357,10 @@ def test_imitate_writes_the_fitted_policy_it_scored_and_refuses_to_overwrite(tin
                   cwd=tiny_run["root"], check=False)
     assert again.returncode == 2 and "--out" in again.stderr and "already exists" in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1 and "Traceback" not in again.stderr
+    many = hmarl("imitate", "--checkpoint", ckpt, "--episodes", 400, "--rounds", 2500, "--out", tmp_path / "many",
+                 cwd=tiny_run["root"], check=False)  # 1,000,000 training episodes would reach the tuning seeds
+    assert many.returncode == 2 and "--rounds 2500" in many.stderr and "Traceback" not in many.stderr
+    assert not (tmp_path / "many").exists()
 
 
 def test_an_exported_policy_acts_as_the_checkpoint_without_ray_or_torch(tiny_run, tmp_path):

@@ -177,11 +177,11 @@ def module_actions(module, obs: np.ndarray) -> np.ndarray:
     return out[Columns.ACTION_DIST_INPUTS].argmax(dim=-1).numpy().astype(np.int64)
 
 
-def greedy_orders(trained: TrainedPolicy):
-    """``order_fn(twin)`` playing the trained modules greedily on a batch of replicas."""
+def greedy_actions(trained: TrainedPolicy):
+    """``actions(twin)``: the trained modules' greedy action indices on a batch of replicas,
+    ``(store (B, N, K), warehouse (B, K), supplier (B, K))``."""
     sc = trained.scenario
     builder = ObservationBuilder(sc)
-    cods = codecs(sc, trained.baseline)
     store_ids, wh_ids, sup_ids = agent_ids(sc)
     mods = trained.modules
     N, K = len(sc.store_list), len(sc.skus)
@@ -192,13 +192,23 @@ def greedy_orders(trained: TrainedPolicy):
             acts[:, k] = module_actions(mods[trained.agent_modules[aid]], kind_obs[:, k])
         return acts
 
-    def orders(twin):
+    def actions(twin):
         B = twin.batch
         obs = builder(twin, twin.last_placed[:, :N], twin.last_placed[:, N])
         so = obs["store"]
         a_store = module_actions(mods[STORE_MODULE], so.reshape(-1, so.shape[-1])).reshape(B, N, K)
-        a_wh, a_sup = per_sku(obs["warehouse"], wh_ids), per_sku(obs["supplier"], sup_ids)
-        return decode_orders(cods, twin, a_store, a_wh, a_sup)
+        return a_store, per_sku(obs["warehouse"], wh_ids), per_sku(obs["supplier"], sup_ids)
+
+    return actions
+
+
+def greedy_orders(trained: TrainedPolicy):
+    """``order_fn(twin)`` playing the trained modules greedily on a batch of replicas."""
+    cods = codecs(trained.scenario, trained.baseline)
+    actions = greedy_actions(trained)
+
+    def orders(twin):
+        return decode_orders(cods, twin, *actions(twin))
 
     return orders
 

@@ -213,10 +213,16 @@ def _agents(N: int) -> list[tuple]:
 
 
 def rollout_actions(scenario, baseline, seeds, futures: int, sequential: bool = False, margin: float = 0.0,
-                    progress=None):
+                    progress=None, base=None):
     """The rollout policy's actions on the demand ``seeds`` (see :func:`rollout`): action indices
     ``(store (E, T, N, K), warehouse (E, T, K), supplier (E, T, K))``, whether each day departs
-    from the rule (E, T), departures by label, the codecs and the single alternatives' labels."""
+    from the base policy (E, T), departures by label, the codecs and the single alternatives' labels.
+
+    ``base``: the policy rolled out, ``actions(twin) -> (store (B, N, K), warehouse (B, K),
+    supplier (B, K))`` action indices (e.g. :func:`hmarl_rllib.experiments.evaluation.greedy_actions`
+    of a fitted checkpoint: a second round of policy iteration); by default the rule (every
+    correction 0). The warm-up days are the rule's either way. With a base, each day's reference
+    is the base's own action in the state reached, and every action of the menu is an alternative."""
     from hmarl_rllib.rl.actions import codecs, decode_orders
     from hmarl_rllib.rl.modules import warm_start_action
     from hmarl_rllib.sim.network import F, SupplyChainTwin
@@ -229,7 +235,11 @@ def rollout_actions(scenario, baseline, seeds, futures: int, sequential: bool = 
     N, K = len(scenario.store_list), len(scenario.skus)
     W, T = scenario.warmup_days, scenario.episode_length
     singles = alternatives(scenario, cods, zero)
-    if sequential:  # one round per agent: its own alternatives, the rule's action first
+    if base is not None:  # every menu action against the base's own (None: keep it), agent by agent or all at once
+        every = [(kind, i, a, 0) for kind, i in _agents(N) for a in range(len(cods[kind].values))]
+        rounds = ([[None] + [m for m in every if m[:2] == ag] for ag in _agents(N)] if sequential
+                  else [[None] + every])
+    elif sequential:  # one round per agent: its own alternatives, the rule's action first
         rounds = [[(kind, i, zero[kind], 0)] + [m for (m,) in singles[1:] if m[:2] == (kind, i)]
                   for kind, i in _agents(N)]
     else:  # one round: the rule, or one agent's correction
@@ -253,6 +263,14 @@ def rollout_actions(scenario, baseline, seeds, futures: int, sequential: bool = 
     taken: dict[str, int] = {}
     for t in range(T):
         day = W + t
+        if base is not None:  # the base's actions in the state the rollout policy has reached
+            tw = SupplyChainTwin(scenario, record=False)
+            tw.reset(seeds)
+            while tw.day < day:
+                u = tw.day
+                tw.step(*(baseline.orders(tw) if u < W else decode_orders(cods, tw, *(a[:, u - W] for a in acts))))
+            for a, b in zip(acts, base(tw)):
+                a[:, t] = b
         for moves in rounds:
             D = len(moves)
             per_ep = D * futures
@@ -278,20 +296,22 @@ def rollout_actions(scenario, baseline, seeds, futures: int, sequential: bool = 
                         orders = decode_orders(cods, tw, *(a[ei, u - W] for a in acts))
                     elif u == day:
                         orders = decode_orders(cods, tw, *today)
-                    else:
+                    elif base is None or u < W:
                         orders = baseline.orders(tw)
+                    else:
+                        orders = decode_orders(cods, tw, *base(tw))
                     row = tw.step(*orders)
                     if u >= day:  # the days before are the same for every alternative
                         cost += row[..., cost_fields].sum(axis=(1, 2, 3))
                 diff = cost.reshape(S, D, futures)
-                diff = diff - diff[:, :1]  # paired with the rule's own action on the same continuations
+                diff = diff - diff[:, :1]  # paired with the rule's (the base's) own action on the same continuations
                 mean = diff.mean(-1)
                 upper = mean + margin * diff.std(-1, ddof=1) / np.sqrt(futures)
                 best = np.where(upper < 0, mean, np.inf).argmin(-1)  # only what beats the rule's action clearly
                 best[~(upper < 0).any(-1)] = 0
                 for d in np.unique(best):
                     m, rows = moves[d], e0 + np.flatnonzero(best == d)
-                    if m is None or m[2] == zero[m[0]]:
+                    if m is None or (base is None and m[2] == zero[m[0]]):
                         continue
                     departs[rows, t] = True
                     label = _label(cods, (m,))
@@ -304,7 +324,7 @@ def rollout_actions(scenario, baseline, seeds, futures: int, sequential: bool = 
 
 
 def rollout(scenario, baseline, episodes: int = 100, futures: int = 16, seed: int | None = None,
-            sequential: bool = False, margin: float = 0.0, progress=None) -> dict:
+            sequential: bool = False, margin: float = 0.0, progress=None, base=None, base_name: str = "") -> dict:
     """A **rollout policy** over ``baseline``, played on held-out episodes: a planner, not learning.
 
     Each day, in the state the policy itself has reached, alternative corrections are simulated
@@ -328,6 +348,9 @@ def rollout(scenario, baseline, episodes: int = 100, futures: int = 16, seed: in
     that**. With exact expectations it could not do worse than the rule (policy improvement);
     with ``futures`` samples it could, and the paired difference on the held-out episodes says
     which happened.
+
+    ``base`` (named ``base_name``): roll out that policy instead of the rule (see
+    :func:`rollout_actions`); the result then also pairs the planner with it.
     """
     from hmarl_rllib.rl.actions import decode_orders
     from hmarl_rllib.sim.network import F, SupplyChainTwin
@@ -337,7 +360,7 @@ def rollout(scenario, baseline, episodes: int = 100, futures: int = 16, seed: in
     seeds = simulate.eval_seeds(episodes, seed)
     t0 = time.perf_counter()
     acts, departs, taken, cods, labels = rollout_actions(scenario, baseline, seeds, futures, sequential, margin,
-                                                        progress)
+                                                        progress, base)
     W = scenario.warmup_days
     cost_fields = [F["holding_cost"], F["stockout_cost"], F["ordering_cost"]]
     tw = SupplyChainTwin(scenario, record=False)
@@ -349,6 +372,13 @@ def rollout(scenario, baseline, episodes: int = 100, futures: int = 16, seed: in
         if u >= W:
             played += row[..., cost_fields].sum(axis=(1, 2, 3))
     rule = simulate.chain_cost(scenario, baseline.orders, seeds)
+    extra = {}
+    if base is not None:
+        base_cost = simulate.chain_cost(scenario, lambda tw: decode_orders(cods, tw, *base(tw)), seeds,
+                                        warmup_fn=baseline.orders)
+        extra = {"base": base_name or "base policy", "base_cost_mean": float(base_cost.mean()),
+                 "paired_rollout_minus_base": paired_difference(played, base_cost),
+                 "paired_base_minus_rule": paired_difference(base_cost, rule)}
     return {
         "scenario": scenario.name, "rule": baseline.name, "episodes": episodes, "futures": futures,
         "sequential": sequential, "margin": margin, "first_seed": int(seeds[0]),
@@ -357,7 +387,7 @@ def rollout(scenario, baseline, episodes: int = 100, futures: int = 16, seed: in
         "paired_rollout_minus_rule": paired_difference(played, rule),
         "share_days_rule_taken": float(1.0 - departs.mean()),
         "departures_per_episode": {k: v / episodes for k, v in sorted(taken.items(), key=lambda kv: -kv[1])},
-        "seconds": time.perf_counter() - t0,
+        "seconds": time.perf_counter() - t0, **extra,
     }
 
 
@@ -366,12 +396,16 @@ def format_rollout(r: dict) -> str:
     mode = "agents one after the other" if r["sequential"] else "one agent a day at most"
     if r.get("margin"):
         mode += f", departing only {r['margin']:g} standard errors below the rule"
-    lines = [f"{r['scenario']}: a rollout planner over {r['rule']} on {r['episodes']} held-out episodes"
+    over = f"{r['base']} (warm-up days and the menu's correction 0: {r['rule']})" if r.get("base") else r["rule"]
+    lines = [f"{r['scenario']}: a rollout planner over {over} on {r['episodes']} held-out episodes"
              f" (seeds from {r['first_seed']}; {r['futures']} simulated continuations per choice, {mode},"
              f" {r['seconds']:.0f}s)",
              f"  rule {r['rule_cost_mean']:,.1f}, rollout {r['rollout_cost_mean']:,.1f} per episode: paired rollout - rule"
              f" {d['mean']:+,.1f} [{d['ci95'][0]:+,.1f}, {d['ci95'][1]:+,.1f}] ({d['relative']:+.2%})",
-             f"  the rule's own actions on {r['share_days_rule_taken']:.1%} of days; departures per episode: " +
+             *([f"  {r['base']} {r['base_cost_mean']:,.1f}: paired rollout - {r['base']}"
+                f" {r['paired_rollout_minus_base']['mean']:+,.1f} [{r['paired_rollout_minus_base']['ci95'][0]:+,.1f},"
+                f" {r['paired_rollout_minus_base']['ci95'][1]:+,.1f}]"] if r.get("base") else []),
+             f"  the {'base policy' if r.get('base') else 'rule'}'s own actions on {r['share_days_rule_taken']:.1%} of days; departures per episode: " +
              ", ".join(f"{k} {v:.2f}" for k, v in list(r["departures_per_episode"].items())[:8]),
              "  a planner, not learning: it simulates the model's demand at every decision. Its cost is a real"
              " policy's, so the optimum is at most that"]
