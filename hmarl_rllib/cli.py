@@ -709,7 +709,8 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--futures", type=_positive_int, default=32,
                     help="simulated demand continuations per choice of the planner (>= 2)")
     im.add_argument("--margin", type=_nonnegative_float, default=0.0, metavar="Z",
-                    help="the planner departs from the rule only Z standard errors below it (default 0)")
+                    help="the planner departs from the rule (in later --rounds, the fitted policy) only Z standard"
+                         " errors below it (default 0)")
     im.add_argument("--epochs", type=_positive_int, default=200, help="passes of the fit over the labels")
     im.add_argument("--rounds", type=_positive_int, default=1,
                     help="rounds of policy iteration: round 1's planner rolls out the rule, each later round's the"

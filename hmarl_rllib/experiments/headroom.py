@@ -395,7 +395,7 @@ def format_rollout(r: dict) -> str:
     d = r["paired_rollout_minus_rule"]
     mode = "agents one after the other" if r["sequential"] else "one agent a day at most"
     if r.get("margin"):
-        mode += f", departing only {r['margin']:g} standard errors below the rule"
+        mode += f", departing only {r['margin']:g} standard errors below the {'base' if r.get('base') else 'rule'}'s action"
     over = f"{r['base']} (warm-up days and the menu's correction 0: {r['rule']})" if r.get("base") else r["rule"]
     lines = [f"{r['scenario']}: a rollout planner over {over} on {r['episodes']} held-out episodes"
              f" (seeds from {r['first_seed']}; {r['futures']} simulated continuations per choice, {mode},"
