@@ -357,9 +357,10 @@ def test_imitate_writes_the_fitted_policy_it_scored_and_refuses_to_overwrite(tin
                   cwd=tiny_run["root"], check=False)
     assert again.returncode == 2 and "--out" in again.stderr and "already exists" in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1 and "Traceback" not in again.stderr
-    many = hmarl("imitate", "--checkpoint", ckpt, "--episodes", 400, "--rounds", 2500, "--out", tmp_path / "many",
-                 cwd=tiny_run["root"], check=False)  # 1,000,000 training episodes would reach the tuning seeds
-    assert many.returncode == 2 and "--rounds 2500" in many.stderr and "Traceback" not in many.stderr
+    # 2,501 rounds of 400 episodes would run past the 1,000,000 RL-training seeds into the tuning ones
+    many = hmarl("imitate", "--checkpoint", ckpt, "--episodes", 400, "--rounds", 2501, "--out", tmp_path / "many",
+                 cwd=tiny_run["root"], check=False, timeout=120)
+    assert many.returncode == 2 and "--rounds 2501" in many.stderr and "Traceback" not in many.stderr
     assert not (tmp_path / "many").exists()
 
 
