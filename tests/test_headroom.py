@@ -105,12 +105,14 @@ def test_a_rollout_with_exact_futures_never_does_worse_than_its_rule(sequential)
     assert r["share_days_rule_taken"] < 1.0 and r["departures_per_episode"]
 
 
-@pytest.mark.parametrize("sequential", [False, True])
-def test_a_rollout_over_another_policy_never_does_worse_than_that_policy(sequential):
+@pytest.mark.parametrize("sequential,by_state", [(False, False), (True, False), (True, True)])
+def test_a_rollout_over_another_policy_never_does_worse_than_that_policy(sequential, by_state):
     """The same improvement property with a base policy other than the rule (a second round of
     policy iteration rolls out the previous round's fit): every store always orders 1 μ more than
-    the rule. Each day's reference is the base's own action in the state reached and the base
-    plays every simulated future, so with exact futures the rollout costs at most the base."""
+    the rule, or (``by_state``) only where its inventory position is below 500 units. Each day's
+    reference is the base's own action in the state reached and the base plays every simulated
+    future, so with exact futures the rollout costs at most the base (the state-dependent base
+    fails this if the reference were taken in any other state)."""
     import numpy as np
 
     from hmarl_rllib.experiments.headroom import rollout
@@ -120,12 +122,13 @@ def test_a_rollout_over_another_policy_never_does_worse_than_that_policy(sequent
     sc = _deterministic_default()
     rule = rule_based_policy(sc, "s_S")
     cods = codecs(sc, rule)
-    plus = list(cods["store"].values).index(1.0)
+    plus, zero = list(cods["store"].values).index(1.0), list(cods["store"].values).index(0.0)
     zero_wh, zero_sup = list(cods["warehouse"].values).index(0.0), list(cods["supplier"].values).index(0.0)
 
     def base(tw):
         B, N, K = tw.batch, len(sc.store_list), len(sc.skus)
-        return np.full((B, N, K), plus), np.full((B, K), zero_wh), np.full((B, K), zero_sup)
+        store = np.where(tw.store_position() < 500, plus, zero) if by_state else np.full((B, N, K), plus)
+        return store, np.full((B, K), zero_wh), np.full((B, K), zero_sup)
 
     r = rollout(sc, rule, episodes=2, futures=2, sequential=sequential, base=base, base_name="rule + 1 μ")
     d = r["paired_rollout_minus_base"]
@@ -133,6 +136,44 @@ def test_a_rollout_over_another_policy_never_does_worse_than_that_policy(sequent
     assert abs(r["base_cost_mean"] - rule_cost) > 0.01 * rule_cost  # the base is not the rule
     assert d["mean"] < 0 and d["ci95"][1] <= d["mean"] + 1e-6, r  # better on every (identical) episode
     assert r["share_days_rule_taken"] < 1.0
+
+
+def test_a_rollout_keeps_the_base_policys_action_in_the_state_it_reaches():
+    """On every day it does not depart, the rollout plays the base policy's own action in the
+    state its held-out path has reached (replayed here day by day from the actions it returns).
+    The base orders 1 μ more only where a store's position is below 500, so a reference taken in
+    any other state would differ from it on some of those days."""
+    import numpy as np
+
+    from hmarl_rllib.experiments.headroom import rollout_actions
+    from hmarl_rllib.rl.actions import codecs, decode_orders
+    from hmarl_rllib.sim import SupplyChainTwin, simulate
+    from hmarl_rllib.sim.config import load_config
+
+    sc = load_config(DEFAULT_YAML)
+    rule = rule_based_policy(sc, "s_S")
+    cods = codecs(sc, rule)
+    plus, zero = list(cods["store"].values).index(1.0), list(cods["store"].values).index(0.0)
+    zero_wh, zero_sup = list(cods["warehouse"].values).index(0.0), list(cods["supplier"].values).index(0.0)
+
+    def base(tw):
+        B, K = tw.batch, len(sc.skus)
+        return (np.where(tw.store_position() < 500, plus, zero), np.full((B, K), zero_wh),
+                np.full((B, K), zero_sup))
+
+    seeds = simulate.eval_seeds(3)
+    acts, departs, *_ = rollout_actions(sc, rule, seeds, futures=3, sequential=True, margin=1e9, base=base)
+    assert 0.2 < departs.mean() < 0.9  # it kept the reference on many days, and departed on some
+    tw = SupplyChainTwin(sc, record=False)
+    tw.reset(seeds)
+    kept = 0
+    while not tw.done:
+        t = tw.day
+        for ours, theirs in zip((a[:, t] for a in acts), base(tw)):
+            np.testing.assert_array_equal(ours[~departs[:, t]], theirs[~departs[:, t]])
+        kept += int((~departs[:, t]).sum())
+        tw.step(*decode_orders(cods, tw, *(a[:, t] for a in acts)))
+    assert kept >= 10
 
 
 def test_hmarl_headroom_rollout_json_and_its_refusals():

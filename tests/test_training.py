@@ -281,14 +281,16 @@ def test_the_evaluation_report_renders_in_chromium_and_follows_the_data(tiny_run
     assert shot.std() > 20 and (shot.mean(axis=2) < 128).mean() > 0.01  # not blank: dark ink on the page
 
 
-def test_greedy_actions_match_the_algorithms_inference(tiny_run):
+def test_greedy_actions_match_the_algorithms_inference(tiny_run, monkeypatch):
     """The module restored without Ray picks the same actions as the restored Algorithm's own
-    store module on the same observations (observations from a real twin run)."""
+    store module on the same observations (observations from a real twin run), and its logits,
+    computed by the plain-MLP path greedy actions take, are RLlib's."""
     import ray
     import torch
     from ray.rllib.algorithms.algorithm import Algorithm
     from ray.rllib.core.columns import Columns
 
+    from hmarl_rllib.experiments import evaluation
     from hmarl_rllib.experiments.evaluation import load_trained, module_actions
     from hmarl_rllib.rl.env import ObservationBuilder, register
     from hmarl_rllib.sim import SupplyChainTwin, simulate
@@ -306,10 +308,12 @@ def test_greedy_actions_match_the_algorithms_inference(tiny_run):
                                                row[:, N, :, F["order_placed"]])["store"]
     obs = obs.reshape(-1, obs.shape[-1])
     obs = np.concatenate([obs, np.random.default_rng(0).normal(0, 1, (64, obs.shape[-1])).astype(np.float32)])
+    # the plain-MLP path greedy actions take (matrix products in chunks, tanh through sigmoid),
+    # here with chunks smaller than the batch so that several are stitched together
+    monkeypatch.setattr(evaluation, "ACT_CHUNK", 16)
+    assert evaluation._plain_actor(trained.modules["store_policy"]) is not None
     ours = module_actions(trained.modules["store_policy"], obs)
-    with torch.no_grad():
-        our_logits = trained.modules["store_policy"].forward_inference(
-            {Columns.OBS: torch.from_numpy(obs)})[Columns.ACTION_DIST_INPUTS].numpy()
+    our_logits = evaluation.logits_fn(trained.modules["store_policy"])(obs)
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         register()  # the env name "hmarl" is looked up in the running cluster's registry

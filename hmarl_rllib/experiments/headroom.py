@@ -261,15 +261,17 @@ def rollout_actions(scenario, baseline, seeds, futures: int, sequential: bool = 
             np.full((episodes, T, K), zero["supplier"]))
     departs = np.zeros((episodes, T), dtype=bool)
     taken: dict[str, int] = {}
+    if base is not None:  # the held-out paths played by the rollout policy, one day at a time
+        reached = SupplyChainTwin(scenario, record=False)
+        reached.reset(seeds)
     for t in range(T):
         day = W + t
         if base is not None:  # the base's actions in the state the rollout policy has reached
-            tw = SupplyChainTwin(scenario, record=False)
-            tw.reset(seeds)
-            while tw.day < day:
-                u = tw.day
-                tw.step(*(baseline.orders(tw) if u < W else decode_orders(cods, tw, *(a[:, u - W] for a in acts))))
-            for a, b in zip(acts, base(tw)):
+            while reached.day < day:  # the days before are decided: play them once
+                u = reached.day
+                reached.step(*(baseline.orders(reached) if u < W
+                               else decode_orders(cods, reached, *(a[:, u - W] for a in acts))))
+            for a, b in zip(acts, base(reached)):
                 a[:, t] = b
         for moves in rounds:
             D = len(moves)
