@@ -512,3 +512,33 @@ def test_internal_backlog_waits_and_ships_first():
             assert st[3][RECEIVED] == 70 and wh[2][ON_HAND] == 10
         else:
             assert wh[0][BACK] == 0 and wh[1][SHIPPED] == 0 and wh[2][SHIPPED] == 20 and st[3][RECEIVED] == 20
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cfg=networks(), internal=st.sampled_from(["cancel", "backorder"]), data=st.data())
+def test_a_taken_replica_continues_exactly_as_its_source(cfg, internal, data):
+    """``take(rows)`` copies replicas mid-episode (repeats and any order): stepped on with the same
+    orders, every copy writes the same ledger rows as the replica it was taken from, to the end,
+    on random networks (random delays, capacities, both shortage modes, internal backorders)."""
+    sc = parse_config({**cfg, "internal_shortage": internal}, "test")
+    B = 3
+    twin = SupplyChainTwin(sc)
+    twin.reset(np.arange(B) + data.draw(st.integers(0, 1000)))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31)))
+    N, K = twin.n_stores, twin.n_skus
+
+    def orders(b):
+        return rng.integers(0, 60, (b, N, K)), rng.integers(0, 200, (b, K)), rng.integers(0, 200, (b, K))
+
+    cut = data.draw(st.integers(0, twin.days_total - 1))
+    for _ in range(cut):
+        twin.step(*orders(B))
+    rows = np.array(data.draw(st.lists(st.integers(0, B - 1), min_size=1, max_size=6)))
+    copy = twin.take(rows)
+    assert copy.day == twin.day == cut and copy.batch == len(rows)
+    while not twin.done:
+        so, wo, pr = orders(B)
+        theirs = twin.step(so, wo, pr)
+        ours = copy.step(so[rows], wo[rows], pr[rows])
+        np.testing.assert_array_equal(ours, theirs[rows])
+    assert copy.done

@@ -255,22 +255,23 @@ def rollout_actions(scenario, baseline, seeds, futures: int, sequential: bool = 
         tw.reset(s)
         return tw.demand.copy(), tw.extra_store.copy(), tw.extra_wh.copy()
 
-    path, cont = draws(seeds), draws(future_seeds)
+    cont = draws(future_seeds)
     # the policy's actions, day by day (action indices; the rule's own action until chosen otherwise)
     acts = (np.full((episodes, T, N, K), zero["store"]), np.full((episodes, T, K), zero["warehouse"]),
             np.full((episodes, T, K), zero["supplier"]))
     departs = np.zeros((episodes, T), dtype=bool)
     taken: dict[str, int] = {}
-    if base is not None:  # the held-out paths played by the rollout policy, one day at a time
-        reached = SupplyChainTwin(scenario, record=False)
-        reached.reset(seeds)
+    # the held-out paths played by the rollout policy, one day at a time: each day's simulated
+    # futures branch from the states reached (SupplyChainTwin.take), the days before never replayed
+    reached = SupplyChainTwin(scenario, record=False)
+    reached.reset(seeds)
     for t in range(T):
         day = W + t
+        while reached.day < day:  # the days before are decided: play them once
+            u = reached.day
+            reached.step(*(baseline.orders(reached) if u < W
+                           else decode_orders(cods, reached, *(a[:, u - W] for a in acts))))
         if base is not None:  # the base's actions in the state the rollout policy has reached
-            while reached.day < day:  # the days before are decided: play them once
-                u = reached.day
-                reached.step(*(baseline.orders(reached) if u < W
-                               else decode_orders(cods, reached, *(a[:, u - W] for a in acts))))
             for a, b in zip(acts, base(reached)):
                 a[:, t] = b
         for moves in rounds:
@@ -286,25 +287,20 @@ def rollout_actions(scenario, baseline, seeds, futures: int, sequential: bool = 
                 for d, m in enumerate(moves):
                     if m is not None:
                         _set(today, m[0], m[1], m[2], di == d)
-                tw = SupplyChainTwin(scenario, record=False)
-                tw.reset(future_seeds[ki])
-                for arr, (p, c) in zip((tw.demand, tw.extra_store, tw.extra_wh), zip(path, cont)):
-                    arr[:, :day] = p[ei, :day]
-                    arr[:, day:] = c[ki, day:]
+                tw = reached.take(ei)  # the episodes' replicas in the states reached
+                for arr, c in zip((tw.demand, tw.extra_store, tw.extra_wh), cont):
+                    arr[:, day:] = c[ki, day:]  # a model continuation from today on, never the path's own
                 cost = np.zeros(len(ei))
                 while not tw.done:
                     u = tw.day
-                    if W <= u < day:  # the policy's own past decisions
-                        orders = decode_orders(cods, tw, *(a[ei, u - W] for a in acts))
-                    elif u == day:
+                    if u == day:
                         orders = decode_orders(cods, tw, *today)
-                    elif base is None or u < W:
+                    elif base is None:
                         orders = baseline.orders(tw)
                     else:
                         orders = decode_orders(cods, tw, *base(tw))
                     row = tw.step(*orders)
-                    if u >= day:  # the days before are the same for every alternative
-                        cost += row[..., cost_fields].sum(axis=(1, 2, 3))
+                    cost += row[..., cost_fields].sum(axis=(1, 2, 3))
                 diff = cost.reshape(S, D, futures)
                 diff = diff - diff[:, :1]  # paired with the rule's (the base's) own action on the same continuations
                 mean = diff.mean(-1)

@@ -171,6 +171,27 @@ class SupplyChainTwin:
         # yesterday's orders as placed (stores, warehouse, production), kept with or without a ledger
         self.last_placed = np.zeros((B, N + 2, K))
 
+    # the replicas' state: every array reset() starts and step() moves, one row per replica
+    _STATE = ("seeds", "demand", "extra_store", "extra_wh", "on_hand", "backorders", "in_transit", "store_pipe",
+              "wh_on_hand", "wh_in_transit", "wh_pipe", "sup_on_hand", "sup_in_production", "prod_pipe",
+              "store_owed", "wh_owed", "last_placed")
+
+    def take(self, rows) -> "SupplyChainTwin":
+        """A new twin (no ledger) whose replicas are copies of this twin's replicas ``rows``
+        (indices, repeats allowed) on the same day, in the same state, with the same demand and
+        delays: stepping it with the same orders gives the same rows as stepping those replicas.
+        A planner branches many simulated futures from the states it has reached this way,
+        without replaying the days before."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        twin = SupplyChainTwin.__new__(SupplyChainTwin)
+        twin.__dict__.update({k: v for k, v in self.__dict__.items() if k not in self._STATE})
+        for k in self._STATE:
+            setattr(twin, k, getattr(self, k)[rows].copy())
+        B = twin.batch = len(rows)
+        twin.record, twin.ledger = False, None
+        twin._bI = np.arange(B)[:, None, None]
+        return twin
+
     # ------------------------------------------------------------------------------- state
     @property
     def done(self) -> bool:
