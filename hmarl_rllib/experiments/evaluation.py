@@ -193,8 +193,9 @@ def _plain_actor(module):
 
 
 def logits_fn(module):
-    """``obs (B, n_obs) float32 -> action logits (B, n_actions)`` of a learned module, with its
-    weights as they are now (a copy: later training does not change it).
+    """``obs (B, n_obs) float32 -> action logits (B, n_actions)`` of a learned module. A plain
+    MLP actor's weights are copied now (later training does not change the function); other
+    modules are read when it is called.
 
     A plain MLP actor runs as matrix products ``ACT_CHUNK`` rows at a time into reused buffers,
     with tanh computed as 2·sigmoid(2x) − 1 (within 2e-7 of torch's tanh, whose CPU kernel is
@@ -213,7 +214,7 @@ def logits_fn(module):
             return out[Columns.ACTION_DIST_INPUTS].numpy()
 
         return rllib_logits
-    bufs: dict[int, list] = {}
+    bufs: dict = {}  # layer -> its (ACT_CHUNK, width) output buffer, reused call after call
 
     def logits(obs):
         obs = np.asarray(obs)
@@ -241,8 +242,9 @@ def logits_fn(module):
 
 
 def actions_fn(module):
-    """``obs (B, n_obs) -> greedy actions (B,)`` of one module, weights as they are now: scripted
-    modules return their rule's actions, learned ones the argmax of their logits (:func:`logits_fn`)."""
+    """``obs (B, n_obs) -> greedy actions (B,)`` of one module: scripted modules return their
+    rule's actions, learned ones the argmax of their logits (:func:`logits_fn`: a plain MLP's
+    weights as they are now)."""
     import torch
     from ray.rllib.core.columns import Columns
 
@@ -268,12 +270,12 @@ def module_actions(module, obs: np.ndarray) -> np.ndarray:
 def greedy_actions(trained: TrainedPolicy):
     """``actions(twin)``: the trained modules' greedy action indices on a batch of replicas,
     ``(store (B, N, K), warehouse (B, K), supplier (B, K))``, with the modules' weights as they
-    are when it is called (:func:`actions_fn`)."""
+    are when it is built (:func:`actions_fn`): build it again after training them."""
     sc = trained.scenario
     builder = ObservationBuilder(sc)
     store_ids, wh_ids, sup_ids = agent_ids(sc)
     N, K = len(sc.store_list), len(sc.skus)
-    # each module's greedy actions with its weights as they are now
+    # each module's greedy actions, its weights as they are now
     act = {mid: actions_fn(m) for mid, m in trained.modules.items()}
 
     def per_sku(kind_obs, ids):  # (B, K, n) -> (B, K) actions, module by module
