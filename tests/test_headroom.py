@@ -111,8 +111,8 @@ def test_a_rollout_over_another_policy_never_does_worse_than_that_policy(sequent
     policy iteration rolls out the previous round's fit): every store always orders 1 μ more than
     the rule, or (``by_state``) only where its inventory position is below 500 units. Each day's
     reference is the base's own action in the state reached and the base plays every simulated
-    future, so with exact futures the rollout costs at most the base (the state-dependent base
-    fails this if the reference were taken in any other state)."""
+    future, so with exact futures the rollout costs at most the base. (Every menu action is an
+    alternative, so this holds whatever the reference: the next test checks the reference.)"""
     import numpy as np
 
     from hmarl_rllib.experiments.headroom import rollout

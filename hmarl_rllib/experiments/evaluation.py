@@ -192,28 +192,19 @@ def _plain_actor(module):
     return layers or None
 
 
-def logits_fn(module):
-    """``obs (B, n_obs) float32 -> action logits (B, n_actions)`` of a learned module. A plain
-    MLP actor's weights are copied now (later training does not change the function); other
-    modules are read when it is called.
-
-    A plain MLP actor runs as matrix products ``ACT_CHUNK`` rows at a time into reused buffers,
-    with tanh computed as 2·sigmoid(2x) − 1 (within 2e-7 of torch's tanh, whose CPU kernel is
-    about 4× slower here): the planner over a fitted policy calls it on 65,536 replicas every
-    simulated day, where RLlib's forward took 250 ms for the 3 stores' 196,608 rows and this
-    path 90 ms (2026-12-08). Other modules run RLlib's ``forward_inference``. A test checks the
-    logits against RLlib's on a trained checkpoint."""
+def _rllib_inference(module, obs) -> dict:
+    """RLlib's ``forward_inference`` of ``module`` on a (B, n_obs) array, without gradients."""
     import torch
     from ray.rllib.core.columns import Columns
 
-    layers = _plain_actor(module)
-    if layers is None:
-        def rllib_logits(obs):
-            with torch.no_grad():
-                out = module.forward_inference({Columns.OBS: torch.from_numpy(np.ascontiguousarray(obs, np.float32))})
-            return out[Columns.ACTION_DIST_INPUTS].numpy()
+    with torch.no_grad():
+        return module.forward_inference({Columns.OBS: torch.from_numpy(np.ascontiguousarray(obs, np.float32))})
 
-        return rllib_logits
+
+def _mlp_logits(layers):
+    """``obs -> logits`` of a plain MLP given as :func:`_plain_actor`'s layers (see :func:`logits_fn`)."""
+    import torch
+
     bufs: dict = {}  # layer -> its (ACT_CHUNK, width) output buffer, reused call after call
 
     def logits(obs):
@@ -241,20 +232,38 @@ def logits_fn(module):
     return logits
 
 
+def logits_fn(module):
+    """``obs (B, n_obs) float32 -> action logits (B, n_actions)`` of a learned module. A plain
+    MLP actor's weights are copied now (later training does not change the function); other
+    modules are read when it is called.
+
+    A plain MLP actor runs as matrix products ``ACT_CHUNK`` rows at a time into reused buffers,
+    with tanh computed as 2·sigmoid(2x) − 1 (within 2e-7 of torch's tanh, whose CPU kernel is
+    about 4× slower here): the planner over a fitted policy calls it on 65,536 replicas every
+    simulated day, where RLlib's forward took 250 ms for the 3 stores' 196,608 rows and this
+    path 90 ms (2026-12-08). Other modules run RLlib's ``forward_inference``. A test checks the
+    logits against RLlib's on a trained checkpoint."""
+    from ray.rllib.core.columns import Columns
+
+    layers = _plain_actor(module)
+    if layers is None:
+        return lambda obs: _rllib_inference(module, obs)[Columns.ACTION_DIST_INPUTS].numpy()
+    return _mlp_logits(layers)
+
+
 def actions_fn(module):
     """``obs (B, n_obs) -> greedy actions (B,)`` of one module: scripted modules return their
     rule's actions, learned ones the argmax of their logits (:func:`logits_fn`: a plain MLP's
     weights as they are now)."""
-    import torch
     from ray.rllib.core.columns import Columns
 
-    if _plain_actor(module) is not None:
-        logits = logits_fn(module)
+    layers = _plain_actor(module)
+    if layers is not None:
+        logits = _mlp_logits(layers)
         return lambda obs: logits(obs).argmax(axis=-1).astype(np.int64)
 
     def rllib_actions(obs):
-        with torch.no_grad():
-            out = module.forward_inference({Columns.OBS: torch.from_numpy(np.ascontiguousarray(obs, np.float32))})
+        out = _rllib_inference(module, obs)
         if Columns.ACTIONS in out:
             return np.asarray(out[Columns.ACTIONS]).astype(np.int64)
         return out[Columns.ACTION_DIST_INPUTS].argmax(dim=-1).numpy().astype(np.int64)
